@@ -1,0 +1,18 @@
+"""atrousnp: a from-scratch deep-learning engine that teaches DeepLabv3's atrous convolution.
+
+    import atrousnp as anp
+    import atrousnp.functional as F
+"""
+
+from .tensor import Tensor, full, ones, randn, tensor, zeros  # noqa: I001 - tensor first: the rest import it
+from .autograd import Function, is_grad_enabled, no_grad
+from .backends import backend_names, get_backend, set_backend, use_backend
+from .gradcheck import gradcheck
+from . import functional
+from .functional import cat, pad, stack, where
+
+__version__ = "0.1.0"
+
+__all__ = ["Function", "Tensor", "backend_names", "cat", "full", "functional", "get_backend",
+           "gradcheck", "is_grad_enabled", "no_grad", "ones", "pad", "randn", "set_backend", "stack",
+           "tensor", "use_backend", "where", "zeros"]

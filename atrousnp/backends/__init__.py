@@ -1,0 +1,60 @@
+"""Backend registry: which primitive set the next op runs on.
+
+``set_backend(name)`` switches for the rest of the program, ``use_backend(name)`` for
+a ``with`` block. Backends are built on first use, so importing atrousnp never
+compiles a kernel it does not need.
+"""
+
+import contextlib
+
+from .base import Backend
+
+
+def _numpy():
+    from .numpy_backend import NumpyBackend
+    return NumpyBackend()
+
+
+def _numba():
+    from .numba_cpu import NumbaBackend
+    return NumbaBackend()
+
+
+_FACTORIES = {"numpy": _numpy, "numba": _numba}
+_built = {}
+_current = "numba"
+
+
+def backend_names():
+    return tuple(_FACTORIES)
+
+
+def get_backend(name=None):
+    """The backend object called ``name``, or the current one when name is None."""
+    name = _current if name is None else name
+    if name not in _FACTORIES:
+        raise ValueError(f"unknown backend {name!r}; valid names are {', '.join(map(repr, _FACTORIES))}")
+    if name not in _built:
+        _built[name] = _FACTORIES[name]()
+    return _built[name]
+
+
+def set_backend(name):
+    """Make ``name`` ("numpy" or "numba") the backend of every op from now on."""
+    global _current
+    get_backend(name)  # validates the name and builds the backend now, not mid-graph
+    _current = name
+
+
+@contextlib.contextmanager
+def use_backend(name):
+    """Run the ``with`` block on backend ``name``, then restore the previous one."""
+    previous = _current
+    set_backend(name)
+    try:
+        yield get_backend(name)
+    finally:
+        set_backend(previous)
+
+
+__all__ = ["Backend", "backend_names", "get_backend", "set_backend", "use_backend"]

@@ -1,0 +1,50 @@
+"""Turning what a user passes (Tensors, Python numbers, NumPy arrays) into op inputs."""
+
+import numpy as np
+
+from ..backends import get_backend
+from ..tensor import Tensor
+
+
+def as_operands(*values):
+    """Tensors stay Tensors; numbers and arrays become constant backend arrays.
+
+    A Python number takes the dtype of the first Tensor, so ``x * 2.0`` stays float32.
+    """
+    like = next((v for v in values if isinstance(v, Tensor)), None)
+    backend = get_backend()
+    out = []
+    for v in values:
+        if isinstance(v, Tensor) or backend.owns(v):
+            out.append(v)
+        elif isinstance(v, np.ndarray):
+            out.append(backend.asarray(v))
+        else:
+            dtype = like.dtype if like is not None else np.result_type(v, np.float32)
+            out.append(backend.full((), v, dtype))
+    return out
+
+
+def scalar(backend, value, dtype):
+    """A 0-d backend array: the form a scalar takes inside forward and backward."""
+    return backend.full((), value, dtype)
+
+
+def broadcast_shape(op, a_shape, b_shape):
+    """The broadcast of two shapes, or ValueError naming the op and both shapes."""
+    try:
+        return np.broadcast_shapes(tuple(a_shape), tuple(b_shape))
+    except ValueError:
+        raise ValueError(f"{op}: shapes {tuple(a_shape)} and {tuple(b_shape)} do not broadcast "
+                         "(trailing sizes must be equal or 1)") from None
+
+
+def normalize_axes(op, axis, ndim):
+    """``axis`` (None, an int or a tuple, negatives allowed) as a sorted tuple of axes."""
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    for a in axes:
+        if not -ndim <= a < ndim:
+            raise ValueError(f"{op}: axis {a} is out of range for a tensor of {ndim} dimensions")
+    return tuple(sorted(a % ndim for a in axes))

@@ -1,0 +1,201 @@
+"""Tensor: an n-d array of a backend, plus what autodiff needs.
+
+``data`` is the backend's array (a NumPy array on the CPU backends). ``requires_grad``
+marks a tensor whose gradient is wanted; ``grad`` receives it after ``backward()`` on
+leaves (tensors made by the user rather than by an op). Operators call the
+differentiable ops in ``atrousnp.functional``.
+"""
+
+import numpy as np
+
+from .backends import get_backend
+
+
+class Tensor:
+    __array_priority__ = 1000  # ndarray + Tensor calls Tensor.__radd__, not NumPy's loop
+
+    def __init__(self, data, requires_grad=False):
+        """Prefer ``atrousnp.tensor(...)``: this wraps ``data`` as it is, on the current backend."""
+        backend = get_backend()
+        if not backend.owns(data):
+            data = backend.asarray(np.asarray(data))
+        self._init(data, backend, requires_grad)
+
+    @classmethod
+    def _wrap(cls, data, backend, requires_grad=False):
+        tensor = cls.__new__(cls)
+        tensor._init(data, backend, requires_grad)
+        return tensor
+
+    def _init(self, data, backend, requires_grad):
+        self.data = data
+        self.grad = None
+        self._backend = backend
+        self._node = None  # the op that made this tensor; None for a leaf
+        self._set_requires_grad(requires_grad)
+
+    def _set_requires_grad(self, requires_grad):
+        if requires_grad and not np.issubdtype(self.dtype, np.floating):
+            raise TypeError(f"requires_grad needs a floating-point tensor, got dtype {self.dtype}")
+        self.requires_grad = bool(requires_grad)
+
+    # -- what it is ------------------------------------------------------------
+    @property
+    def shape(self):
+        return tuple(self.data.shape)
+
+    @property
+    def dtype(self):
+        return np.dtype(self.data.dtype)
+
+    @property
+    def ndim(self):
+        return len(self.data.shape)
+
+    @property
+    def size(self):
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def backend(self):
+        """The name of the backend whose array holds this tensor's data."""
+        return self._backend.name
+
+    @property
+    def is_leaf(self):
+        return self._node is None
+
+    def __len__(self):
+        return self.shape[0]
+
+    def __repr__(self):
+        grad = ", requires_grad=True" if self.requires_grad else ""
+        return f"tensor({self.numpy()!r}{grad}, backend={self.backend!r})"
+
+    # -- conversion ------------------------------------------------------------
+    def numpy(self):
+        """A host NumPy copy of the data, on every backend."""
+        return self._backend.to_host(self.data)
+
+    def item(self):
+        if self.size != 1:
+            raise ValueError(f"item: the tensor has shape {self.shape}, expected one element")
+        return self.numpy().reshape(()).item()
+
+    def detach(self):
+        """The same data, cut from the graph."""
+        return Tensor._wrap(self.data, self._backend)
+
+    def requires_grad_(self, requires_grad=True):
+        if not self.is_leaf:
+            raise RuntimeError("requires_grad_: only a leaf tensor can change requires_grad; use detach()")
+        self._set_requires_grad(requires_grad)
+        return self
+
+    def astype(self, dtype):
+        return F.astype(self, dtype)
+
+    # -- autodiff --------------------------------------------------------------
+    def backward(self, gradient=None, retain_graph=False):
+        """Accumulate d(self)/d(leaf) into every leaf's ``.grad``.
+
+        A scalar needs no ``gradient``; otherwise pass one of this tensor's shape."""
+        from .autograd import backward
+        if isinstance(gradient, Tensor):
+            gradient = gradient.data
+        backward(self, gradient, retain_graph)
+
+    def _accumulate_grad(self, grad):
+        # The first gradient is copied: it may be a broadcast view or shared with another tensor.
+        if self.grad is None:
+            self.grad = Tensor._wrap(self._backend.copy(grad), self._backend)
+        else:
+            self.grad = Tensor._wrap(self._backend.zip("add", self.grad.data, grad), self._backend)
+
+    def zero_grad(self):
+        self.grad = None
+
+    # -- operators: each calls one differentiable op ---------------------------
+    def __add__(self, other): return F.add(self, other)
+    def __radd__(self, other): return F.add(other, self)
+    def __sub__(self, other): return F.sub(self, other)
+    def __rsub__(self, other): return F.sub(other, self)
+    def __mul__(self, other): return F.mul(self, other)
+    def __rmul__(self, other): return F.mul(other, self)
+    def __truediv__(self, other): return F.div(self, other)
+    def __rtruediv__(self, other): return F.div(other, self)
+    def __pow__(self, other): return F.pow(self, other)
+    def __rpow__(self, other): return F.pow(other, self)
+    def __matmul__(self, other): return F.matmul(self, other)
+    def __rmatmul__(self, other): return F.matmul(other, self)
+    def __neg__(self): return F.neg(self)
+    def __getitem__(self, index): return F.getitem(self, index)
+    def __gt__(self, other): return F.compare("gt", self, other)
+    def __ge__(self, other): return F.compare("ge", self, other)
+    def __lt__(self, other): return F.compare("lt", self, other)
+    def __le__(self, other): return F.compare("le", self, other)
+
+    def exp(self): return F.exp(self)
+    def log(self): return F.log(self)
+    def sqrt(self): return F.sqrt(self)
+    def relu(self): return F.relu(self)
+    def sigmoid(self): return F.sigmoid(self)
+    def tanh(self): return F.tanh(self)
+    def sum(self, axis=None, keepdims=False): return F.sum(self, axis, keepdims)
+    def mean(self, axis=None, keepdims=False): return F.mean(self, axis, keepdims)
+    def max(self, axis=None, keepdims=False): return F.max(self, axis, keepdims)
+    def argmax(self, axis=None): return F.argmax(self, axis)
+    def permute(self, *dims): return F.permute(self, _dims(dims))
+    def transpose(self, dim0, dim1): return F.transpose(self, dim0, dim1)
+
+    def reshape(self, *shape):
+        return F.reshape(self, _dims(shape))
+
+    @property
+    def T(self):
+        return F.permute(self, tuple(reversed(range(self.ndim))))
+
+
+def _dims(args):
+    """Accept both ``t.reshape(2, 3)`` and ``t.reshape((2, 3))``."""
+    return tuple(args[0]) if len(args) == 1 and isinstance(args[0], (tuple, list)) else tuple(args)
+
+
+# -- constructors -----------------------------------------------------------------
+
+def tensor(data, requires_grad=False, dtype=None):
+    """A new leaf tensor holding a copy of ``data`` on the current backend.
+
+    Python floats become float32 (PyTorch's default); NumPy arrays keep their dtype.
+    """
+    if isinstance(data, Tensor):
+        data = data.numpy()
+    host = np.array(data, dtype=dtype, copy=True)
+    if dtype is None and not isinstance(data, np.ndarray) and host.dtype == np.float64:
+        host = host.astype(np.float32)
+    backend = get_backend()
+    return Tensor._wrap(backend.asarray(host), backend, requires_grad)
+
+
+def full(shape, value, dtype=np.float32, requires_grad=False):
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    backend = get_backend()
+    return Tensor._wrap(backend.full(shape, value, dtype), backend, requires_grad)
+
+
+def zeros(*shape, dtype=np.float32, requires_grad=False):
+    return full(_dims(shape), 0, dtype, requires_grad)
+
+
+def ones(*shape, dtype=np.float32, requires_grad=False):
+    return full(_dims(shape), 1, dtype, requires_grad)
+
+
+def randn(*shape, rng=None, dtype=np.float32, requires_grad=False):
+    """Standard normal samples drawn from ``rng`` (a numpy.random.Generator; fresh if None)."""
+    rng = np.random.default_rng() if rng is None else rng
+    return tensor(rng.standard_normal(_dims(shape)).astype(dtype), requires_grad=requires_grad)
+
+
+# Bound last: functional imports this module's Tensor.
+from . import functional as F  # noqa: E402

@@ -1,0 +1,29 @@
+"""Shared fixtures: the backend parametrisation and the Hypothesis profiles.
+
+Profiles: ``ci`` (fast; the default when CI is set), ``dev`` (the default otherwise) and
+``thorough`` (long). Choose one with HYPOTHESIS_PROFILE=thorough.
+"""
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+import atrousnp as anp
+
+_common = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                      HealthCheck.too_slow])
+settings.register_profile("ci", max_examples=15, **_common)
+settings.register_profile("dev", max_examples=40, **_common)
+settings.register_profile("thorough", max_examples=400, **_common)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+BACKENDS = ["numpy", "numba"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    """Run the test on each backend in turn."""
+    with anp.use_backend(request.param):
+        yield request.param
+
