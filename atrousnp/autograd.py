@@ -70,9 +70,9 @@ class Function:
 
     @classmethod
     def apply(cls, *inputs, **params):
-        """Run the op on Tensors (or raw arrays, which are constants) and record it."""
+        """Run the op on Tensors (or raw arrays, which are constants; or None) and record it."""
         backend = get_backend()
-        arrays = [_data_for(backend, x, cls.__name__) for x in inputs]
+        arrays = [None if x is None else _data_for(backend, x, cls.__name__) for x in inputs]
         tensors = [x if isinstance(x, Tensor) else None for x in inputs]
         needs = tuple(t is not None and t.requires_grad for t in tensors)
         record = _grad_enabled and any(needs)

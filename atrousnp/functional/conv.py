@@ -1,0 +1,159 @@
+"""Dilated (atrous) 2-d convolution through im2col + GEMM, and its backward.
+
+For x: (N, C, H, W) and weight: (K, C/groups, kh, kw), output pixel (n, k, oh, ow) is
+
+    y = b[k] + sum_{c, i, j} w[k, c, i, j] * x_pad[n, g*C/groups + c, oh*s_h + i*d_h, ow*s_w + j*d_w]
+
+(g the group of k): a correlation whose taps sit d pixels apart, so a 3x3 kernel at rate d
+sees a (2d+1) x (2d+1) window with the parameters of a 3x3 one. Output size per axis:
+out = floor((H + 2p - d(k-1) - 1) / s) + 1.
+
+im2col lays each dilated patch out as one column, cols: (N, G, C/G*kh*kw, L) with
+L = out_h*out_w, so the whole convolution is one batched GEMM per group:
+
+    forward   y  = W_g @ cols              W_g: (G, K/G, C/G*kh*kw)
+    backward  dW = sum_n  dy @ cols^T
+              dx = col2im(W_g^T @ dy)      col2im is im2col's adjoint: it sums overlapping taps
+
+Forward saves x rather than cols, and backward rebuilds cols: one im2col more, but a
+network keeps no im2col buffer per layer alive between forward and backward.
+"""
+
+from ..autograd import Function
+from ..backends.base import conv_out_size
+from .shape import pad as pad_op
+
+
+class Conv2d(Function):
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride, padding, dilation, groups):
+        be = ctx.backend
+        ctx.geometry = weight.shape[2:], stride, padding, dilation
+        ctx.groups = groups
+        ctx.save_for_backward(x, weight)
+        n, k = x.shape[0], weight.shape[0]
+        out_h, out_w = _out_hw(x.shape, *ctx.geometry)
+        cols = _grouped_cols(be, x, groups, ctx.geometry)            # (N, G, CKK_g, L)
+        out = be.matmul(_grouped_weight(be, weight, groups), cols)   # (N, G, K_g, L)
+        out = be.reshape(out, (n, k, out_h, out_w))
+        if bias is not None:
+            out = be.zip("add", out, be.reshape(bias, (1, k, 1, 1)))
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        be, (x, weight), groups = ctx.backend, ctx.saved, ctx.groups
+        n, k = grad.shape[:2]
+        grad_g = be.reshape(grad, (n, groups, k // groups, -1))         # (N, G, K_g, L)
+        dx = dw = db = None
+        if ctx.needs_input_grad[1]:
+            cols = _grouped_cols(be, x, groups, ctx.geometry)
+            dw = be.matmul(grad_g, be.transpose(cols, (0, 1, 3, 2)))    # (N, G, K_g, CKK_g)
+            del cols  # free the im2col buffer before col2im makes one of its own
+            dw = be.reshape(be.reduce("sum", dw, (0,), keepdims=False), weight.shape)
+        if ctx.needs_input_grad[2]:
+            db = be.reduce("sum", grad, (0, 2, 3), keepdims=False)
+        if ctx.needs_input_grad[0]:
+            w_t = be.transpose(_grouped_weight(be, weight, groups), (0, 2, 1))
+            dcols = be.matmul(w_t, grad_g)                              # (N, G, CKK_g, L)
+            dx = _col2im(be, dcols, x.shape, ctx.geometry)
+        return dx, dw, db
+
+
+def _out_hw(x_shape, kernel, stride, padding, dilation):
+    return tuple(conv_out_size(x_shape[2 + a], kernel[a], stride[a], padding[a], dilation[a]) for a in (0, 1))
+
+
+def _is_pointwise(kernel, stride, padding):
+    """A 1x1, stride-1, unpadded kernel's patches are the pixels themselves."""
+    return tuple(kernel) == (1, 1) and tuple(stride) == (1, 1) and tuple(padding) == (0, 0)
+
+
+def _grouped_cols(be, x, groups, geometry):
+    kernel, stride, padding, dilation = geometry
+    n, c, h, w = x.shape
+    if _is_pointwise(kernel, stride, padding):
+        cols = be.reshape(x, (n, c, h * w))
+    else:
+        cols = be.im2col(x, kernel, stride, padding, dilation)
+    return be.reshape(cols, (n, groups, cols.shape[1] // groups, cols.shape[2]))
+
+
+def _grouped_weight(be, weight, groups):
+    k = weight.shape[0]
+    return be.reshape(weight, (groups, k // groups, -1))
+
+
+def _col2im(be, dcols, x_shape, geometry):
+    kernel, stride, padding, dilation = geometry
+    n, c, h, w = x_shape
+    if _is_pointwise(kernel, stride, padding):
+        return be.reshape(dcols, x_shape)
+    dcols = be.reshape(dcols, (n, dcols.shape[1] * dcols.shape[2], dcols.shape[3]))
+    return be.col2im(dcols, x_shape, kernel, stride, padding, dilation)
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """2-d cross-correlation with stride, zero padding, dilation (atrous rate) and groups.
+
+    x: (N, C, H, W); weight: (K, C/groups, kh, kw); bias: (K,) or None.
+    stride, padding, dilation: an int or an (h, w) pair; padding may be "same" (stride 1:
+    output size = input size; an odd total pads one more pixel after than before, as PyTorch).
+    Returns (N, K, out_h, out_w).
+    """
+    stride, dilation = _pair("stride", stride, 1), _pair("dilation", dilation, 1)
+    _check_shapes(x, weight, bias, groups)
+    kernel = weight.shape[2:]
+    if isinstance(padding, str):
+        x, padding = _same_padding(x, kernel, stride, dilation, padding)
+    padding = _pair("padding", padding, 0)
+    out_hw = _out_hw(x.shape, kernel, stride, padding, dilation)
+    if min(out_hw) < 1:
+        raise ValueError(
+            f"conv2d: the output would be {out_hw[0]}x{out_hw[1]}: input {x.shape[2]}x{x.shape[3]} "
+            f"(after padding {padding}) is smaller than the dilated kernel, whose span is "
+            f"{dilation[0] * (kernel[0] - 1) + 1}x{dilation[1] * (kernel[1] - 1) + 1} "
+            f"(kernel {tuple(kernel)}, dilation {dilation})")
+    return Conv2d.apply(x, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+
+def _pair(name, value, minimum):
+    pair = (value, value) if isinstance(value, int) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, int) for v in pair):
+        raise TypeError(f"conv2d: {name} must be an int or a pair of ints, got {value!r}")
+    if min(pair) < minimum:
+        raise ValueError(f"conv2d: {name} must be >= {minimum}, got {value!r}")
+    return pair
+
+
+def _check_shapes(x, weight, bias, groups):
+    if x.ndim != 4:
+        raise ValueError(f"conv2d: x must be (N, C, H, W), got shape {x.shape}")
+    if weight.ndim != 4:
+        raise ValueError(f"conv2d: weight must be (K, C/groups, kh, kw), got shape {weight.shape}")
+    if not isinstance(groups, int) or groups < 1:
+        raise ValueError(f"conv2d: groups must be a positive int, got {groups!r}")
+    k, c_per_group = weight.shape[:2]
+    c = x.shape[1]
+    if c % groups or k % groups:
+        raise ValueError(f"conv2d: groups={groups} must divide both the input channels ({c}) "
+                         f"and the output channels ({k})")
+    if c != c_per_group * groups:
+        raise ValueError(f"conv2d: x has {c} channels (shape {x.shape}) but weight of shape "
+                         f"{weight.shape} with groups={groups} expects {c_per_group * groups}")
+    if bias is not None and tuple(bias.shape) != (k,):
+        raise ValueError(f"conv2d: bias must have shape ({k},), got {bias.shape}")
+
+
+def _same_padding(x, kernel, stride, dilation, padding):
+    if padding != "same":
+        raise ValueError(f"conv2d: padding must be an int, a pair or 'same', got {padding!r}")
+    if stride != (1, 1):
+        raise ValueError(f"conv2d: padding='same' needs stride 1, got stride {stride}")
+    totals = [dilation[a] * (kernel[a] - 1) for a in (0, 1)]
+    if all(t % 2 == 0 for t in totals):
+        return x, (totals[0] // 2, totals[1] // 2)
+    # An odd total cannot be split evenly: pad explicitly, one more pixel after than before.
+    (th, tw) = totals
+    return pad_op(x, (tw // 2, tw - tw // 2, th // 2, th - th // 2)), (0, 0)

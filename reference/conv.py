@@ -1,0 +1,32 @@
+"""The definition of a dilated, strided, padded, grouped 2-d correlation, as loops."""
+
+import numpy as np
+
+
+def conv2d(x, weight, bias=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
+    """y[n, k, oh, ow] = b[k] + sum_{c,i,j} w[k, c, i, j] * x_pad[n, g*Cg + c, oh*sh + i*dh, ow*sw + j*dw]
+
+    x: (N, C, H, W), weight: (K, Cg, kh, kw) with Cg = C / groups, g = k // (K / groups).
+    stride, padding, dilation: (h, w) pairs.
+    """
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    n_images, _, h, w = x.shape
+    k_out, c_per_group, kh, kw = weight.shape
+    k_per_group = k_out // groups
+    x_pad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    out_h = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    out_w = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    y = np.zeros((n_images, k_out, out_h, out_w), np.result_type(x, weight))
+    for n in range(n_images):
+        for k in range(k_out):
+            first_channel = (k // k_per_group) * c_per_group
+            for oh in range(out_h):
+                for ow in range(out_w):
+                    total = 0.0 if bias is None else bias[k]
+                    for c in range(c_per_group):
+                        for i in range(kh):
+                            for j in range(kw):
+                                total += (weight[k, c, i, j]
+                                          * x_pad[n, first_channel + c, oh * sh + i * dh, ow * sw + j * dw])
+                    y[n, k, oh, ow] = total
+    return y

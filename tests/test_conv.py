@@ -1,0 +1,180 @@
+"""Atrous convolution, proven: against scipy's correlation, against the loop definition,
+by finite differences, and through the adjoint identity of im2col and col2im."""
+
+import numpy as np
+import pytest
+import scipy.signal
+from hypothesis import given
+from hypothesis import strategies as st
+
+import atrousnp as anp
+import atrousnp.functional as F
+from atrousnp.backends.base import conv_out_size
+from reference.conv import conv2d as reference_conv2d
+
+
+@st.composite
+def conv_cases(draw, max_side=9, max_channels=3):
+    """A random, valid convolution: shapes, geometry, groups and whether there is a bias."""
+    groups = draw(st.integers(1, 3))
+    c_per_group, k_per_group = draw(st.integers(1, max_channels)), draw(st.integers(1, max_channels))
+    kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    padding = (draw(st.integers(0, 3)), draw(st.integers(0, 3)))
+    dilation = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    # The smallest input that leaves one output pixel, then up to max_side more.
+    hw = tuple(max(1, dilation[a] * (kernel[a] - 1) + 1 - 2 * padding[a]) + draw(st.integers(0, max_side))
+               for a in (0, 1))
+    return dict(n=draw(st.integers(1, 2)), c=c_per_group * groups, k=k_per_group * groups, hw=hw,
+                kernel=kernel, stride=stride, padding=padding, dilation=dilation, groups=groups,
+                bias=draw(st.booleans()), seed=draw(st.integers(0, 2**32 - 1)))
+
+
+def make_arrays(case, dtype=np.float64):
+    rng = np.random.default_rng(case["seed"])
+    x = rng.standard_normal((case["n"], case["c"], *case["hw"])).astype(dtype)
+    w = rng.standard_normal((case["k"], case["c"] // case["groups"], *case["kernel"])).astype(dtype)
+    b = rng.standard_normal(case["k"]).astype(dtype) if case["bias"] else None
+    return x, w, b
+
+
+def run_conv(case, x, w, b, **tensor_kw):
+    t = lambda a: None if a is None else anp.tensor(a, **tensor_kw)  # noqa: E731
+    return F.conv2d(t(x), t(w), t(b), stride=case["stride"], padding=case["padding"],
+                    dilation=case["dilation"], groups=case["groups"])
+
+
+def scipy_conv2d(case, x, w, b):
+    """Dilation as zero insertion: a rate-d kernel is the dense kernel with d-1 zeros
+    between taps; correlate it ('valid') with the padded input, then keep every s-th pixel."""
+    (ph, pw), (sh, sw), (dh, dw), groups = case["padding"], case["stride"], case["dilation"], case["groups"]
+    k_out, c_per_group, kh, kw = w.shape
+    dense = np.zeros((k_out, c_per_group, dh * (kh - 1) + 1, dw * (kw - 1) + 1), w.dtype)
+    dense[:, :, ::dh, ::dw] = w
+    x_pad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    out = []
+    for n in range(x.shape[0]):
+        maps = []
+        for k in range(k_out):
+            first = (k // (k_out // groups)) * c_per_group
+            full = sum(scipy.signal.correlate(x_pad[n, first + c], dense[k, c], mode="valid")
+                       for c in range(c_per_group))
+            maps.append(full[::sh, ::sw] + (0 if b is None else b[k]))
+        out.append(maps)
+    return np.array(out)
+
+
+@given(case=conv_cases())
+def test_forward_equals_scipy_correlation_of_the_zero_inserted_kernel(backend, case):
+    x, w, b = make_arrays(case)
+    np.testing.assert_allclose(run_conv(case, x, w, b).numpy(), scipy_conv2d(case, x, w, b),
+                               rtol=1e-10, atol=1e-10)
+
+
+@given(case=conv_cases())
+def test_forward_equals_the_loop_definition(backend, case):
+    x, w, b = make_arrays(case)
+    expected = reference_conv2d(x, w, b, case["stride"], case["padding"], case["dilation"], case["groups"])
+    np.testing.assert_allclose(run_conv(case, x, w, b).numpy(), expected, rtol=1e-10, atol=1e-10)
+
+
+@given(case=conv_cases(max_side=4, max_channels=2))
+def test_gradcheck_of_input_weight_and_bias(backend, case):
+    x, w, b = make_arrays(case)
+    inputs = [anp.tensor(a, requires_grad=True) for a in (x, w) + ((b,) if b is not None else ())]
+    fn = lambda *t: F.conv2d(*t, stride=case["stride"], padding=case["padding"],  # noqa: E731
+                             dilation=case["dilation"], groups=case["groups"])
+    assert anp.gradcheck(fn, inputs)
+
+
+@given(case=conv_cases())
+def test_dilation_one_is_the_plain_convolution(backend, case):
+    case = dict(case, dilation=(1, 1))
+    x, w, b = make_arrays(case)
+    np.testing.assert_allclose(run_conv(case, x, w, b).numpy(), scipy_conv2d(case, x, w, b),
+                               rtol=1e-10, atol=1e-10)
+
+
+@given(case=conv_cases())
+def test_col2im_is_the_adjoint_of_im2col(backend, case):
+    """<im2col(x), c> = <x, col2im(c)> for every x and c: col2im is im2col's transpose."""
+    be = anp.get_backend()
+    rng = np.random.default_rng(case["seed"])
+    x = rng.standard_normal((case["n"], case["c"], *case["hw"]))
+    geometry = case["kernel"], case["stride"], case["padding"], case["dilation"]
+    cols = be.to_host(be.im2col(be.asarray(x), *geometry))
+    c = rng.standard_normal(cols.shape)
+    back = be.to_host(be.col2im(be.asarray(c), x.shape, *geometry))
+    assert back.shape == x.shape
+    np.testing.assert_allclose(np.vdot(cols, c), np.vdot(x, back), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@given(case=conv_cases())
+def test_numba_backend_equals_numpy_backend(dtype, case):
+    x, w, b = make_arrays(case, dtype)
+    outputs = {}
+    for name in ("numpy", "numba"):
+        with anp.use_backend(name):
+            xt, wt = anp.tensor(x, requires_grad=True), anp.tensor(w, requires_grad=True)
+            y = F.conv2d(xt, wt, None if b is None else anp.tensor(b), stride=case["stride"],
+                         padding=case["padding"], dilation=case["dilation"], groups=case["groups"])
+            (y * y).sum().backward()
+            outputs[name] = (y.numpy(), xt.grad.numpy(), wt.grad.numpy())
+            assert y.dtype == dtype and xt.grad.dtype == dtype
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for got, expected in zip(outputs["numba"], outputs["numpy"]):
+        np.testing.assert_allclose(got, expected, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("kernel,dilation", [((3, 3), (1, 1)), ((3, 3), (2, 3)), ((2, 4), (1, 2)), ((1, 1), (5, 5))])
+def test_same_padding_keeps_the_size(backend, kernel, dilation):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 2, 7, 8))
+    w = rng.standard_normal((3, 2, *kernel))
+    y = F.conv2d(anp.tensor(x), anp.tensor(w), padding="same", dilation=dilation)
+    assert y.shape == (1, 3, 7, 8)
+    # PyTorch's rule: total = d(k-1), before = total // 2, after = the rest.
+    totals = [dilation[a] * (kernel[a] - 1) for a in (0, 1)]
+    x_pad = np.pad(x, ((0, 0), (0, 0), (totals[0] // 2, totals[0] - totals[0] // 2),
+                       (totals[1] // 2, totals[1] - totals[1] // 2)))
+    np.testing.assert_allclose(y.numpy(), reference_conv2d(x_pad, w, dilation=dilation), rtol=1e-10, atol=1e-10)
+
+
+def test_the_output_size_formula():
+    # 33 pixels, 3x3 kernel at rate 6 with padding 6: the ASPP branch keeps 33.
+    assert conv_out_size(33, 3, 1, 6, 6) == 33
+    assert conv_out_size(65, 3, 2, 1, 1) == 33
+    assert conv_out_size(5, 3, 1, 0, 3) < 1  # the dilated kernel spans 7 > 5 pixels
+
+
+def test_float32_stays_float32(backend):
+    x = anp.randn(1, 2, 5, 5, rng=np.random.default_rng(0))
+    w = anp.randn(3, 2, 3, 3, rng=np.random.default_rng(1))
+    assert F.conv2d(x, w, padding=2, dilation=2).dtype == np.float32
+
+
+# -- bad input ---------------------------------------------------------------------------
+
+def conv_error(x_shape=(1, 4, 8, 8), w_shape=(6, 4, 3, 3), **kw):
+    return F.conv2d(anp.zeros(*x_shape), anp.zeros(*w_shape), **kw)
+
+
+@pytest.mark.parametrize("kw,message", [
+    (dict(dilation=4), r"output would be 0x0.*span is 9x9"),
+    (dict(w_shape=(6, 3, 3, 3)), r"x has 4 channels.*expects 3"),
+    (dict(groups=3), r"groups=3 must divide.*\(4\).*\(6\)"),
+    (dict(stride=0), r"stride must be >= 1, got 0"),
+    (dict(dilation=(1, -2)), r"dilation must be >= 1"),
+    (dict(padding=-1), r"padding must be >= 0"),
+    (dict(padding="same", stride=2), r"'same' needs stride 1"),
+    (dict(x_shape=(4, 8, 8)), r"x must be \(N, C, H, W\), got shape \(4, 8, 8\)"),
+])
+def test_bad_input_names_the_argument_and_sizes(backend, kw, message):
+    with pytest.raises(ValueError, match=message):
+        conv_error(**kw)
+
+
+def test_bias_of_the_wrong_shape(backend):
+    with pytest.raises(ValueError, match=r"bias must have shape \(6,\), got \(5,\)"):
+        F.conv2d(anp.zeros(1, 4, 8, 8), anp.zeros(6, 4, 3, 3), anp.zeros(5))
