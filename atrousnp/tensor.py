@@ -99,18 +99,20 @@ class Tensor:
     def backward(self, gradient=None, retain_graph=False):
         """Accumulate d(self)/d(leaf) into every leaf's ``.grad``.
 
-        A scalar needs no ``gradient``; otherwise pass one of this tensor's shape."""
+        A scalar needs no ``gradient``; otherwise pass one of this tensor's shape. A leaf's
+        ``.grad`` is replaced, never written in place; treat its data as read-only
+        (``.grad.numpy()`` gives a writable copy)."""
         from .autograd import backward
         if isinstance(gradient, Tensor):
             gradient = gradient.data
         backward(self, gradient, retain_graph)
 
     def _accumulate_grad(self, grad):
-        # The first gradient is copied: it may be a broadcast view or shared with another tensor.
-        if self.grad is None:
-            self.grad = Tensor._wrap(self._backend.copy(grad), self._backend)
-        else:
-            self.grad = Tensor._wrap(self._backend.zip("add", self.grad.data, grad), self._backend)
+        # No op writes into a gradient in place, so a leaf keeps backward's array as it is,
+        # uncopied: it may be a read-only broadcast view, or shared with another leaf's grad.
+        if self.grad is not None:
+            grad = self._backend.zip("add", self.grad.data, grad)
+        self.grad = Tensor._wrap(grad, self._backend)
 
     def zero_grad(self):
         self.grad = None

@@ -81,8 +81,8 @@ class Backend:
         """A read-only view of ``a`` broadcast to ``shape``."""
         raise NotImplementedError
 
-    def copy(self, a):
-        """A fresh, contiguous, writable copy."""
+    def contiguous(self, a):
+        """``a`` laid out in C order: ``a`` itself when it already is, else a copy."""
         raise NotImplementedError
 
     def getitem(self, a, index):
@@ -105,18 +105,17 @@ class Backend:
         """Unfold the dilated patches of ``x`` into columns.
 
         x: (N, C, H, W); kernel, stride, padding, dilation: (h, w) pairs.
-        Returns cols: (N, C*kh*kw, out_h*out_w), rows ordered (c, i, j), where
-        ``cols[n, (c, i, j), (oh, ow)] = x_padded[n, c, oh*sh + i*dh, ow*sw + j*dw]``.
+        Returns cols: (C*kh*kw, N*out_h*out_w), rows ordered (c, i, j), columns (n, oh, ow):
+        ``cols[(c, i, j), (n, oh, ow)] = x_padded[n, c, oh*sh + i*dh, ow*sw + j*dw]``.
         """
         raise NotImplementedError
 
     def col2im(self, cols, x_shape, kernel, stride, padding, dilation):
         """The adjoint of ``im2col``: scatter-add every column entry back to its pixel.
 
-        cols: (N, C*kh*kw, out_h*out_w); returns (N, C, H, W) of ``x_shape``.
+        cols: (C*kh*kw, N*out_h*out_w); returns (N, C, H, W) of ``x_shape``.
         """
         raise NotImplementedError
-
 
 def conv_out_size(size, kernel, stride, padding, dilation):
     """Output length of a dilated convolution along one axis.

@@ -8,58 +8,88 @@ Kernels are compiled once per dtype and cached on disk (``cache=True``), so only
 first run on a machine pays for compilation.
 """
 
+import os
+
+import numba
 import numpy as np
 from numba import njit, prange
 
 from .base import conv_out_size
 from .numpy_backend import NumpyBackend
 
+# Numba's OpenMP layer leaves its threads spinning after a parallel loop, and they take the
+# cores from the BLAS GEMM that follows im2col (a conv's forward+backward ran 20% slower);
+# the workqueue layer's threads sleep. A user's own NUMBA_THREADING_LAYER still wins.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
+
+
+@njit(cache=True, inline="always")
+def _inside(offset, stride, size, count):
+    """The range [lo, hi) of output positions o in [0, count) whose input position
+    o * stride + offset lies inside [0, size): outside it a tap reads padding."""
+    lo = 0 if offset >= 0 else (-offset + stride - 1) // stride
+    hi = 0 if offset >= size else min(count, (size - 1 - offset) // stride + 1)
+    return lo, max(lo, hi)
+
 
 @njit(parallel=True, cache=True)
-def _im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
+def _im2col(x, cols, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
+    """Fill cols: (C*kh*kw, N*out_h*out_w) with the dilated patches of x: (N, C, H, W)."""
     n, c, h, w = x.shape
-    rows = c * kh * kw
-    cols = np.empty((n, rows, out_h * out_w), x.dtype)
-    for task in prange(n * rows):           # one (image, channel, tap) row per task
-        b, row = task // rows, task % rows
-        ch, i, j = row // (kh * kw), (row // kw) % kh, row % kw
-        for oh in range(out_h):
-            y = oh * sh - ph + i * dh
-            for ow in range(out_w):
-                xx = ow * sw - pw + j * dw
-                inside = 0 <= y < h and 0 <= xx < w
-                cols[b, row, oh * out_w + ow] = x[b, ch, y, xx] if inside else 0
-    return cols
+    taps, area = kh * kw, out_h * out_w
+    for task in prange(c * taps * n):                      # one (channel, tap, image) segment per task
+        row, b = task // n, task % n
+        ch, i, j = row // taps, (row // kw) % kh, row % kw
+        top, left = i * dh - ph, j * dw - pw               # input pixel of output (0, 0)
+        oh_lo, oh_hi = _inside(top, sh, h, out_h)
+        ow_lo, ow_hi = _inside(left, sw, w, out_w)
+        src, dst = x[b, ch].ravel(), cols[row, b * area:(b + 1) * area]
+        dst[:] = 0                                         # taps that read padding
+        for oh in range(oh_lo, oh_hi):
+            start = (oh * sh + top) * w + left
+            dst[oh * out_w + ow_lo:oh * out_w + ow_hi] = src[start + ow_lo * sw:start + ow_hi * sw:sw]
 
 
 @njit(parallel=True, cache=True)
-def _col2im(cols, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
-    x = np.zeros((n, c, h, w), cols.dtype)
+def _col2im(cols, x, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
+    """Add every entry of cols: (C*kh*kw, N*out_h*out_w) into its pixel of x: (N, C, H, W), zeroed."""
+    n, c, h, w = x.shape
+    taps, area = kh * kw, out_h * out_w
     for plane in prange(n * c):              # one (image, channel) plane per task: no write races
         b, ch = plane // c, plane % c
-        for i in range(kh):
-            for j in range(kw):
-                row = (ch * kh + i) * kw + j
-                for oh in range(out_h):
-                    y = oh * sh - ph + i * dh
-                    if 0 <= y < h:
-                        for ow in range(out_w):
-                            xx = ow * sw - pw + j * dw
-                            if 0 <= xx < w:
-                                x[b, ch, y, xx] += cols[b, row, oh * out_w + ow]
-    return x
+        dst = x[b, ch].ravel()
+        for tap in range(taps):
+            i, j = tap // kw, tap % kw
+            top, left = i * dh - ph, j * dw - pw
+            oh_lo, oh_hi = _inside(top, sh, h, out_h)
+            ow_lo, ow_hi = _inside(left, sw, w, out_w)
+            src = cols[ch * taps + tap, b * area:(b + 1) * area]
+            for oh in range(oh_lo, oh_hi):
+                start = (oh * sh + top) * w + left
+                for ow in range(ow_lo, ow_hi):     # a loop, not slice +=, which would build a temporary
+                    dst[start + ow * sw] += src[oh * out_w + ow]
 
 
 class NumbaBackend(NumpyBackend):
     name = "numba"
 
+    # Buffers are allocated here, by NumPy, not inside the kernels: NumPy asks for huge pages
+    # on large arrays, and a 40 MB im2col buffer filled ran twice as fast as one Numba allocated.
+
     def im2col(self, x, kernel, stride, padding, dilation):
-        out_h, out_w = (conv_out_size(x.shape[2 + a], kernel[a], stride[a], padding[a], dilation[a])
-                        for a in (0, 1))
-        return _im2col(np.ascontiguousarray(x), *kernel, *stride, *padding, *dilation, out_h, out_w)
+        n, c = x.shape[:2]
+        out_h, out_w = _out_hw(x.shape, kernel, stride, padding, dilation)
+        cols = np.empty((c * kernel[0] * kernel[1], n * out_h * out_w), x.dtype)
+        _im2col(np.ascontiguousarray(x), cols, *kernel, *stride, *padding, *dilation, out_h, out_w)
+        return cols
 
     def col2im(self, cols, x_shape, kernel, stride, padding, dilation):
-        out_h, out_w = (conv_out_size(x_shape[2 + a], kernel[a], stride[a], padding[a], dilation[a])
-                        for a in (0, 1))
-        return _col2im(np.ascontiguousarray(cols), *x_shape, *kernel, *stride, *padding, *dilation,
-                       out_h, out_w)
+        out_h, out_w = _out_hw(x_shape, kernel, stride, padding, dilation)
+        x = np.zeros(x_shape, cols.dtype)
+        _col2im(np.ascontiguousarray(cols), x, *kernel, *stride, *padding, *dilation, out_h, out_w)
+        return x
+
+
+def _out_hw(x_shape, kernel, stride, padding, dilation):
+    return tuple(conv_out_size(x_shape[2 + a], kernel[a], stride[a], padding[a], dilation[a]) for a in (0, 1))

@@ -82,8 +82,8 @@ class NumpyBackend(Backend):
     def broadcast_to(self, a, shape):
         return np.broadcast_to(a, shape)
 
-    def copy(self, a):
-        return np.array(a, copy=True, order="C")
+    def contiguous(self, a):
+        return np.ascontiguousarray(a)
 
     def getitem(self, a, index):
         return np.asarray(a[index])
@@ -104,27 +104,27 @@ class NumpyBackend(Backend):
         (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
         out_h = conv_out_size(h, kh, sh, ph, dh)
         out_w = conv_out_size(w, kw, sw, pw, dw)
-        x_padded = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-        cols = np.empty((n, c, kh, kw, out_h, out_w), x.dtype)
+        x_padded = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))).transpose(1, 0, 2, 3)
+        cols = np.empty((c, kh, kw, n, out_h, out_w), x.dtype)
         # One strided slice per kernel tap: tap (i, j) sees pixel (oh*s + i*d, ow*s + j*d).
         for i in range(kh):
             for j in range(kw):
                 top, left = i * dh, j * dw
-                cols[:, :, i, j] = x_padded[:, :, top:top + sh * (out_h - 1) + 1:sh,
-                                            left:left + sw * (out_w - 1) + 1:sw]
-        return cols.reshape(n, c * kh * kw, out_h * out_w)
+                cols[:, i, j] = x_padded[:, :, top:top + sh * (out_h - 1) + 1:sh,
+                                         left:left + sw * (out_w - 1) + 1:sw]
+        return cols.reshape(c * kh * kw, n * out_h * out_w)
 
     def col2im(self, cols, x_shape, kernel, stride, padding, dilation):
         n, c, h, w = x_shape
         (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
         out_h = conv_out_size(h, kh, sh, ph, dh)
         out_w = conv_out_size(w, kw, sw, pw, dw)
-        cols = cols.reshape(n, c, kh, kw, out_h, out_w)
-        x_padded = np.zeros((n, c, h + 2 * ph, w + 2 * pw), cols.dtype)
+        cols = cols.reshape(c, kh, kw, n, out_h, out_w)
+        x_padded = np.zeros((c, n, h + 2 * ph, w + 2 * pw), cols.dtype)
         # The same taps as im2col, with += where im2col reads: overlapping taps add up.
         for i in range(kh):
             for j in range(kw):
                 top, left = i * dh, j * dw
                 x_padded[:, :, top:top + sh * (out_h - 1) + 1:sh,
-                         left:left + sw * (out_w - 1) + 1:sw] += cols[:, :, i, j]
-        return np.ascontiguousarray(x_padded[:, :, ph:ph + h, pw:pw + w])
+                         left:left + sw * (out_w - 1) + 1:sw] += cols[:, i, j]
+        return np.ascontiguousarray(x_padded[:, :, ph:ph + h, pw:pw + w].transpose(1, 0, 2, 3))
