@@ -117,6 +117,12 @@ class Backend:
         """
         raise NotImplementedError
 
+    # -- normalisation ---------------------------------------------------------
+    def bn_stats(self, x):
+        """Per-channel mean and biased variance of x: (N, C, H, W) over (N, H, W); two (C,) arrays."""
+        raise NotImplementedError
+
+
 def conv_out_size(size, kernel, stride, padding, dilation):
     """Output length of a dilated convolution along one axis.
 

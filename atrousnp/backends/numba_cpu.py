@@ -71,6 +71,25 @@ def _col2im(cols, x, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
                     dst[start + ow * sw] += src[oh * out_w + ow]
 
 
+@njit(parallel=True, cache=True)
+def _bn_stats(x, mean, var):
+    """Per-channel mean and biased variance in two passes (the second sums squared
+    deviations, which cancels nothing), accumulated in float64. One channel per task."""
+    n, c, h, w = x.shape
+    count = n * h * w
+    for ch in prange(c):
+        total = 0.0
+        for b in range(n):
+            for v in x[b, ch].ravel():
+                total += v
+        mu = total / count
+        squares = 0.0
+        for b in range(n):
+            for v in x[b, ch].ravel():
+                squares += (v - mu) * (v - mu)
+        mean[ch], var[ch] = mu, squares / count
+
+
 class NumbaBackend(NumpyBackend):
     name = "numba"
 
@@ -83,6 +102,11 @@ class NumbaBackend(NumpyBackend):
         cols = np.empty((c * kernel[0] * kernel[1], n * out_h * out_w), x.dtype)
         _im2col(np.ascontiguousarray(x), cols, *kernel, *stride, *padding, *dilation, out_h, out_w)
         return cols
+
+    def bn_stats(self, x):
+        mean, var = np.empty(x.shape[1], x.dtype), np.empty(x.shape[1], x.dtype)
+        _bn_stats(np.ascontiguousarray(x), mean, var)
+        return mean, var
 
     def col2im(self, cols, x_shape, kernel, stride, padding, dilation):
         out_h, out_w = _out_hw(x_shape, kernel, stride, padding, dilation)

@@ -23,6 +23,7 @@ im2col more, but a network keeps no im2col buffer per layer alive between forwar
 
 from ..autograd import Function
 from ..backends.base import conv_out_size
+from .operands import as_pair
 from .shape import pad as pad_op
 
 
@@ -106,12 +107,12 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     output size = input size; an odd total pads one more pixel after than before, as PyTorch).
     Returns (N, K, out_h, out_w).
     """
-    stride, dilation = _pair("stride", stride, 1), _pair("dilation", dilation, 1)
+    stride, dilation = as_pair("conv2d", "stride", stride, 1), as_pair("conv2d", "dilation", dilation, 1)
     _check_shapes(x, weight, bias, groups)
     kernel = weight.shape[2:]
     if isinstance(padding, str):
         x, padding = _same_padding(x, kernel, stride, dilation, padding)
-    padding = _pair("padding", padding, 0)
+    padding = as_pair("conv2d", "padding", padding, 0)
     out_hw = _out_hw(x.shape, kernel, stride, padding, dilation)
     if min(out_hw) < 1:
         raise ValueError(
@@ -120,15 +121,6 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
             f"{dilation[0] * (kernel[0] - 1) + 1}x{dilation[1] * (kernel[1] - 1) + 1} "
             f"(kernel {tuple(kernel)}, dilation {dilation})")
     return Conv2d.apply(x, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups)
-
-
-def _pair(name, value, minimum):
-    pair = (value, value) if isinstance(value, int) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, int) for v in pair):
-        raise TypeError(f"conv2d: {name} must be an int or a pair of ints, got {value!r}")
-    if min(pair) < minimum:
-        raise ValueError(f"conv2d: {name} must be >= {minimum}, got {value!r}")
-    return pair
 
 
 def _check_shapes(x, weight, bias, groups):

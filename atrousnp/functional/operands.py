@@ -48,3 +48,13 @@ def normalize_axes(op, axis, ndim):
         if not -ndim <= a < ndim:
             raise ValueError(f"{op}: axis {a} is out of range for a tensor of {ndim} dimensions")
     return tuple(sorted(a % ndim for a in axes))
+
+
+def as_pair(op, name, value, minimum):
+    """An int or an (h, w) pair of ints, each >= minimum, as a pair; else a named error."""
+    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) for v in pair):
+        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
+    if min(pair) < minimum:
+        raise ValueError(f"{op}: {name} must be >= {minimum}, got {value!r}")
+    return tuple(int(v) for v in pair)

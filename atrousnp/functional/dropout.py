@@ -1,0 +1,17 @@
+"""Dropout: zero each value with probability p during training, scale the rest by 1/(1-p)."""
+
+import numpy as np
+
+
+def dropout(x, p=0.5, training=True, rng=None):
+    """y = x * mask / (1 - p), mask ~ Bernoulli(1 - p) drawn from ``rng`` (a numpy Generator).
+
+    The expected value is unchanged, so evaluation (training=False) is the identity.
+    """
+    if not 0 <= p < 1:
+        raise ValueError(f"dropout: p must be in [0, 1), got {p}")
+    if not training or p == 0:
+        return x
+    rng = np.random.default_rng() if rng is None else rng
+    keep = (rng.random(x.shape) >= p).astype(x.dtype) / np.asarray(1 - p, x.dtype)
+    return x * keep

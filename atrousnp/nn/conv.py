@@ -1,0 +1,40 @@
+"""Conv2d: a convolution layer with PyTorch's default initialisation."""
+
+import numpy as np
+
+from .. import functional as F
+from .module import Module, Parameter
+
+
+class Conv2d(Module):
+    """y = conv2d(x, weight, bias, stride, padding, dilation, groups).
+
+    weight: (out_channels, in_channels/groups, kh, kw), bias: (out_channels,). Both start
+    uniform in [-1/sqrt(fan_in), 1/sqrt(fan_in)], fan_in = in_channels/groups*kh*kw (PyTorch's
+    kaiming_uniform_ with a=sqrt(5)), drawn from ``rng`` (a numpy Generator; fresh if None).
+    ``padding`` and ``dilation`` are plain attributes: a model may change them to run the same
+    weights at another output stride.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
+                 groups=1, bias=True, rng=None, dtype=np.float32):
+        super().__init__()
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"Conv2d: groups={groups} must divide in_channels={in_channels} "
+                             f"and out_channels={out_channels}")
+        kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+        rng = np.random.default_rng() if rng is None else rng
+        fan_in = in_channels // groups * kh * kw
+        bound = 1.0 / np.sqrt(fan_in)
+        self.weight = Parameter(rng.uniform(-bound, bound, (out_channels, in_channels // groups, kh, kw)).astype(dtype))
+        self.bias = Parameter(rng.uniform(-bound, bound, out_channels).astype(dtype)) if bias else None
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride, self.padding = (kh, kw), stride, padding
+        self.dilation, self.groups = dilation, groups
+
+    def forward(self, x):
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+    def extra_repr(self):
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}, dilation={self.dilation}, groups={self.groups}, bias={self.bias is not None}")

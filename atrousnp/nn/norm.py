@@ -1,0 +1,42 @@
+"""BatchNorm2d: batch normalisation with running statistics, and freezing for fine-tuning."""
+
+import numpy as np
+
+from .. import functional as F
+from ..tensor import tensor
+from .module import Module, Parameter
+
+
+class BatchNorm2d(Module):
+    """Normalise each channel of x: (N, C, H, W); see ``functional.batch_norm`` for the maths.
+
+    momentum is PyTorch's: running = (1 - momentum) * running + momentum * batch. DeepLabv3's
+    "decay 0.9997" is momentum = 0.0003.
+
+    ``freeze()`` is for fine-tuning (the paper's output-stride-8 stage): the layer then uses its
+    running statistics even in training mode, leaves them unchanged, and its weight and bias
+    stop requiring gradients, so the optimiser leaves them alone too.
+    """
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, dtype=np.float32):
+        super().__init__()
+        self.num_features, self.eps, self.momentum, self.affine = num_features, eps, momentum, affine
+        self.weight = Parameter(np.ones(num_features, dtype)) if affine else None
+        self.bias = Parameter(np.zeros(num_features, dtype)) if affine else None
+        self.register_buffer("running_mean", tensor(np.zeros(num_features, dtype)))
+        self.register_buffer("running_var", tensor(np.ones(num_features, dtype)))
+        self.frozen = False
+
+    def freeze(self, frozen=True):
+        self.frozen = frozen
+        for p in (self.weight, self.bias):
+            if p is not None:
+                p.requires_grad = not frozen
+        return self
+
+    def forward(self, x):
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                            training=self.training and not self.frozen, momentum=self.momentum, eps=self.eps)
+
+    def extra_repr(self):
+        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, frozen={self.frozen}"

@@ -1,0 +1,23 @@
+"""The "poly" learning-rate schedule of DeepLab: lr = base_lr * (1 - iter / max_iter) ** power."""
+
+
+class PolyLR:
+    """Call ``step()`` once per iteration, after ``optimizer.step()``."""
+
+    def __init__(self, optimizer, max_iter, power=0.9, last_iter=0):
+        if max_iter < 1:
+            raise ValueError(f"PolyLR: max_iter must be >= 1, got {max_iter}")
+        self.optimizer, self.max_iter, self.power = optimizer, max_iter, power
+        self.base_lr = optimizer.param_groups[0]["lr"]
+        self.iteration = last_iter
+        self._apply()
+
+    def step(self):
+        self.iteration += 1
+        self._apply()
+
+    def get_lr(self):
+        return self.base_lr * (1 - min(self.iteration, self.max_iter) / self.max_iter) ** self.power
+
+    def _apply(self):
+        self.optimizer.param_groups[0]["lr"] = self.get_lr()

@@ -1,0 +1,67 @@
+"""Stochastic gradient descent with momentum and weight decay, PyTorch's update rule."""
+
+
+class SGD:
+    """For each parameter p with gradient g:
+
+        g = g + weight_decay * p
+        buf = g  (first step),  then  buf = momentum * buf + (1 - dampening) * g
+        g = g + momentum * buf  if nesterov  else  buf
+        p = p - lr * g
+
+    Parameters without a gradient (frozen ones, or unused this step) are skipped.
+    ``param_groups[0]["lr"]`` is the learning rate a scheduler changes.
+    """
+
+    def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, nesterov=False, dampening=0.0):
+        if lr < 0 or momentum < 0 or weight_decay < 0:
+            raise ValueError(f"SGD: lr, momentum and weight_decay must be >= 0, got {lr}, {momentum}, {weight_decay}")
+        if nesterov and (momentum == 0 or dampening != 0):
+            raise ValueError("SGD: nesterov needs momentum > 0 and dampening 0")
+        self.params = list(params)
+        if not self.params:
+            raise ValueError("SGD: got an empty parameter list")
+        self.param_groups = [dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
+                                  nesterov=nesterov, dampening=dampening)]
+        self.momentum_buffers = [None] * len(self.params)
+
+    def zero_grad(self):
+        for p in self.params:
+            p.grad = None
+
+    def step(self):
+        group = self.param_groups[0]
+        for i, p in enumerate(self.params):
+            if p.grad is None or not p.requires_grad:
+                continue
+            be = p._backend
+            grad = p.grad.data
+            if group["weight_decay"]:
+                grad = be.zip("add", grad, _scaled(be, p.data, group["weight_decay"]))
+            if group["momentum"]:
+                buf = self.momentum_buffers[i]
+                if buf is None:
+                    buf = grad
+                else:
+                    buf = be.zip("add", _scaled(be, buf, group["momentum"]), _scaled(be, grad, 1 - group["dampening"]))
+                self.momentum_buffers[i] = buf
+                grad = be.zip("add", grad, _scaled(be, buf, group["momentum"])) if group["nesterov"] else buf
+            p.data = be.zip("sub", p.data, _scaled(be, grad, group["lr"]))
+
+    def state_dict(self):
+        """Host arrays and numbers: the learning rate and every momentum buffer there is."""
+        state = {"lr": self.param_groups[0]["lr"]}
+        for i, buf in enumerate(self.momentum_buffers):
+            if buf is not None:
+                state[f"momentum_buffer.{i}"] = self.params[i]._backend.to_host(buf)
+        return state
+
+    def load_state_dict(self, state):
+        self.param_groups[0]["lr"] = float(state["lr"])
+        for i, p in enumerate(self.params):
+            buf = state.get(f"momentum_buffer.{i}")
+            self.momentum_buffers[i] = None if buf is None else p._backend.asarray(buf.astype(p.dtype))
+
+
+def _scaled(be, a, factor):
+    return be.zip("mul", a, be.full((), factor, a.dtype))
