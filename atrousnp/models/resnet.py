@@ -1,0 +1,174 @@
+"""Atrous ResNets: ResNet-18/50/101 and a small one for CPU training, with torchvision's names.
+
+A ResNet divides the input by 2 five times (stem conv, max pool, layer2, layer3, layer4):
+output stride 32. DeepLab keeps more resolution by giving the last stages stride 1 and
+dilating their 3x3 convolutions instead, so each kernel still sees as far as it would have
+on the smaller map (paper §3.1):
+
+    output stride 32:  layer3 rate 1, layer4 rate 1   (plain ResNet)
+    output stride 16:  layer3 rate 1, layer4 rate 2
+    output stride  8:  layer3 rate 2, layer4 rate 4
+
+As in torchvision's ``replace_stride_with_dilation``, the first unit of a dilated stage keeps
+the previous stage's rate. ``multi_grid=(r1, r2, r3)`` instead sets layer4's unit rates to
+rate * (r1, r2, r3): output stride 16 with (1, 2, 4) gives rates (2, 4, 8) (paper §3.2).
+
+Changing the output stride only rewrites convs' stride, padding and dilation, never a
+weight: the same network runs at any output stride.
+"""
+
+import numpy as np
+
+from .. import functional as F
+from .. import nn
+
+
+def _bn(channels):
+    return nn.BatchNorm2d(channels)
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convs plus the input (ResNet-18/34): y = relu(bn2(conv2(relu(bn1(conv1 x)))) + x)."""
+
+    expansion = 1
+
+    def __init__(self, in_channels, planes, downsample, rng):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, planes, 3, padding=1, bias=False, rng=rng)
+        self.bn1 = _bn(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False, rng=rng)
+        self.bn2 = _bn(planes)
+        self.downsample = downsample
+
+    def set_geometry(self, stride, dilation):
+        """Stride on the first conv; both 3x3 convs at ``dilation`` (padding = dilation keeps the size)."""
+        self.conv1.stride = stride
+        for conv in (self.conv1, self.conv2):
+            conv.dilation = conv.padding = dilation
+        if self.downsample is not None:
+            self.downsample[0].stride = stride
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        y = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(y)) + identity)
+
+
+class Bottleneck(nn.Module):
+    """1x1 (reduce) -> 3x3 (the atrous one) -> 1x1 (expand x4), plus the input (ResNet-50/101)."""
+
+    expansion = 4
+
+    def __init__(self, in_channels, planes, downsample, rng):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, planes, 1, bias=False, rng=rng)
+        self.bn1 = _bn(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False, rng=rng)
+        self.bn2 = _bn(planes)
+        self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False, rng=rng)
+        self.bn3 = _bn(planes * 4)
+        self.downsample = downsample
+
+    def set_geometry(self, stride, dilation):
+        """Stride and dilation on the 3x3 conv (torchvision's "ResNet v1.5" places the stride there)."""
+        self.conv2.stride = stride
+        self.conv2.dilation = self.conv2.padding = dilation
+        if self.downsample is not None:
+            self.downsample[0].stride = stride
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        y = F.relu(self.bn1(self.conv1(x)))
+        y = F.relu(self.bn2(self.conv2(y)))
+        return F.relu(self.bn3(self.conv3(y)) + identity)
+
+
+def make_stage(block, in_channels, planes, units, may_stride, rng):
+    """``units`` blocks; where the first one changes the channel count or may stride, its
+    shortcut is a 1x1 conv + BN (torchvision's ``downsample``)."""
+    out_channels = planes * block.expansion
+    downsample = None
+    if in_channels != out_channels or may_stride:
+        downsample = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, bias=False, rng=rng), _bn(out_channels))
+    blocks = [block(in_channels, planes, downsample, rng)]
+    blocks += [block(out_channels, planes, None, rng) for _ in range(1, units)]
+    return nn.Sequential(*blocks)
+
+
+class ResNet(nn.Module):
+    """Stem (7x7/2 conv, BN, ReLU, 3x3/2 max pool) and four stages; ``forward`` returns layer4's map.
+
+    x: (N, 3, H, W) -> (N, widths[3] * expansion, ~H/os, ~W/os).
+    """
+
+    def __init__(self, block, layers, widths=(64, 128, 256, 512), stem_width=64, output_stride=16,
+                 multi_grid=None, rng=None):
+        super().__init__()
+        rng = np.random.default_rng() if rng is None else rng
+        self.block = block
+        self.conv1 = nn.Conv2d(3, stem_width, 7, stride=2, padding=3, bias=False, rng=rng)
+        self.bn1 = _bn(stem_width)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        in_channels = stem_width
+        for i, (planes, units) in enumerate(zip(widths, layers)):
+            setattr(self, f"layer{i + 1}", make_stage(block, in_channels, planes, units, i > 0, rng))
+            in_channels = planes * block.expansion
+        self.out_channels = in_channels
+        self.set_output_stride(output_stride, multi_grid)
+
+    def set_output_stride(self, output_stride, multi_grid=None):
+        """Make layer2..layer4 stride or dilate so that features are 1/output_stride of the input."""
+        rates = stage_rates(output_stride)
+        self.output_stride, self.multi_grid = output_stride, multi_grid
+        previous_rate = 1
+        for name, rate in zip(("layer2", "layer3", "layer4"), rates):
+            stage = getattr(self, name)
+            unit_rates = unit_dilations(len(stage), rate, previous_rate,
+                                        multi_grid if name == "layer4" else None)
+            configure_stage(stage, stride=2 if rate == 1 else 1, rates=unit_rates)
+            previous_rate = rate
+
+    def forward(self, x):
+        x = self.maxpool(F.relu(self.bn1(self.conv1(x))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+
+def stage_rates(output_stride):
+    """The atrous rates of layer2, layer3, layer4 for an output stride of 8, 16 or 32."""
+    table = {32: (1, 1, 1), 16: (1, 1, 2), 8: (1, 2, 4)}
+    if output_stride not in table:
+        raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride!r}")
+    return table[output_stride]
+
+
+def unit_dilations(units, rate, previous_rate, multi_grid=None):
+    """Each unit's rate: the stage rate, the first unit keeping ``previous_rate``
+    (torchvision), or rate * multi_grid[i] when a multi-grid is given (the paper)."""
+    if multi_grid is None:
+        return [previous_rate] + [rate] * (units - 1)
+    if len(multi_grid) != units:
+        raise ValueError(f"multi_grid {tuple(multi_grid)} needs one factor per unit of the stage ({units})")
+    return [rate * r for r in multi_grid]
+
+
+def configure_stage(stage, stride, rates):
+    """Set the first unit's stride and every unit's dilation."""
+    for i, (unit, rate) in enumerate(zip(stage, rates)):
+        unit.set_geometry(stride if i == 0 else 1, rate)
+
+
+def resnet18(**kwargs):
+    return ResNet(BasicBlock, (2, 2, 2, 2), **kwargs)
+
+
+def resnet50(**kwargs):
+    return ResNet(Bottleneck, (3, 4, 6, 3), **kwargs)
+
+
+def resnet101(**kwargs):
+    return ResNet(Bottleneck, (3, 4, 23, 3), **kwargs)
+
+
+def resnet_small(**kwargs):
+    """A width-reduced ResNet (BasicBlocks of 16, 32, 64, 128 channels) that trains on a CPU."""
+    return ResNet(BasicBlock, (1, 1, 1, 1), widths=(16, 32, 64, 128), stem_width=16, **kwargs)

@@ -1,0 +1,145 @@
+"""DeepLabv3: shapes, gradients, output stride at inference, the field of view, torchvision."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import atrousnp as anp
+from atrousnp import models
+
+rng = np.random.default_rng
+
+
+def conv_geometry(module):
+    return [(name, m.stride, m.padding, m.dilation) for name, m in module.named_modules()
+            if isinstance(m, anp.nn.Conv2d)]
+
+
+@pytest.mark.parametrize("head", ["aspp", "cascade"])
+@pytest.mark.parametrize("output_stride", [8, 16, 32])
+def test_small_model_shapes_on_odd_inputs(backend, head, output_stride):
+    model = models.deeplabv3_small(num_classes=5, output_stride=output_stride, head=head, rng=rng(0))
+    model.eval()
+    assert model(anp.randn(1, 3, 37, 29, rng=rng(1))).shape == (1, 5, 37, 29)
+    assert model.backbone(anp.randn(1, 3, 64, 64, rng=rng(1))).shape[-1] == 64 // output_stride
+
+
+@pytest.mark.parametrize("make", [models.deeplabv3_resnet18, models.deeplabv3_resnet50, models.deeplabv3_resnet101])
+def test_large_constructors(make):
+    model = make(num_classes=3, output_stride=16, rng=rng(0)).eval()
+    with anp.no_grad():
+        assert model(anp.randn(1, 3, 33, 35, rng=rng(1))).shape == (1, 3, 33, 35)
+
+
+def test_resnet50_layer4_rates_with_multi_grid():
+    model = models.deeplabv3_resnet50(output_stride=16, multi_grid=(1, 2, 4), rng=rng(0))
+    layer4 = model.backbone.layer4
+    assert [unit.conv2.dilation for unit in layer4] == [2, 4, 8]
+    assert layer4[0].conv2.stride == 1 and model.backbone.layer3[0].conv2.stride == 2
+    assert model.classifier[0].rates == (6, 12, 18)
+    model.set_output_stride(8)
+    assert [unit.conv2.dilation for unit in layer4] == [4, 8, 16]
+    assert [unit.conv2.dilation for unit in model.backbone.layer3] == [1] + [2] * 5
+    assert model.classifier[0].rates == (12, 24, 36)
+
+
+def test_cascade_rates_double_block_to_block():
+    model = models.deeplabv3_resnet50(output_stride=16, head="cascade", rng=rng(0))
+    rates = [[unit.conv2.dilation for unit in getattr(model, f"block{b}")] for b in (5, 6, 7)]
+    assert rates == [[4, 4, 4], [8, 8, 8], [16, 16, 16]]
+
+
+def test_every_parameter_receives_a_gradient(backend):
+    for head in ("aspp", "cascade"):
+        model = models.deeplabv3_small(num_classes=4, head=head, rng=rng(0))
+        logits = model(anp.randn(2, 3, 33, 33, rng=rng(1)))
+        anp.functional.cross_entropy(logits, rng(2).integers(0, 4, (2, 33, 33))).backward()
+        missing = [name for name, p in model.named_parameters() if p.grad is None]
+        assert not missing, missing
+
+
+def test_output_stride_round_trip_restores_the_exact_logits(backend):
+    model = models.deeplabv3_small(num_classes=3, output_stride=16, multi_grid=(2,), rng=rng(0)).eval()
+    x = anp.randn(1, 3, 41, 41, rng=rng(1))
+    before, geometry = model(x).numpy(), conv_geometry(model)
+    assert not np.allclose(model.set_output_stride(8)(x).numpy(), before)
+    np.testing.assert_array_equal(model.set_output_stride(16)(x).numpy(), before)
+    assert conv_geometry(model) == geometry
+
+
+def test_higher_rate_widens_the_field_of_view(backend):
+    """The paper's point, measured: d(centre output)/d(input) is non-zero over a wider window
+    when layer4 runs at a higher atrous rate. 513 pixels (a 33x33 feature map) keep every tap
+    of the centre pixel inside the map, and leave the rate-2 field narrower than the image."""
+    def field_width(multi_grid):
+        model = models.deeplabv3_small(num_classes=2, output_stride=16, multi_grid=multi_grid,
+                                       image_pooling=False, rng=rng(0)).eval()
+        x = anp.tensor(rng(1).standard_normal((1, 3, 513, 513)).astype(np.float32), requires_grad=True)
+        y = model.backbone(x)
+        centre = y[0, :, y.shape[2] // 2, y.shape[3] // 2].sum()
+        centre.backward()
+        columns = np.nonzero(np.abs(x.grad.numpy()).sum(axis=(0, 1, 2)) > 0)[0]
+        return columns.max() - columns.min() + 1
+    narrow, wide = field_width((1,)), field_width((4,))   # layer4 at rate 2, then at rate 8
+    assert narrow < 513 and wide > narrow + 100
+
+
+def test_batch_of_one_with_image_pooling_needs_eval_mode(backend):
+    model = models.deeplabv3_small(num_classes=3, rng=rng(0))
+    x = anp.randn(1, 3, 33, 33, rng=rng(1))
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        model(x)
+    model.eval()
+    assert model(x).shape == (1, 3, 33, 33)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="output_stride must be 8, 16 or 32, got 4"):
+        models.deeplabv3_small(output_stride=4)
+    with pytest.raises(ValueError, match="multi_grid .* one factor per unit"):
+        models.deeplabv3_resnet50(multi_grid=(1, 2))
+    with pytest.raises(ValueError, match="head must be"):
+        models.deeplabv3_small(head="fcn")
+
+
+def torchvision_deeplabv3(torch, output_stride):
+    """torchvision's DeepLabV3-ResNet-50 built by its own code: its constructor (output stride 8,
+    ASPP rates 12/24/36), or at output stride 16 from its parts (layer4 dilated, rates 6/12/18)."""
+    from torchvision.models import resnet50
+    from torchvision.models._utils import IntermediateLayerGetter
+    from torchvision.models.segmentation import deeplabv3_resnet50
+    from torchvision.models.segmentation.deeplabv3 import DeepLabHead, DeepLabV3
+    torch.manual_seed(0)
+    model = deeplabv3_resnet50(weights=None, weights_backbone=None, num_classes=21, aux_loss=True)
+    if output_stride == 16:
+        backbone = resnet50(weights=None, replace_stride_with_dilation=[False, False, True])
+        rebuilt = DeepLabV3(IntermediateLayerGetter(backbone, {"layer4": "out"}),
+                            DeepLabHead(2048, 21, atrous_rates=(6, 12, 18)))
+        rebuilt.load_state_dict(model.state_dict(), strict=False)  # the same weights, minus the aux head
+        model = rebuilt
+    # Random running statistics, so that eval-mode batch norm is exercised for real.
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.1, 0.1)
+            module.running_var.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+@pytest.mark.parametrize("output_stride", [8, 16])
+def test_torchvision_weights_give_torchvision_logits(output_stride):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("torchvision")
+    reference = torchvision_deeplabv3(torch, output_stride)
+    state = {name: value.numpy() for name, value in reference.state_dict().items()}
+    state.update({"aux_classifier.0.weight": np.zeros((256, 1024, 3, 3), np.float32)})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = models.from_torchvision(state, output_stride=output_stride).eval()
+    assert any("auxiliary" in str(w.message) for w in caught)
+    x = np.random.default_rng(0).standard_normal((1, 3, 67, 53)).astype(np.float32)
+    with torch.no_grad():
+        expected = reference(torch.from_numpy(x))["out"].numpy()
+    with anp.no_grad():
+        got = model(anp.tensor(x)).numpy()
+    assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()
