@@ -8,13 +8,14 @@ from .tensor import Tensor, full, ones, randn, tensor, zeros  # noqa: I001 - ten
 from .autograd import Function, is_grad_enabled, no_grad
 from .backends import backend_names, get_backend, set_backend, use_backend
 from .gradcheck import gradcheck
-from . import functional, models, nn, optim
+from . import data, functional, metrics, models, nn, optim, viz
 from .checkpoint import load, save
+from .inference import predict
 from .functional import cat, pad, stack, where
 
 __version__ = "0.1.0"
 
 __all__ = ["Function", "Tensor", "backend_names", "cat", "full", "functional", "get_backend",
-           "gradcheck", "is_grad_enabled", "load", "models", "nn", "no_grad", "ones", "optim", "pad", "randn", "save",
+           "gradcheck", "is_grad_enabled", "data", "load", "metrics", "models", "nn", "predict", "viz", "no_grad", "ones", "optim", "pad", "randn", "save",
            "set_backend", "stack",
            "tensor", "use_backend", "where", "zeros"]

@@ -4,16 +4,20 @@
 class PolyLR:
     """Call ``step()`` once per iteration, after ``optimizer.step()``."""
 
-    def __init__(self, optimizer, max_iter, power=0.9, last_iter=0):
+    def __init__(self, optimizer, max_iter, power=0.9):
+        """The base rate is the optimiser's rate now, at construction."""
         if max_iter < 1:
             raise ValueError(f"PolyLR: max_iter must be >= 1, got {max_iter}")
         self.optimizer, self.max_iter, self.power = optimizer, max_iter, power
         self.base_lr = optimizer.param_groups[0]["lr"]
-        self.iteration = last_iter
-        self._apply()
+        self.set_iteration(0)
 
     def step(self):
-        self.iteration += 1
+        self.set_iteration(self.iteration + 1)
+
+    def set_iteration(self, iteration):
+        """Jump to ``iteration`` (resuming a run): the rate depends on nothing else."""
+        self.iteration = iteration
         self._apply()
 
     def get_lr(self):

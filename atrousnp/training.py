@@ -1,0 +1,194 @@
+"""Training and evaluation of DeepLabv3 on VOC-format data, as the paper trains it (§4):
+SGD with momentum 0.9 and weight decay, the poly learning rate, random scale/crop/flip.
+
+``train(config)`` runs a whole experiment and writes into ``config.out``:
+
+    checkpoint.npz    model, optimiser, iteration, Generator state, history (atomic writes)
+    metrics.json      val mIoU, per-class IoU, pixel accuracy, time, settings
+    curves.png        training loss and val mIoU against iteration
+    predictions.png   image / ground truth / prediction overlays for a few val images
+
+Every random choice (batch contents, augmentation, initialisation) comes from one numpy
+Generator seeded by ``config.seed`` and saved in each checkpoint, so ``resume=True``
+continues exactly where an interrupted run stopped.
+"""
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import functional as F
+from . import models
+from .backends import set_backend
+from .checkpoint import load, save
+from .data import TrainTransform, VOCSegmentation, make_synthetic_voc, random_batch
+from .data.palette import VOC_CLASSES
+from .inference import predict
+from .metrics import confusion_matrix, mean_iou, per_class_iou, pixel_accuracy
+from .optim import SGD, PolyLR
+from .tensor import tensor
+
+BACKBONES = {"small": models.deeplabv3_small, "resnet18": models.deeplabv3_resnet18,
+             "resnet50": models.deeplabv3_resnet50, "resnet101": models.deeplabv3_resnet101}
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    voc_root: str = None            # None: the built-in synthetic set under data_dir
+    data_dir: str = "data"
+    train_split: str = "train"
+    val_split: str = "val"
+    max_images: int = None
+    synthetic_train: int = 300
+    synthetic_val: int = 60
+    synthetic_size: int = 96
+    num_classes: int = 21
+    backbone: str = "small"
+    head: str = "aspp"
+    output_stride: int = 16
+    eval_output_stride: int = None  # None: the training one
+    multi_grid: tuple = None
+    crop_size: int = 96
+    batch_size: int = 8
+    iterations: int = 1500
+    lr: float = 0.02
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    eval_scales: tuple = (1.0,)
+    flip: bool = False
+    eval_every: int = 300
+    checkpoint_every: int = 250
+    backend: str = "numba"
+    seed: int = 0
+    out: str = "runs/voc_subset"
+    resume: bool = False
+    progress: bool = True
+
+
+def build_model(config, rng):
+    if config.backbone not in BACKBONES:
+        raise ValueError(f"backbone must be one of {', '.join(BACKBONES)}, got {config.backbone!r}")
+    return BACKBONES[config.backbone](num_classes=config.num_classes, output_stride=config.output_stride,
+                                      multi_grid=config.multi_grid, head=config.head, rng=rng)
+
+
+def datasets(config):
+    root = config.voc_root
+    if root is None:
+        root = make_synthetic_voc(Path(config.data_dir) / "synthetic_voc", config.synthetic_train,
+                                  config.synthetic_val, config.synthetic_size, seed=config.seed)
+    return (VOCSegmentation(root, config.train_split, max_images=config.max_images),
+            VOCSegmentation(root, config.val_split, max_images=config.max_images))
+
+
+def evaluate(model, dataset, num_classes, output_stride=None, scales=(1.0,), flip=False, keep=0):
+    """Confusion matrix over ``dataset``, and the first ``keep`` (image, truth, prediction) triples."""
+    cm = np.zeros((num_classes, num_classes), np.int64)
+    examples = []
+    for i in range(len(dataset)):
+        image, label = dataset[i]
+        prediction = predict(model, image, output_stride, scales, flip).argmax(axis=0)
+        cm += confusion_matrix(prediction, label, num_classes)
+        if i < keep:
+            examples.append((image, label, prediction.astype(np.uint8)))
+    return cm, examples
+
+
+def train(config):
+    """Run the experiment in ``config``; returns the metrics dict that metrics.json holds."""
+    set_backend(config.backend)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint_path = out / "checkpoint.npz"
+    train_set, val_set = datasets(config)
+    rng = np.random.default_rng(config.seed)
+    model = build_model(config, rng)
+    optimizer = SGD(list(model.parameters()), lr=config.lr, momentum=config.momentum,
+                    weight_decay=config.weight_decay)
+    schedule = PolyLR(optimizer, config.iterations)
+    start, history = 0, {"iteration": [], "loss": [], "val_iteration": [], "val_miou": []}
+    if config.resume and checkpoint_path.exists():
+        start, history = _restore(load(checkpoint_path), model, optimizer, rng)
+        schedule.set_iteration(start)
+    transform = TrainTransform(config.crop_size)
+    bar = _progress(start, config)
+    began = time.perf_counter()
+    for iteration in range(start, config.iterations):
+        tick = time.perf_counter()
+        images, labels = random_batch(train_set, transform, config.batch_size, rng)
+        model.train()
+        loss = F.cross_entropy(model(tensor(images)), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        history["iteration"].append(iteration + 1)
+        history["loss"].append(loss.item())
+        done = iteration + 1
+        if done % config.eval_every == 0 or done == config.iterations:
+            cm, _ = evaluate(model, val_set, config.num_classes, config.eval_output_stride)
+            history["val_iteration"].append(done)
+            history["val_miou"].append(mean_iou(cm))
+        if done % config.checkpoint_every == 0 or done == config.iterations:
+            _checkpoint(checkpoint_path, model, optimizer, rng, done, history, config)
+        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{optimizer.param_groups[0]['lr']:.4f}",
+                        img_s=f"{len(images) / (time.perf_counter() - tick):.1f}")
+        bar.update(1)
+    bar.close()
+    return _finish(model, val_set, history, config, out, time.perf_counter() - began)
+
+
+def _progress(start, config):
+    from tqdm.auto import tqdm
+    return tqdm(total=config.iterations, initial=start, desc="train", unit="it", disable=not config.progress)
+
+
+def _checkpoint(path, model, optimizer, rng, iteration, history, config):
+    save(path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "iteration": iteration,
+                "rng": rng.bit_generator.state, "history": history, "config": _plain(config)})
+
+
+def _restore(state, model, optimizer, rng):
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    rng.bit_generator.state = state["rng"]
+    return state["iteration"], state["history"]
+
+
+def _finish(model, val_set, history, config, out, seconds):
+    cm, examples = evaluate(model, val_set, config.num_classes, config.eval_output_stride,
+                            config.eval_scales, config.flip, keep=4)
+    iou = per_class_iou(cm)
+    metrics = {"miou": mean_iou(cm), "pixel_accuracy": pixel_accuracy(cm),
+               "per_class_iou": {VOC_CLASSES[c] if c < len(VOC_CLASSES) else str(c): float(iou[c])
+                                 for c in range(config.num_classes) if not np.isnan(iou[c])},
+               "train_seconds": seconds, "settings": _plain(config)}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    _plot_curves(out / "curves.png", history)
+    from .viz import save_prediction_grid
+    save_prediction_grid(out / "predictions.png", examples)
+    return metrics
+
+
+def _plot_curves(path, history):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, loss_axis = plt.subplots(figsize=(7, 4))
+    loss_axis.plot(history["iteration"], history["loss"], color="tab:blue", alpha=0.6, label="training loss")
+    loss_axis.set_xlabel("iteration")
+    loss_axis.set_ylabel("cross-entropy", color="tab:blue")
+    miou_axis = loss_axis.twinx()
+    miou_axis.plot(history["val_iteration"], history["val_miou"], "o-", color="tab:red", label="val mIoU")
+    miou_axis.set_ylabel("val mIoU", color="tab:red")
+    miou_axis.set_ylim(0, 1)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _plain(config):
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
