@@ -1,0 +1,51 @@
+"""Evaluate a checkpoint written by train_voc_subset.py, at any output stride, scales and flips.
+
+    python examples/evaluate.py runs/voc_subset/checkpoint.npz --output-stride 8 --scales 0.75,1,1.25 --flip
+
+The model is rebuilt from the settings saved in the checkpoint; the data are the checkpoint's
+(the synthetic set, or --voc-root) unless --voc-root is given here.
+"""
+
+import argparse
+import dataclasses
+import json
+
+import numpy as np
+
+import atrousnp as anp
+from atrousnp.metrics import mean_iou, per_class_iou, pixel_accuracy
+from atrousnp.training import TrainConfig, build_model, datasets, evaluate
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint")
+    parser.add_argument("--voc-root")
+    parser.add_argument("--split", default=None, help="default: the checkpoint's val split")
+    parser.add_argument("--output-stride", type=int, choices=[8, 16, 32])
+    parser.add_argument("--scales", default="1.0", help="e.g. 0.5,0.75,1,1.25,1.5,1.75")
+    parser.add_argument("--flip", action="store_true")
+    parser.add_argument("--backend", choices=["numpy", "numba"], default="numba")
+    args = parser.parse_args(argv)
+
+    state = anp.load(args.checkpoint)
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    saved = {k: tuple(v) if isinstance(v, list) else v for k, v in state["config"].items() if k in fields}
+    config = TrainConfig(**saved)
+    if args.voc_root:
+        config.voc_root = args.voc_root
+    if args.split:
+        config.val_split = args.split
+    anp.set_backend(args.backend)
+    model = build_model(config, np.random.default_rng(0))
+    model.load_state_dict(state["model"])
+    scales = tuple(float(s) for s in args.scales.split(","))
+    cm, _ = evaluate(model, datasets(config)[1], config.num_classes, args.output_stride, scales, args.flip)
+    iou = per_class_iou(cm)
+    print(json.dumps({"miou": mean_iou(cm), "pixel_accuracy": pixel_accuracy(cm),
+                      "output_stride": args.output_stride or config.output_stride, "scales": scales, "flip": args.flip,
+                      "per_class_iou": {str(c): float(v) for c, v in enumerate(iou) if not np.isnan(v)}}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
