@@ -42,6 +42,7 @@ class TrainConfig:
     train_split: str = "train"
     val_split: str = "val"
     max_images: int = None
+    use_aug: bool = False           # labels from SBD's SegmentationClassAug (train split only)
     synthetic_train: int = 300
     synthetic_val: int = 60
     synthetic_size: int = 96
@@ -80,7 +81,7 @@ def datasets(config):
     if root is None:
         root = make_synthetic_voc(Path(config.data_dir) / "synthetic_voc", config.synthetic_train,
                                   config.synthetic_val, config.synthetic_size, seed=config.seed)
-    return (VOCSegmentation(root, config.train_split, max_images=config.max_images),
+    return (VOCSegmentation(root, config.train_split, max_images=config.max_images, use_aug=config.use_aug),
             VOCSegmentation(root, config.val_split, max_images=config.max_images))
 
 

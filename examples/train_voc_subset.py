@@ -31,6 +31,7 @@ def parse_args(argv=None):
     p.add_argument("--train-split", default=d.train_split)
     p.add_argument("--val-split", default=d.val_split)
     p.add_argument("--max-images", type=int, help="use the first N images of each split")
+    p.add_argument("--use-aug", action="store_true", help="train labels from SBD's SegmentationClassAug folder")
     p.add_argument("--backbone", choices=list(BACKBONES), default=d.backbone)
     p.add_argument("--head", choices=["aspp", "cascade"], default=d.head)
     p.add_argument("--output-stride", type=int, choices=[8, 16, 32], default=d.output_stride)

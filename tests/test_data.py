@@ -123,3 +123,16 @@ def test_predict_averages_scales_and_flips(backend):
     mirrored = anp.predict(model, image[:, ::-1])[..., ::-1]
     both = anp.predict(model, image, flip=True)
     np.testing.assert_allclose(both, (single + mirrored) / 2, rtol=1e-5, atol=1e-6)
+
+
+def test_sbd_style_labels_come_from_segmentation_class_aug(synthetic_root, tmp_path):
+    root = tmp_path / "aug"
+    shutil.copytree(synthetic_root, root)
+    folder = root / "VOC2012"
+    shutil.copytree(folder / "SegmentationClass", folder / "SegmentationClassAug")
+    plain = VOCSegmentation(root, "train")
+    aug_path = VOCSegmentation(root, "train", use_aug=True).paths(0)[1]
+    assert aug_path.parent.name == "SegmentationClassAug"
+    Image.fromarray(np.full_like(plain[0][1], 3), mode="L").save(aug_path)
+    np.testing.assert_array_equal(VOCSegmentation(root, "train", use_aug=True)[0][1], 3)
+    assert not (plain[0][1] == 3).all()

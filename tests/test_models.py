@@ -143,3 +143,25 @@ def test_torchvision_weights_give_torchvision_logits(output_stride):
     with anp.no_grad():
         got = model(anp.tensor(x)).numpy()
     assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()
+
+
+def test_convert_torchvision_weights_script(tmp_path):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("torchvision")
+    import importlib.util
+    from pathlib import Path
+    script = Path(__file__).resolve().parents[1] / "examples" / "convert_torchvision_weights.py"
+    spec = importlib.util.spec_from_file_location("convert", script)
+    convert = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(convert)
+    reference = torchvision_deeplabv3(torch, 8)
+    torch.save(reference.state_dict(), tmp_path / "tv.pth")
+    convert.main([str(tmp_path / "tv.pth"), str(tmp_path / "tv.npz")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = models.from_torchvision(anp.load(tmp_path / "tv.npz")["model"]).eval()
+    x = np.random.default_rng(0).standard_normal((1, 3, 33, 33)).astype(np.float32)
+    with torch.no_grad():
+        expected = reference(torch.from_numpy(x))["out"].numpy()
+    with anp.no_grad():
+        np.testing.assert_allclose(model(anp.tensor(x)).numpy(), expected, atol=1e-4 * np.abs(expected).max())
