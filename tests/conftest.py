@@ -5,11 +5,17 @@ Profiles: ``ci`` (fast; the default when CI is set), ``dev`` (the default otherw
 """
 
 import os
+import shutil
 
-import pytest
-from hypothesis import HealthCheck, settings
+# Without an NVIDIA GPU, the cuda backend's tests run in numba's CUDA simulator. Numba reads
+# this when it is first imported, so it is set before anything imports it.
+if "NUMBA_ENABLE_CUDASIM" not in os.environ and not (os.path.exists("/dev/nvidia0") or shutil.which("nvidia-smi")):
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
 
-import atrousnp as anp
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+import atrousnp as anp  # noqa: E402
 
 _common = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                       HealthCheck.too_slow])

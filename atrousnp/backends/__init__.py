@@ -20,7 +20,12 @@ def _numba():
     return NumbaBackend()
 
 
-_FACTORIES = {"numpy": _numpy, "numba": _numba}
+def _cuda():
+    from .numba_cuda import CudaBackend
+    return CudaBackend()
+
+
+_FACTORIES = {"numpy": _numpy, "numba": _numba, "cuda": _cuda}
 _built = {}
 _current = "numba"
 
@@ -40,7 +45,7 @@ def get_backend(name=None):
 
 
 def set_backend(name):
-    """Make ``name`` ("numpy" or "numba") the backend of every op from now on."""
+    """Make ``name`` ("numpy", "numba" or "cuda") the backend of every op from now on."""
     global _current
     get_backend(name)  # validates the name and builds the backend now, not mid-graph
     _current = name

@@ -39,13 +39,14 @@ def matmul(a, b):
         raise ValueError(f"matmul: operands must have at least one dimension, got shapes {a.shape} and {b.shape}")
     a2 = reshape(a, (1,) + a.shape) if a.ndim == 1 else a
     b2 = reshape(b, b.shape + (1,)) if b.ndim == 1 else b
-    if a2.shape[-1] != b2.shape[-2]:
-        raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not match: "
-                         f"a has {a2.shape[-1]} columns, b has {b2.shape[-2]} rows")
-    broadcast_shape("matmul", a2.shape[:-2], b2.shape[:-2])
+    a2_shape, b2_shape = tuple(a2.shape), tuple(b2.shape)  # a device array's shape has no negative indexing
+    if a2_shape[-1] != b2_shape[-2]:
+        raise ValueError(f"matmul: shapes {tuple(a.shape)} and {tuple(b.shape)} do not match: "
+                         f"a has {a2_shape[-1]} columns, b has {b2_shape[-2]} rows")
+    broadcast_shape("matmul", a2_shape[:-2], b2_shape[:-2])
     out = MatMul.apply(a2, b2)
     if a.ndim == 1:
-        out = reshape(out, out.shape[:-2] + out.shape[-1:])
+        out = reshape(out, out.shape[:-2] + out.shape[-1:])  # a Tensor's shape is a plain tuple
     if b.ndim == 1:
         out = reshape(out, out.shape[:-1])
     return out

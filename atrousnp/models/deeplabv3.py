@@ -68,10 +68,11 @@ class ASPP(nn.Module):
 
 
 class DeepLabV3(nn.Module):
-    """See the module docstring. ``aspp_rates`` are the rates at output stride 16."""
+    """See the module docstring. ``aspp_rates`` are the rates at output stride 16;
+    ``aspp_channels`` (the paper's 256) is the width of every ASPP branch."""
 
     def __init__(self, backbone, num_classes=21, head="aspp", aspp_rates=(6, 12, 18), image_pooling=True,
-                 head_style="paper", rng=None):
+                 head_style="paper", rng=None, aspp_channels=256):
         super().__init__()
         if head not in ("aspp", "cascade"):
             raise ValueError(f"head must be 'aspp' or 'cascade', got {head!r}")
@@ -86,12 +87,13 @@ class DeepLabV3(nn.Module):
                 setattr(self, name, make_stage(backbone.block, channels, planes, len(backbone.layer4), False, rng))
             self.classifier = nn.Sequential(nn.Conv2d(channels, num_classes, 1, rng=rng))
         elif head_style == "paper":
-            self.classifier = nn.Sequential(ASPP(channels, aspp_rates, image_pooling, rng=rng),
-                                            nn.Conv2d(256, num_classes, 1, rng=rng))
+            self.classifier = nn.Sequential(ASPP(channels, aspp_rates, image_pooling, aspp_channels, rng=rng),
+                                            nn.Conv2d(aspp_channels, num_classes, 1, rng=rng))
         else:
-            self.classifier = nn.Sequential(ASPP(channels, aspp_rates, image_pooling, dropout=0.5, rng=rng),
-                                            nn.Conv2d(256, 256, 3, padding=1, bias=False, rng=rng),
-                                            nn.BatchNorm2d(256), nn.ReLU(), nn.Conv2d(256, num_classes, 1, rng=rng))
+            width = aspp_channels
+            self.classifier = nn.Sequential(ASPP(channels, aspp_rates, image_pooling, width, dropout=0.5, rng=rng),
+                                            nn.Conv2d(width, width, 3, padding=1, bias=False, rng=rng),
+                                            nn.BatchNorm2d(width), nn.ReLU(), nn.Conv2d(width, num_classes, 1, rng=rng))
         self.set_output_stride(backbone.output_stride)
 
     @property

@@ -1,0 +1,491 @@
+"""numba.cuda GPU backend: every primitive as a kernel on device arrays.
+
+Arrays are numba device arrays, always C-contiguous. Every layout change — transpose,
+broadcast, basic indexing, padding, concatenation — is one of two kernels over strided
+index arithmetic:
+
+    gather:   out[i]                                  = src[offset + sum_k coord_k(i) * strides_k]
+    scatter:  out[offset + sum_k coord_k(i) * strides_k] = src[i]      (distinct targets)
+
+with only the strides and offsets worked out on the host, from shapes; no data leaves the
+device between ``atrousnp.tensor(...)`` and ``.numpy()``. Elementwise kernels are compiled
+once per op from device functions. Without a GPU, ``NUMBA_ENABLE_CUDASIM=1`` runs all of it
+in numba's CUDA simulator (slowly: for tests on small shapes).
+"""
+
+import math
+
+import numba
+import numpy as np
+from numba import cuda
+
+from .base import Backend, conv_out_size
+
+# The simulator runs each GPU thread as a Python thread and pays most for barriers: it gets
+# small blocks, and the barrier-free GEMM (one thread per output entry) instead of the tiled one,
+# which the tests still run on small matrices. The results are the same.
+SIMULATED = bool(numba.config.ENABLE_CUDASIM)
+THREADS = 32 if SIMULATED else 128
+TILE = 16
+
+
+def _blocks(n):
+    return max(1, (n + THREADS - 1) // THREADS)
+
+
+# -- elementwise device functions --------------------------------------------------------
+
+@cuda.jit(device=True)
+def _relu(a):
+    return a if a > 0 else a * 0
+
+
+@cuda.jit(device=True)
+def _step(a):
+    return 1 if a > 0 else 0
+
+
+@cuda.jit(device=True)
+def _sigmoid(a):
+    return 0.5 * (1 + math.tanh(0.5 * a))  # never overflows, unlike 1 / (1 + exp(-a))
+
+
+UNARY = {
+    "neg": cuda.jit(device=True)(lambda a: -a),
+    "exp": cuda.jit(device=True)(lambda a: math.exp(a)),
+    "log": cuda.jit(device=True)(lambda a: math.log(a)),
+    "sqrt": cuda.jit(device=True)(lambda a: math.sqrt(a)),
+    "tanh": cuda.jit(device=True)(lambda a: math.tanh(a)),
+    "abs": cuda.jit(device=True)(lambda a: abs(a)),
+    "identity": cuda.jit(device=True)(lambda a: a),
+    "sigmoid": _sigmoid, "relu": _relu, "step": _step,
+}
+BINARY = {
+    "add": cuda.jit(device=True)(lambda a, b: a + b),
+    "sub": cuda.jit(device=True)(lambda a, b: a - b),
+    "mul": cuda.jit(device=True)(lambda a, b: a * b),
+    "div": cuda.jit(device=True)(lambda a, b: a / b),
+    "pow": cuda.jit(device=True)(lambda a, b: a ** b),
+    "maximum": cuda.jit(device=True)(lambda a, b: max(a, b)),
+    "minimum": cuda.jit(device=True)(lambda a, b: min(a, b)),
+    "eq": cuda.jit(device=True)(lambda a, b: a == b),
+    "gt": cuda.jit(device=True)(lambda a, b: a > b),
+    "ge": cuda.jit(device=True)(lambda a, b: a >= b),
+    "lt": cuda.jit(device=True)(lambda a, b: a < b),
+    "le": cuda.jit(device=True)(lambda a, b: a <= b),
+}
+COMPARISONS = ("eq", "gt", "ge", "lt", "le")
+
+
+@cuda.jit(device=True)
+def _offset(i, shape, strides):
+    """The source offset of flat output index i, for an output of ``shape`` read through ``strides``."""
+    offset = 0
+    for k in range(len(shape) - 1, -1, -1):
+        offset += (i % shape[k]) * strides[k]
+        i //= shape[k]
+    return offset
+
+
+def _unary_kernel(fn):
+    @cuda.jit
+    def kernel(a, out):
+        i = cuda.grid(1)
+        if i < out.size:
+            out[i] = fn(a[i])
+    return kernel
+
+
+def _binary_kernel(fn):
+    @cuda.jit
+    def kernel(a, a_strides, b, b_strides, out, shape):
+        i = cuda.grid(1)
+        if i < out.size:
+            out[i] = fn(a[_offset(i, shape, a_strides)], b[_offset(i, shape, b_strides)])
+    return kernel
+
+
+@cuda.jit
+def _where_kernel(cond, c_strides, a, a_strides, b, b_strides, out, shape):
+    i = cuda.grid(1)
+    if i < out.size:
+        take_a = cond[_offset(i, shape, c_strides)]
+        out[i] = a[_offset(i, shape, a_strides)] if take_a else b[_offset(i, shape, b_strides)]
+
+
+@cuda.jit
+def _fill_kernel(out, value):
+    i = cuda.grid(1)
+    if i < out.size:
+        out[i] = value[0]
+
+
+@cuda.jit
+def _gather_kernel(src, offset, strides, out, shape):
+    i = cuda.grid(1)
+    if i < out.size:
+        out[i] = src[offset + _offset(i, shape, strides)]
+
+
+@cuda.jit
+def _scatter_kernel(src, out, offset, strides, shape):
+    i = cuda.grid(1)
+    if i < src.size:
+        out[offset + _offset(i, shape, strides)] = src[i]
+
+
+@cuda.jit
+def _scatter_add_kernel(src, out, offset, strides, shape):
+    i = cuda.grid(1)
+    if i < src.size:
+        out[offset + _offset(i, shape, strides)] += src[i]
+
+
+@cuda.jit
+def _reduce_rows_kernel(a, cols, op, out):
+    """Row r of the (rows, cols) matrix a (flat) -> out[r]: op 0 sum, 1 max, 2 argmax."""
+    r = cuda.grid(1)
+    if r < out.size:
+        if op == 0:
+            total = 0.0
+            for c in range(cols):
+                total += a[r * cols + c]
+            out[r] = total
+        else:
+            best, where = a[r * cols], 0
+            for c in range(1, cols):
+                if a[r * cols + c] > best:
+                    best, where = a[r * cols + c], c
+            out[r] = best if op == 1 else where
+
+
+@cuda.jit
+def _matmul_kernel(a, b, out):
+    """out[z] = a[z] @ b[z] for a: (Z, n, k), b: (Z, k, m): 16x16 tiles staged in shared memory."""
+    a_tile = cuda.shared.array((TILE, TILE), np.float64)
+    b_tile = cuda.shared.array((TILE, TILE), np.float64)
+    z = cuda.blockIdx.z
+    ty, tx = cuda.threadIdx.y, cuda.threadIdx.x
+    row, col = cuda.blockIdx.y * TILE + ty, cuda.blockIdx.x * TILE + tx
+    n, k, m = a.shape[1], a.shape[2], b.shape[2]
+    total = 0.0
+    for t in range((k + TILE - 1) // TILE):
+        a_tile[ty, tx] = a[z, row, t * TILE + tx] if row < n and t * TILE + tx < k else 0.0
+        b_tile[ty, tx] = b[z, t * TILE + ty, col] if col < m and t * TILE + ty < k else 0.0
+        cuda.syncthreads()
+        for s in range(TILE):
+            total += a_tile[ty, s] * b_tile[s, tx]
+        cuda.syncthreads()
+    if row < n and col < m:
+        out[z, row, col] = total
+
+
+@cuda.jit
+def _matmul_simple_kernel(a, b, out):
+    """out[z] = a[z] @ b[z]: one thread per output entry, a plain dot product."""
+    idx = cuda.grid(1)
+    n, k, m = a.shape[1], a.shape[2], b.shape[2]
+    if idx < out.size:
+        z, row, col = idx // (n * m), (idx // m) % n, idx % m
+        total = a[z, row, 0] * 0
+        for s in range(k):
+            total += a[z, row, s] * b[z, s, col]
+        out[z, row, col] = total
+
+
+@cuda.jit
+def _im2col_kernel(x, cols, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
+    """cols[(c, i, j), (n, oh, ow)] = x_pad[n, c, oh*sh + i*dh, ow*sw + j*dw]; one thread per entry."""
+    idx = cuda.grid(1)
+    n_img, _, h, w = x.shape
+    total_cols = n_img * out_h * out_w
+    if idx < cols.shape[0] * total_cols:
+        row, col = idx // total_cols, idx % total_cols
+        c, i, j = row // (kh * kw), (row // kw) % kh, row % kw
+        b, rest = col // (out_h * out_w), col % (out_h * out_w)
+        y = (rest // out_w) * sh - ph + i * dh
+        xx = (rest % out_w) * sw - pw + j * dw
+        inside = 0 <= y < h and 0 <= xx < w
+        cols[row, col] = x[b, c, y, xx] if inside else 0
+
+
+@cuda.jit
+def _col2im_kernel(cols, x, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
+    """x[n, c, y, xx] = sum of the cols entries copied from it: each pixel gathers, so no atomics."""
+    idx = cuda.grid(1)
+    n_img, c_in, h, w = x.shape
+    if idx < x.size:
+        xx, y = idx % w, (idx // w) % h
+        c, b = (idx // (w * h)) % c_in, idx // (w * h * c_in)
+        total = cols[0, 0] * 0
+        for i in range(kh):
+            top = y + ph - i * dh
+            if top < 0 or top % sh != 0 or top // sh >= out_h:
+                continue
+            for j in range(kw):
+                left = xx + pw - j * dw
+                if left < 0 or left % sw != 0 or left // sw >= out_w:
+                    continue
+                total += cols[(c * kh + i) * kw + j, (b * out_h + top // sh) * out_w + left // sw]
+        x[b, c, y, xx] = total
+
+
+@cuda.jit
+def _bn_stats_kernel(x, mean, var):
+    """One thread per channel: the mean, then the mean squared deviation (biased variance)."""
+    ch = cuda.grid(1)
+    n, c, h, w = x.shape
+    if ch < c:
+        total = 0.0
+        for b in range(n):
+            for y in range(h):
+                for xx in range(w):
+                    total += x[b, ch, y, xx]
+        mu = total / (n * h * w)
+        squares = 0.0
+        for b in range(n):
+            for y in range(h):
+                for xx in range(w):
+                    squares += (x[b, ch, y, xx] - mu) ** 2
+        mean[ch], var[ch] = mu, squares / (n * h * w)
+
+
+def gemm(a, b, out, tiled=True):
+    """out[z] = a[z] @ b[z] on (Z, n, k) and (Z, k, m) device arrays."""
+    z, n, m = out.shape
+    if tiled:
+        _matmul_kernel[((m + TILE - 1) // TILE, (n + TILE - 1) // TILE, z), (TILE, TILE)](a, b, out)
+    else:
+        _matmul_simple_kernel[_blocks(out.size), THREADS](a, b, out)
+
+
+# -- strides and shapes, worked out on the host ------------------------------------------
+
+def _contiguous_strides(shape):
+    strides, step = [], 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= size
+    return tuple(reversed(strides))
+
+
+def _broadcast_strides(shape, out_shape):
+    """Element strides that read an array of ``shape`` as if broadcast to ``out_shape``."""
+    padded = (1,) * (len(out_shape) - len(shape)) + tuple(shape)
+    strides = _contiguous_strides(padded)
+    return tuple(0 if size == 1 and out != 1 else s for size, s, out in zip(padded, strides, out_shape))
+
+
+def _basic_view(shape, index):
+    """(offset, shape, strides) of ``array[index]`` for basic indexing: ints, slices, None, Ellipsis."""
+    parts = index if isinstance(index, tuple) else (index,)
+    for part in parts:
+        if not (part is None or part is Ellipsis or isinstance(part, (int, np.integer, slice))):
+            raise NotImplementedError(f"cuda backend: index {part!r} of type {type(part).__name__} is not "
+                                      "supported; use ints, slices, None and ...")
+    if Ellipsis in parts:
+        at = parts.index(Ellipsis)
+        used = sum(p is not None for p in parts if p is not Ellipsis)
+        parts = parts[:at] + (slice(None),) * (len(shape) - used) + parts[at + 1:]
+    parts = parts + (slice(None),) * (len(shape) - sum(p is not None for p in parts))
+    offset, out_shape, out_strides, axis = 0, [], [], 0
+    strides = _contiguous_strides(shape)
+    for part in parts:
+        if part is None:
+            out_shape.append(1)
+            out_strides.append(0)
+            continue
+        size, stride = shape[axis], strides[axis]
+        if isinstance(part, slice):
+            start, stop, step = part.indices(size)
+            out_shape.append(len(range(start, stop, step)))
+            out_strides.append(stride * step)
+            offset += start * stride
+        else:
+            if not -size <= part < size:
+                raise IndexError(f"index {part} is out of bounds for axis {axis} with size {size}")
+            offset += (part % size) * stride
+        axis += 1
+    return offset, tuple(out_shape), tuple(out_strides)
+
+
+def _flat(a):
+    return a.reshape(max(1, a.size))
+
+
+class CudaBackend(Backend):
+    name = "cuda"
+
+    def __init__(self):
+        if not cuda.is_available():
+            raise RuntimeError("the cuda backend needs an NVIDIA GPU with its driver and numba-cuda "
+                               "(pip install -e .[cuda]); without a GPU, set NUMBA_ENABLE_CUDASIM=1 before "
+                               "importing atrousnp to run it in numba's CUDA simulator")
+        self._unary, self._binary = {}, {}
+
+    # -- creation and transfer ---------------------------------------------------------
+    def empty(self, shape, dtype):
+        return cuda.device_array(tuple(shape), np.dtype(dtype))
+
+    def full(self, shape, value, dtype):
+        out = self.empty(shape, dtype)
+        if out.size:
+            _fill_kernel[_blocks(out.size), THREADS](_flat(out), cuda.to_device(np.array([value], np.dtype(dtype))))
+        return out
+
+    def zeros(self, shape, dtype):
+        return self.full(shape, 0, dtype)
+
+    def asarray(self, host_array, dtype=None):
+        if self.owns(host_array):
+            return host_array if dtype is None else self.astype(host_array, dtype)
+        return cuda.to_device(np.ascontiguousarray(np.asarray(host_array, dtype=dtype)))
+
+    def to_host(self, a):
+        return a.copy_to_host()
+
+    def owns(self, a):
+        return hasattr(a, "copy_to_host") and not isinstance(a, np.ndarray)
+
+    def astype(self, a, dtype):
+        if np.dtype(dtype) == a.dtype:
+            return a
+        return self._map_into("identity", a, np.dtype(dtype))
+
+    # -- elementwise ----------------------------------------------------------------------
+    def map(self, op, a):
+        return self._map_into(op, a, a.dtype)
+
+    def _map_into(self, op, a, dtype):
+        if op not in self._unary:
+            self._unary[op] = _unary_kernel(UNARY[op])
+        out = self.empty(a.shape, dtype)
+        if a.size:
+            self._unary[op][_blocks(a.size), THREADS](_flat(a), _flat(out))
+        return out
+
+    def zip(self, op, a, b):
+        if op not in self._binary:
+            self._binary[op] = _binary_kernel(BINARY[op])
+        shape = tuple(np.broadcast_shapes(a.shape, b.shape))
+        dtype = np.bool_ if op in COMPARISONS else np.result_type(a.dtype, b.dtype)
+        out = self.empty(shape, dtype)
+        if out.size:
+            kernel_shape = shape or (1,)
+            self._binary[op][_blocks(out.size), THREADS](
+                _flat(a), _broadcast_strides(a.shape, kernel_shape), _flat(b), _broadcast_strides(b.shape, kernel_shape),
+                _flat(out), kernel_shape)
+        return out
+
+    def where(self, cond, a, b):
+        shape = tuple(np.broadcast_shapes(cond.shape, a.shape, b.shape)) or (1,)
+        out = self.empty(np.broadcast_shapes(cond.shape, a.shape, b.shape), np.result_type(a.dtype, b.dtype))
+        if out.size:
+            _where_kernel[_blocks(out.size), THREADS](
+                _flat(cond), _broadcast_strides(cond.shape, shape), _flat(a), _broadcast_strides(a.shape, shape),
+                _flat(b), _broadcast_strides(b.shape, shape), _flat(out), shape)
+        return out
+
+    # -- reduction ------------------------------------------------------------------------
+    def reduce(self, op, a, axes, keepdims):
+        kept = [k for k in range(a.ndim) if k not in axes]
+        rows = int(np.prod([a.shape[k] for k in kept], dtype=np.int64))
+        cols = int(np.prod([a.shape[k] for k in axes], dtype=np.int64))
+        moved = self.transpose(a, tuple(kept) + tuple(axes))  # the reduced axes last: one row each
+        dtype = np.int64 if op == "argmax" else a.dtype
+        out = self.empty((max(rows, 1),), dtype)
+        _reduce_rows_kernel[_blocks(rows), THREADS](_flat(moved), cols, ("sum", "max", "argmax").index(op), out)
+        shape = tuple(1 if k in axes else a.shape[k] for k in range(a.ndim)) if keepdims else \
+            tuple(a.shape[k] for k in kept)
+        return out.reshape(shape) if shape else out.reshape(())
+
+    # -- linear algebra and layout ------------------------------------------------------
+    def matmul(self, a, b):
+        a_shape, b_shape = tuple(a.shape), tuple(b.shape)
+        batch = tuple(np.broadcast_shapes(a_shape[:-2], b_shape[:-2]))
+        n, k, m = a_shape[-2], a_shape[-1], b_shape[-1]
+        z = int(np.prod(batch, dtype=np.int64))
+        a3 = self.broadcast_to(a, batch + (n, k)).reshape((z, n, k))
+        b3 = self.broadcast_to(b, batch + (k, m)).reshape((z, k, m))
+        out = self.empty((z, n, m), np.result_type(a.dtype, b.dtype))
+        if out.size:
+            gemm(a3, b3, out, tiled=not SIMULATED)
+        return out.reshape(batch + (n, m))
+
+    def reshape(self, a, shape):
+        shape = tuple(shape)
+        if -1 in shape:
+            known = int(np.prod([s for s in shape if s != -1], dtype=np.int64))
+            shape = tuple(a.size // known if s == -1 else s for s in shape)
+        return a.reshape(shape) if shape else a.reshape(())
+
+    def _gather(self, a, offset, shape, strides):
+        out = self.empty(shape, a.dtype)
+        if out.size:
+            _gather_kernel[_blocks(out.size), THREADS](_flat(a), offset, tuple(strides) or (0,), _flat(out),
+                                                       tuple(shape) or (1,))
+        return out
+
+    def transpose(self, a, axes):
+        strides = _contiguous_strides(a.shape)
+        return self._gather(a, 0, tuple(a.shape[k] for k in axes), tuple(strides[k] for k in axes))
+
+    def broadcast_to(self, a, shape):
+        shape = tuple(shape)
+        if tuple(a.shape) == shape:
+            return a
+        return self._gather(a, 0, shape, _broadcast_strides(a.shape, shape))
+
+    def contiguous(self, a):
+        return a  # device arrays here are always C-contiguous
+
+    def getitem(self, a, index):
+        offset, shape, strides = _basic_view(tuple(a.shape), index)
+        return self._gather(a, offset, shape, strides)
+
+    def _scatter(self, src, out, offset, strides, add=False):
+        if src.size:
+            kernel = _scatter_add_kernel if add else _scatter_kernel
+            kernel[_blocks(src.size), THREADS](_flat(src), _flat(out), offset, tuple(strides) or (0,),
+                                               tuple(src.shape) or (1,))
+        return out
+
+    def index_add(self, shape, index, values):
+        offset, view_shape, strides = _basic_view(tuple(shape), index)
+        values = self.broadcast_to(values, view_shape)
+        return self._scatter(values, self.zeros(shape, values.dtype), offset, strides, add=True)
+
+    def pad(self, a, widths, value):
+        shape = tuple(size + before + after for size, (before, after) in zip(a.shape, widths))
+        strides = _contiguous_strides(shape)
+        offset = sum(before * s for (before, _), s in zip(widths, strides))
+        return self._scatter(a, self.full(shape, value, a.dtype), offset, strides)
+
+    def concat(self, arrays, axis):
+        shape = list(arrays[0].shape)
+        shape[axis] = sum(a.shape[axis] for a in arrays)
+        out = self.empty(tuple(shape), np.result_type(*[a.dtype for a in arrays]))
+        strides, start = _contiguous_strides(shape), 0
+        for a in arrays:
+            self._scatter(a, out, start * strides[axis], strides)
+            start += a.shape[axis]
+        return out
+
+    # -- convolution and normalisation ---------------------------------------------------
+    def im2col(self, x, kernel, stride, padding, dilation):
+        n, c, h, w = x.shape
+        out_h, out_w = (conv_out_size(x.shape[2 + k], kernel[k], stride[k], padding[k], dilation[k]) for k in (0, 1))
+        cols = self.empty((c * kernel[0] * kernel[1], n * out_h * out_w), x.dtype)
+        _im2col_kernel[_blocks(cols.size), THREADS](x, cols, *kernel, *stride, *padding, *dilation, out_h, out_w)
+        return cols
+
+    def col2im(self, cols, x_shape, kernel, stride, padding, dilation):
+        out_h, out_w = (conv_out_size(x_shape[2 + k], kernel[k], stride[k], padding[k], dilation[k]) for k in (0, 1))
+        x = self.empty(tuple(x_shape), cols.dtype)
+        _col2im_kernel[_blocks(x.size), THREADS](cols, x, *kernel, *stride, *padding, *dilation, out_h, out_w)
+        return x
+
+    def bn_stats(self, x):
+        mean, var = self.empty((x.shape[1],), x.dtype), self.empty((x.shape[1],), x.dtype)
+        _bn_stats_kernel[_blocks(x.shape[1]), THREADS](x, mean, var)
+        return mean, var
