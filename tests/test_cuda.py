@@ -75,13 +75,16 @@ def test_matmul(a_shape, b_shape):
     assert_same(lambda a, b: a @ b, (rng.standard_normal(a_shape), rng.standard_normal(b_shape)))
 
 
-def test_tiled_shared_memory_gemm_directly():
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n,k,m", [(19, 21, 17), (70, 20, 66)])
+def test_tiled_shared_memory_gemm_directly(dtype, n, k, m):
     """The backend uses the tiled kernel on a GPU; here it runs on sizes that cross tile edges."""
     from numba import cuda
-    a, b = rng.standard_normal((2, 19, 21)), rng.standard_normal((2, 21, 17))
-    out = cuda.device_array((2, 19, 17))
+    a, b = rng.standard_normal((2, n, k)).astype(dtype), rng.standard_normal((2, k, m)).astype(dtype)
+    out = cuda.device_array((2, n, m), dtype)
     numba_cuda.gemm(cuda.to_device(a), cuda.to_device(b), out, tiled=True)
-    np.testing.assert_allclose(out.copy_to_host(), a @ b, rtol=1e-12, atol=1e-12)
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(out.copy_to_host(), a @ b, rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize("fn", [

@@ -22,11 +22,10 @@ from numba import cuda
 from .base import Backend, conv_out_size
 
 # The simulator runs each GPU thread as a Python thread and pays most for barriers: it gets
-# small blocks, and the barrier-free GEMM (one thread per output entry) instead of the tiled one,
+# small blocks, and the barrier-free GEMM (one thread per output entry) instead of the tiled one
 # which the tests still run on small matrices. The results are the same.
 SIMULATED = bool(numba.config.ENABLE_CUDASIM)
 THREADS = 32 if SIMULATED else 128
-TILE = 16
 
 
 def _blocks(n):
@@ -159,25 +158,51 @@ def _reduce_rows_kernel(a, cols, op, out):
             out[r] = best if op == 1 else where
 
 
-@cuda.jit
-def _matmul_kernel(a, b, out):
-    """out[z] = a[z] @ b[z] for a: (Z, n, k), b: (Z, k, m): 16x16 tiles staged in shared memory."""
-    a_tile = cuda.shared.array((TILE, TILE), np.float64)
-    b_tile = cuda.shared.array((TILE, TILE), np.float64)
-    z = cuda.blockIdx.z
-    ty, tx = cuda.threadIdx.y, cuda.threadIdx.x
-    row, col = cuda.blockIdx.y * TILE + ty, cuda.blockIdx.x * TILE + tx
-    n, k, m = a.shape[1], a.shape[2], b.shape[2]
-    total = 0.0
-    for t in range((k + TILE - 1) // TILE):
-        a_tile[ty, tx] = a[z, row, t * TILE + tx] if row < n and t * TILE + tx < k else 0.0
-        b_tile[ty, tx] = b[z, t * TILE + ty, col] if col < m and t * TILE + ty < k else 0.0
-        cuda.syncthreads()
-        for s in range(TILE):
-            total += a_tile[ty, s] * b_tile[s, tx]
-        cuda.syncthreads()
-    if row < n and col < m:
-        out[z, row, col] = total
+# Tiled GEMM: a block of 16x16 threads computes a 64x64 tile of out; each thread keeps a 4x4
+# block of sums in registers (rows ty + 16i, columns tx + 16j, so that neighbouring threads read
+# neighbouring shared-memory words), and the block stages 64x16 of a and 16x64 of b in shared
+# memory per step along k.
+BLOCK, STEP, PER_THREAD, SIDE = 64, 16, 4, 16
+
+
+def _tiled_gemm_kernel(dtype):
+    @cuda.jit
+    def kernel(a, b, out):
+        a_tile = cuda.shared.array((BLOCK, STEP), dtype)
+        b_tile = cuda.shared.array((STEP, BLOCK), dtype)
+        sums = cuda.local.array((PER_THREAD, PER_THREAD), dtype)
+        z, ty, tx = cuda.blockIdx.z, cuda.threadIdx.y, cuda.threadIdx.x
+        thread = ty * SIDE + tx
+        row0, col0 = cuda.blockIdx.y * BLOCK, cuda.blockIdx.x * BLOCK
+        n, k, m = a.shape[1], a.shape[2], b.shape[2]
+        for i in range(PER_THREAD):
+            for j in range(PER_THREAD):
+                sums[i, j] = 0
+        for start in range(0, k, STEP):
+            for e in range(thread, BLOCK * STEP, SIDE * SIDE):      # each thread loads 4 of a's tile
+                r, c = e // STEP, e % STEP
+                inside = row0 + r < n and start + c < k
+                a_tile[r, c] = a[z, row0 + r, start + c] if inside else 0
+            for e in range(thread, STEP * BLOCK, SIDE * SIDE):      # and 4 of b's
+                r, c = e // BLOCK, e % BLOCK
+                inside = start + r < k and col0 + c < m
+                b_tile[r, c] = b[z, start + r, col0 + c] if inside else 0
+            cuda.syncthreads()
+            for s in range(STEP):
+                for i in range(PER_THREAD):
+                    a_value = a_tile[ty + SIDE * i, s]
+                    for j in range(PER_THREAD):
+                        sums[i, j] += a_value * b_tile[s, tx + SIDE * j]
+            cuda.syncthreads()
+        for i in range(PER_THREAD):
+            for j in range(PER_THREAD):
+                r, c = row0 + ty + SIDE * i, col0 + tx + SIDE * j
+                if r < n and c < m:
+                    out[z, r, c] = sums[i, j]
+    return kernel
+
+
+_TILED_GEMMS = {}
 
 
 @cuda.jit
@@ -251,10 +276,14 @@ def _bn_stats_kernel(x, mean, var):
 
 
 def gemm(a, b, out, tiled=True):
-    """out[z] = a[z] @ b[z] on (Z, n, k) and (Z, k, m) device arrays."""
+    """out[z] = a[z] @ b[z] on (Z, n, k) and (Z, k, m) device arrays of one float dtype."""
     z, n, m = out.shape
     if tiled:
-        _matmul_kernel[((m + TILE - 1) // TILE, (n + TILE - 1) // TILE, z), (TILE, TILE)](a, b, out)
+        dtype = numba.from_dtype(out.dtype)
+        if dtype not in _TILED_GEMMS:
+            _TILED_GEMMS[dtype] = _tiled_gemm_kernel(dtype)
+        grid = ((m + BLOCK - 1) // BLOCK, (n + BLOCK - 1) // BLOCK, z)
+        _TILED_GEMMS[dtype][grid, (SIDE, SIDE)](a, b, out)
     else:
         _matmul_simple_kernel[_blocks(out.size), THREADS](a, b, out)
 
