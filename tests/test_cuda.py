@@ -176,3 +176,14 @@ def test_without_a_gpu_or_simulator_the_error_says_how(monkeypatch):
     monkeypatch.setattr(cuda, "is_available", lambda: False)
     with pytest.raises(RuntimeError, match="NUMBA_ENABLE_CUDASIM=1"):
         numba_cuda.CudaBackend()
+
+
+def test_conv2d_on_cuda_equals_scipy_correlation():
+    from test_conv import make_arrays, run_conv, scipy_conv2d
+    case = dict(n=1, c=4, k=2, hw=(6, 5), kernel=(3, 2), stride=(2, 1), padding=(2, 1), dilation=(2, 3),
+                groups=2, bias=True, seed=3)
+    x, w, b = make_arrays(case)
+    with anp.use_backend("cuda"):
+        got = run_conv(case, x, w, b)
+        assert got.backend == "cuda"
+        np.testing.assert_allclose(got.numpy(), scipy_conv2d(case, x, w, b), rtol=1e-10, atol=1e-10)
