@@ -19,36 +19,37 @@ from .operands import scalar
 _CHANNEL_AXES = (0, 2, 3)
 
 
+def _per_channel(be, a, c):
+    """A (C,) vector as (1, C, 1, 1), to broadcast over (N, C, H, W)."""
+    return be.reshape(a, (1, c, 1, 1))
+
+
 class BatchNorm(Function):
 
     @staticmethod
     def forward(ctx, x, mean, var, weight, bias, training, eps):
-        be = ctx.backend
-        c = x.shape[1]
-        as_channels = lambda a: be.reshape(a, (1, c, 1, 1))  # noqa: E731
-        inv_std = be.map("sqrt", be.zip("add", var, scalar(be, eps, var.dtype)))
-        inv_std = be.zip("div", scalar(be, 1, var.dtype), inv_std)
-        x_hat = be.zip("mul", be.zip("sub", x, as_channels(mean)), as_channels(inv_std))
+        be, c = ctx.backend, x.shape[1]
+        inv_std = be.zip("div", scalar(be, 1, var.dtype), be.map("sqrt", be.zip("add", var, scalar(be, eps, var.dtype))))
+        x_hat = be.zip("mul", be.zip("sub", x, _per_channel(be, mean, c)), _per_channel(be, inv_std, c))
         ctx.save_for_backward(x_hat, inv_std, weight)
         ctx.training = training
-        out = x_hat if weight is None else be.zip("mul", x_hat, as_channels(weight))
-        return out if bias is None else be.zip("add", out, as_channels(bias))
+        out = x_hat if weight is None else be.zip("mul", x_hat, _per_channel(be, weight, c))
+        return out if bias is None else be.zip("add", out, _per_channel(be, bias, c))
 
     @staticmethod
     def backward(ctx, grad):
         be, (x_hat, inv_std, weight) = ctx.backend, ctx.saved
         c = x_hat.shape[1]
-        as_channels = lambda a: be.reshape(a, (1, c, 1, 1))  # noqa: E731
         sum_dy = be.reduce("sum", grad, _CHANNEL_AXES, keepdims=False)
         sum_dy_xhat = be.reduce("sum", be.zip("mul", grad, x_hat), _CHANNEL_AXES, keepdims=False)
         scale = inv_std if weight is None else be.zip("mul", inv_std, weight)
         if ctx.training:
             m = x_hat.size // c
-            centred = be.zip("sub", be.zip("mul", grad, scalar(be, m, grad.dtype)), as_channels(sum_dy))
-            centred = be.zip("sub", centred, be.zip("mul", x_hat, as_channels(sum_dy_xhat)))
-            dx = be.zip("mul", centred, as_channels(be.zip("div", scale, scalar(be, m, scale.dtype))))
+            centred = be.zip("sub", be.zip("mul", grad, scalar(be, m, grad.dtype)), _per_channel(be, sum_dy, c))
+            centred = be.zip("sub", centred, be.zip("mul", x_hat, _per_channel(be, sum_dy_xhat, c)))
+            dx = be.zip("mul", centred, _per_channel(be, be.zip("div", scale, scalar(be, m, scale.dtype)), c))
         else:
-            dx = be.zip("mul", grad, as_channels(scale))
+            dx = be.zip("mul", grad, _per_channel(be, scale, c))
         return dx, None, None, sum_dy_xhat, sum_dy
 
 
