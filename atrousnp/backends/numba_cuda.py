@@ -22,7 +22,7 @@ from numba import cuda
 from .base import Backend, conv_out_size
 
 # The simulator runs each GPU thread as a Python thread and pays most for barriers: it gets
-# small blocks, and the barrier-free GEMM (one thread per output entry) instead of the tiled one
+# small blocks, and the barrier-free GEMM (one thread per output entry) instead of the tiled one,
 # which the tests still run on small matrices. The results are the same.
 SIMULATED = bool(numba.config.ENABLE_CUDASIM)
 THREADS = 32 if SIMULATED else 128
@@ -116,7 +116,7 @@ def _where_kernel(cond, c_strides, a, a_strides, b, b_strides, out, shape):
 def _fill_kernel(out, value):
     i = cuda.grid(1)
     if i < out.size:
-        out[i] = value[0]
+        out[i] = value
 
 
 @cuda.jit
@@ -359,7 +359,7 @@ class CudaBackend(Backend):
     def full(self, shape, value, dtype):
         out = self.empty(shape, dtype)
         if out.size:
-            _fill_kernel[_blocks(out.size), THREADS](_flat(out), cuda.to_device(np.array([value], np.dtype(dtype))))
+            _fill_kernel[_blocks(out.size), THREADS](_flat(out), np.dtype(dtype).type(value))
         return out
 
     def zeros(self, shape, dtype):
