@@ -100,6 +100,9 @@ def evaluate(model, dataset, num_classes, output_stride=None, scales=(1.0,), fli
 
 def train(config):
     """Run the experiment in ``config``; returns the metrics dict that metrics.json holds."""
+    if config.batch_size < 2:
+        raise ValueError(f"batch_size must be at least 2: batch norm needs more than one value per channel "
+                         f"in training (the image-pooling branch has one per image); got {config.batch_size}")
     set_backend(config.backend)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)

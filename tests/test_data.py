@@ -98,6 +98,12 @@ def test_batches_are_reproducible(synthetic_root):
     np.testing.assert_array_equal(a[1], b[1])
 
 
+def test_a_dataset_smaller_than_the_batch_repeats_images(synthetic_root):
+    dataset = VOCSegmentation(synthetic_root, "val")  # 3 images
+    images, labels = random_batch(dataset, TrainTransform(32), 5, np.random.default_rng(0))
+    assert images.shape == (5, 3, 32, 32) and labels.shape == (5, 32, 32)
+
+
 def test_miou_on_a_hand_computed_case():
     label = np.array([[0, 0, 1, 1], [0, 0, 1, 255]])
     pred = np.array([[0, 1, 1, 1], [0, 0, 2, 2]])

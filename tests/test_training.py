@@ -52,3 +52,8 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
         np.testing.assert_array_equal(got["model"][name], value, err_msg=name)
     assert got["history"]["loss"] == expected["history"]["loss"]
     assert resumed["miou"] == straight["miou"]
+
+
+def test_a_batch_of_one_is_refused_up_front(tmp_path):
+    with pytest.raises(ValueError, match="batch_size must be at least 2"):
+        train(tiny_config(tmp_path, batch_size=1))
