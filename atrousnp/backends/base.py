@@ -129,3 +129,8 @@ def conv_out_size(size, kernel, stride, padding, dilation):
     out = floor((size + 2p - d(k-1) - 1) / s) + 1: the dilated kernel spans d(k-1)+1 pixels.
     """
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def conv_out_hw(x_shape, kernel, stride, padding, dilation):
+    """(out_h, out_w) for x: (N, C, H, W) and (h, w) pairs of kernel, stride, padding, dilation."""
+    return tuple(conv_out_size(x_shape[2 + a], kernel[a], stride[a], padding[a], dilation[a]) for a in (0, 1))

@@ -14,7 +14,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .base import conv_out_size
+from .base import conv_out_hw
 from .numpy_backend import NumpyBackend
 
 # Numba's OpenMP layer leaves its threads spinning after a parallel loop, and they take the
@@ -98,7 +98,7 @@ class NumbaBackend(NumpyBackend):
 
     def im2col(self, x, kernel, stride, padding, dilation):
         n, c = x.shape[:2]
-        out_h, out_w = _out_hw(x.shape, kernel, stride, padding, dilation)
+        out_h, out_w = conv_out_hw(x.shape, kernel, stride, padding, dilation)
         cols = np.empty((c * kernel[0] * kernel[1], n * out_h * out_w), x.dtype)
         _im2col(np.ascontiguousarray(x), cols, *kernel, *stride, *padding, *dilation, out_h, out_w)
         return cols
@@ -109,11 +109,7 @@ class NumbaBackend(NumpyBackend):
         return mean, var
 
     def col2im(self, cols, x_shape, kernel, stride, padding, dilation):
-        out_h, out_w = _out_hw(x_shape, kernel, stride, padding, dilation)
+        out_h, out_w = conv_out_hw(x_shape, kernel, stride, padding, dilation)
         x = np.zeros(x_shape, cols.dtype)
         _col2im(np.ascontiguousarray(cols), x, *kernel, *stride, *padding, *dilation, out_h, out_w)
         return x
-
-
-def _out_hw(x_shape, kernel, stride, padding, dilation):
-    return tuple(conv_out_size(x_shape[2 + a], kernel[a], stride[a], padding[a], dilation[a]) for a in (0, 1))

@@ -19,7 +19,7 @@ import numba
 import numpy as np
 from numba import cuda
 
-from .base import Backend, conv_out_size
+from .base import Backend, conv_out_hw
 
 # The simulator runs each GPU thread as a Python thread and pays most for barriers: it gets
 # small blocks, and the barrier-free GEMM (one thread per output entry) instead of the tiled one,
@@ -407,8 +407,8 @@ class CudaBackend(Backend):
         return out
 
     def where(self, cond, a, b):
-        shape = tuple(np.broadcast_shapes(cond.shape, a.shape, b.shape)) or (1,)
         out = self.empty(np.broadcast_shapes(cond.shape, a.shape, b.shape), np.result_type(a.dtype, b.dtype))
+        shape = tuple(out.shape) or (1,)
         if out.size:
             _where_kernel[_blocks(out.size), THREADS](
                 _flat(cond), _broadcast_strides(cond.shape, shape), _flat(a), _broadcast_strides(a.shape, shape),
@@ -503,13 +503,13 @@ class CudaBackend(Backend):
     # -- convolution and normalisation ---------------------------------------------------
     def im2col(self, x, kernel, stride, padding, dilation):
         n, c, h, w = x.shape
-        out_h, out_w = (conv_out_size(x.shape[2 + k], kernel[k], stride[k], padding[k], dilation[k]) for k in (0, 1))
+        out_h, out_w = conv_out_hw(tuple(x.shape), kernel, stride, padding, dilation)
         cols = self.empty((c * kernel[0] * kernel[1], n * out_h * out_w), x.dtype)
         _im2col_kernel[_blocks(cols.size), THREADS](x, cols, *kernel, *stride, *padding, *dilation, out_h, out_w)
         return cols
 
     def col2im(self, cols, x_shape, kernel, stride, padding, dilation):
-        out_h, out_w = (conv_out_size(x_shape[2 + k], kernel[k], stride[k], padding[k], dilation[k]) for k in (0, 1))
+        out_h, out_w = conv_out_hw(x_shape, kernel, stride, padding, dilation)
         x = self.empty(tuple(x_shape), cols.dtype)
         _col2im_kernel[_blocks(x.size), THREADS](cols, x, *kernel, *stride, *padding, *dilation, out_h, out_w)
         return x

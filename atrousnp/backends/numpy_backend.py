@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from .base import Backend, conv_out_size
+from .base import Backend, conv_out_hw
 
 
 def _sigmoid(a):
@@ -105,8 +105,7 @@ class NumpyBackend(Backend):
     def im2col(self, x, kernel, stride, padding, dilation):
         n, c, h, w = x.shape
         (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
-        out_h = conv_out_size(h, kh, sh, ph, dh)
-        out_w = conv_out_size(w, kw, sw, pw, dw)
+        out_h, out_w = conv_out_hw(x.shape, kernel, stride, padding, dilation)
         x_padded = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))).transpose(1, 0, 2, 3)
         cols = np.empty((c, kh, kw, n, out_h, out_w), x.dtype)
         # One strided slice per kernel tap: tap (i, j) sees pixel (oh*s + i*d, ow*s + j*d).
@@ -120,8 +119,7 @@ class NumpyBackend(Backend):
     def col2im(self, cols, x_shape, kernel, stride, padding, dilation):
         n, c, h, w = x_shape
         (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
-        out_h = conv_out_size(h, kh, sh, ph, dh)
-        out_w = conv_out_size(w, kw, sw, pw, dw)
+        out_h, out_w = conv_out_hw(x_shape, kernel, stride, padding, dilation)
         cols = cols.reshape(c, kh, kw, n, out_h, out_w)
         x_padded = np.zeros((c, n, h + 2 * ph, w + 2 * pw), cols.dtype)
         # The same taps as im2col, with += where im2col reads: overlapping taps add up.

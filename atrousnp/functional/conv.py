@@ -22,7 +22,7 @@ im2col more, but a network keeps no im2col buffer per layer alive between forwar
 """
 
 from ..autograd import Function
-from ..backends.base import conv_out_size
+from ..backends.base import conv_out_hw
 from .operands import as_pair
 from .shape import pad as pad_op
 
@@ -36,7 +36,7 @@ class Conv2d(Function):
         ctx.groups = groups
         ctx.save_for_backward(x, weight)
         n, k = x.shape[0], weight.shape[0]
-        out_h, out_w = _out_hw(x.shape, *ctx.geometry)
+        out_h, out_w = conv_out_hw(x.shape, *ctx.geometry)
         cols = _grouped_cols(be, x, groups, ctx.geometry)            # (G, CKK_g, N*L)
         g, ckk, _ = cols.shape
         per_image = be.transpose(be.reshape(cols, (g, ckk, n, -1)), (2, 0, 1, 3))   # (N, G, CKK_g, L)
@@ -64,10 +64,6 @@ class Conv2d(Function):
             del grad_g
             dx = _col2im(be, dcols, x.shape, ctx.geometry)
         return dx, dw, db
-
-
-def _out_hw(x_shape, kernel, stride, padding, dilation):
-    return tuple(conv_out_size(x_shape[2 + a], kernel[a], stride[a], padding[a], dilation[a]) for a in (0, 1))
 
 
 def _is_pointwise(kernel, stride, padding):
@@ -113,7 +109,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     if isinstance(padding, str):
         x, padding = _same_padding(x, kernel, stride, dilation, padding)
     padding = as_pair("conv2d", "padding", padding, 0)
-    out_hw = _out_hw(x.shape, kernel, stride, padding, dilation)
+    out_hw = conv_out_hw(x.shape, kernel, stride, padding, dilation)
     if min(out_hw) < 1:
         raise ValueError(
             f"conv2d: the output would be {out_hw[0]}x{out_hw[1]}: input {x.shape[2]}x{x.shape[3]} "

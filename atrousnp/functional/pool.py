@@ -8,7 +8,7 @@ column and average pooling the mean. Their backward passes come from ``unfold``'
 import numpy as np
 
 from ..autograd import Function
-from .conv import _out_hw
+from ..backends.base import conv_out_hw
 from .operands import as_pair
 from .linalg import matmul
 from .reduce import max as max_op
@@ -44,7 +44,7 @@ def _windows(x, kernel_size, stride, padding, dilation, pad_value, op):
         # Max pooling pads with -inf (padding never wins); im2col itself pads with zeros.
         x = pad_op(x, (padding[1], padding[1], padding[0], padding[0]), value=pad_value)
         h, w, padding = h + 2 * padding[0], w + 2 * padding[1], (0, 0)
-    out_h, out_w = _out_hw((n, c, h, w), kernel, stride, padding, dilation)
+    out_h, out_w = conv_out_hw((n, c, h, w), kernel, stride, padding, dilation)
     if min(out_h, out_w) < 1:
         raise ValueError(f"{op}: the output would be {out_h}x{out_w} for input {h}x{w} and kernel {kernel}")
     planes = reshape(x, (n * c, 1, h, w))
