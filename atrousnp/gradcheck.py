@@ -47,13 +47,17 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
 
 
 def _central_differences(loss, hosts, k, eps):
-    numeric = np.zeros(hosts[k].shape)
-    for i in np.ndindex(hosts[k].shape):
-        shifted = [h.copy() for h in hosts]
-        shifted[k][i] += eps
+    shifted = [h.copy() for h in hosts]  # one copy; each element is moved and put back in turn
+    x = shifted[k]
+    numeric = np.zeros(x.shape)
+    for i in np.ndindex(x.shape):
+        original = x[i]
+        x[i] = original + eps
         plus = loss(shifted)
-        shifted[k][i] -= 2 * eps
-        numeric[i] = (plus - loss(shifted)) / (2 * eps)
+        x[i] = original - eps
+        minus = loss(shifted)
+        x[i] = original
+        numeric[i] = (plus - minus) / (2 * eps)
     return numeric
 
 
