@@ -8,11 +8,14 @@ index arithmetic:
     scatter:  out[offset + sum_k coord_k(i) * strides_k] = src[i]      (distinct targets)
 
 with only the strides and offsets worked out on the host, from shapes; no data leaves the
-device between ``atrousnp.tensor(...)`` and ``.numpy()``. Elementwise kernels are compiled
+device between ``atrousnp.tensor(...)`` and ``.numpy()``. Advanced indexing (index arrays,
+boolean masks) is the exception, a take and an atomic put-add at positions that NumPy works
+out on the host from the index arrays; the library's own ops never use it. Elementwise kernels are compiled
 once per op from device functions. Without a GPU, ``NUMBA_ENABLE_CUDASIM=1`` runs all of it
 in numba's CUDA simulator (slowly: for tests on small shapes).
 """
 
+import functools
 import math
 
 import numba
@@ -21,15 +24,22 @@ from numba import cuda
 
 from .base import Backend, conv_out_hw
 
-# The simulator runs each GPU thread as a Python thread and pays most for barriers: it gets
-# small blocks, and the barrier-free GEMM (one thread per output entry) instead of the tiled one,
-# which the tests still run on small matrices. The results are the same.
+# Every one-dimensional kernel loops over its items with a grid-stride loop,
+#     for i in range(cuda.grid(1), n, cuda.gridsize(1)),
+# so any launch covers them all. On a GPU each thread gets one item. The simulator runs each GPU
+# thread as a Python thread, and starting one costs some 70 loop turns: there a kernel gets one
+# block of a few threads that loop. Barriers cost it most, so it also gets the barrier-free GEMM
+# (one thread per output entry) and thread-per-row reductions; the tests still run the tiled GEMM
+# and the block reduction directly, on small shapes. The results are the same.
 SIMULATED = bool(numba.config.ENABLE_CUDASIM)
-THREADS = 32 if SIMULATED else 128
+THREADS = 4 if SIMULATED else 128
 
 
-def _blocks(n):
-    return max(1, (n + THREADS - 1) // THREADS)
+def _launch(kernel, n):
+    """``kernel`` configured to cover ``n`` items: one thread each on a GPU, one block in the simulator."""
+    threads = max(1, min(THREADS, n))
+    blocks = 1 if SIMULATED else (n + threads - 1) // threads
+    return kernel[blocks, threads]
 
 
 # -- elementwise device functions --------------------------------------------------------
@@ -89,8 +99,7 @@ def _offset(i, shape, strides):
 def _unary_kernel(fn):
     @cuda.jit
     def kernel(a, out):
-        i = cuda.grid(1)
-        if i < out.size:
+        for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
             out[i] = fn(a[i])
     return kernel
 
@@ -98,53 +107,53 @@ def _unary_kernel(fn):
 def _binary_kernel(fn):
     @cuda.jit
     def kernel(a, a_strides, b, b_strides, out, shape):
-        i = cuda.grid(1)
-        if i < out.size:
+        for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
             out[i] = fn(a[_offset(i, shape, a_strides)], b[_offset(i, shape, b_strides)])
     return kernel
 
 
 @cuda.jit
 def _where_kernel(cond, c_strides, a, a_strides, b, b_strides, out, shape):
-    i = cuda.grid(1)
-    if i < out.size:
+    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
         take_a = cond[_offset(i, shape, c_strides)]
         out[i] = a[_offset(i, shape, a_strides)] if take_a else b[_offset(i, shape, b_strides)]
 
 
 @cuda.jit
 def _fill_kernel(out, value):
-    i = cuda.grid(1)
-    if i < out.size:
+    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
         out[i] = value
 
 
 @cuda.jit
 def _gather_kernel(src, offset, strides, out, shape):
-    i = cuda.grid(1)
-    if i < out.size:
+    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
         out[i] = src[offset + _offset(i, shape, strides)]
 
 
 @cuda.jit
 def _scatter_kernel(src, out, offset, strides, shape):
-    i = cuda.grid(1)
-    if i < src.size:
+    for i in range(cuda.grid(1), src.size, cuda.gridsize(1)):
         out[offset + _offset(i, shape, strides)] = src[i]
 
 
 @cuda.jit
-def _scatter_add_kernel(src, out, offset, strides, shape):
-    i = cuda.grid(1)
-    if i < src.size:
-        out[offset + _offset(i, shape, strides)] += src[i]
+def _take_kernel(src, positions, out):
+    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        out[i] = src[positions[i]]
+
+
+@cuda.jit
+def _put_add_kernel(src, positions, out):
+    """out[positions[i]] += src[i]; atomic, because a position may repeat."""
+    for i in range(cuda.grid(1), src.size, cuda.gridsize(1)):
+        cuda.atomic.add(out, positions[i], src[i])
 
 
 @cuda.jit
 def _reduce_rows_kernel(a, cols, op, out):
     """Row r of the (rows, cols) matrix a (flat) -> out[r]: op 0 sum, 1 max, 2 argmax."""
-    r = cuda.grid(1)
-    if r < out.size:
+    for r in range(cuda.grid(1), out.size, cuda.gridsize(1)):
         if op == 0:
             total = 0.0
             for c in range(cols):
@@ -158,6 +167,45 @@ def _reduce_rows_kernel(a, cols, op, out):
             out[r] = best if op == 1 else where
 
 
+@cuda.jit(device=True)
+def _block_reduce(partial, value, op):
+    """The sum (op 0) or max (op 1) of every thread's ``value`` in this block, returned to all.
+
+    Tree reduction in the shared array ``partial`` (one slot per thread, a power of two long):
+    each round, the first half of the live slots absorbs the second half."""
+    t = cuda.threadIdx.x
+    partial[t] = value
+    step = cuda.blockDim.x // 2
+    while step > 0:
+        cuda.syncthreads()
+        if t < step:
+            partial[t] = partial[t] + partial[t + step] if op == 0 else max(partial[t], partial[t + step])
+        step //= 2
+    cuda.syncthreads()
+    result = partial[0]
+    cuda.syncthreads()  # every thread has read it before the block writes partial again
+    return result
+
+
+@functools.cache
+def _reduce_wide_rows_kernel(dtype):
+    """Like _reduce_rows_kernel for sum and max, but one block per row: each thread folds every
+    THREADS-th entry of the row, and the block combines the threads' results. For a few long rows
+    (a bias gradient, a loss mean), where one thread per row would leave the GPU idle."""
+    @cuda.jit
+    def kernel(a, cols, op, out):
+        partial = cuda.shared.array(THREADS, dtype)
+        for r in range(cuda.blockIdx.x, out.size, cuda.gridDim.x):
+            folded = a[r * cols] * 0 if op == 0 else a[r * cols]
+            for c in range(cuda.threadIdx.x, cols, cuda.blockDim.x):
+                value = a[r * cols + c]
+                folded = folded + value if op == 0 else max(folded, value)
+            result = _block_reduce(partial, folded, op)
+            if cuda.threadIdx.x == 0:
+                out[r] = result
+    return kernel
+
+
 # Tiled GEMM: a block of 16x16 threads computes a 64x64 tile of out; each thread keeps a 4x4
 # block of sums in registers (rows ty + 16i, columns tx + 16j, so that neighbouring threads read
 # neighbouring shared-memory words), and the block stages 64x16 of a and 16x64 of b in shared
@@ -165,6 +213,7 @@ def _reduce_rows_kernel(a, cols, op, out):
 BLOCK, STEP, PER_THREAD, SIDE = 64, 16, 4, 16
 
 
+@functools.cache
 def _tiled_gemm_kernel(dtype):
     @cuda.jit
     def kernel(a, b, out):
@@ -202,15 +251,11 @@ def _tiled_gemm_kernel(dtype):
     return kernel
 
 
-_TILED_GEMMS = {}
-
-
 @cuda.jit
 def _matmul_simple_kernel(a, b, out):
     """out[z] = a[z] @ b[z]: one thread per output entry, a plain dot product."""
-    idx = cuda.grid(1)
     n, k, m = a.shape[1], a.shape[2], b.shape[2]
-    if idx < out.size:
+    for idx in range(cuda.grid(1), out.size, cuda.gridsize(1)):
         z, row, col = idx // (n * m), (idx // m) % n, idx % m
         total = a[z, row, 0] * 0
         for s in range(k):
@@ -221,10 +266,9 @@ def _matmul_simple_kernel(a, b, out):
 @cuda.jit
 def _im2col_kernel(x, cols, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
     """cols[(c, i, j), (n, oh, ow)] = x_pad[n, c, oh*sh + i*dh, ow*sw + j*dw]; one thread per entry."""
-    idx = cuda.grid(1)
     n_img, _, h, w = x.shape
     total_cols = n_img * out_h * out_w
-    if idx < cols.shape[0] * total_cols:
+    for idx in range(cuda.grid(1), cols.shape[0] * total_cols, cuda.gridsize(1)):
         row, col = idx // total_cols, idx % total_cols
         c, i, j = row // (kh * kw), (row // kw) % kh, row % kw
         b, rest = col // (out_h * out_w), col % (out_h * out_w)
@@ -237,9 +281,8 @@ def _im2col_kernel(x, cols, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
 @cuda.jit
 def _col2im_kernel(cols, x, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
     """x[n, c, y, xx] = sum of the cols entries copied from it: each pixel gathers, so no atomics."""
-    idx = cuda.grid(1)
     n_img, c_in, h, w = x.shape
-    if idx < x.size:
+    for idx in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         xx, y = idx % w, (idx // w) % h
         c, b = (idx // (w * h)) % c_in, idx // (w * h * c_in)
         total = cols[0, 0] * 0
@@ -255,37 +298,27 @@ def _col2im_kernel(cols, x, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
         x[b, c, y, xx] = total
 
 
-@cuda.jit
-def _bn_stats_kernel(x, mean, var):
-    """One thread per channel: the mean, then the mean squared deviation (biased variance)."""
-    ch = cuda.grid(1)
-    n, c, h, w = x.shape
-    if ch < c:
-        total = 0.0
-        for b in range(n):
-            for y in range(h):
-                for xx in range(w):
-                    total += x[b, ch, y, xx]
-        mu = total / (n * h * w)
-        squares = 0.0
-        for b in range(n):
-            for y in range(h):
-                for xx in range(w):
-                    squares += (x[b, ch, y, xx] - mu) ** 2
-        mean[ch], var[ch] = mu, squares / (n * h * w)
+def reduce_rows(op, a, cols, out, by_block):
+    """out[r] = op (sum, max or argmax) over row r of the (rows, cols) matrix a (flat).
+
+    ``by_block``: a block per row, for sum and max of floats, where rows are longer than their
+    count; otherwise a thread per row."""
+    code = ("sum", "max", "argmax").index(op)
+    if by_block:
+        blocks = 1 if SIMULATED else max(1, out.size)
+        _reduce_wide_rows_kernel(numba.from_dtype(a.dtype))[blocks, THREADS](a, cols, code, out)
+    else:
+        _launch(_reduce_rows_kernel, out.size)(a, cols, code, out)
 
 
 def gemm(a, b, out, tiled=True):
     """out[z] = a[z] @ b[z] on (Z, n, k) and (Z, k, m) device arrays of one float dtype."""
     z, n, m = out.shape
     if tiled:
-        dtype = numba.from_dtype(out.dtype)
-        if dtype not in _TILED_GEMMS:
-            _TILED_GEMMS[dtype] = _tiled_gemm_kernel(dtype)
         grid = ((m + BLOCK - 1) // BLOCK, (n + BLOCK - 1) // BLOCK, z)
-        _TILED_GEMMS[dtype][grid, (SIDE, SIDE)](a, b, out)
+        _tiled_gemm_kernel(numba.from_dtype(out.dtype))[grid, (SIDE, SIDE)](a, b, out)
     else:
-        _matmul_simple_kernel[_blocks(out.size), THREADS](a, b, out)
+        _launch(_matmul_simple_kernel, out.size)(a, b, out)
 
 
 # -- strides and shapes, worked out on the host ------------------------------------------
@@ -305,13 +338,28 @@ def _broadcast_strides(shape, out_shape):
     return tuple(0 if size == 1 and out != 1 else s for size, s, out in zip(padded, strides, out_shape))
 
 
+def _is_basic(index):
+    """True when ``index`` holds only ints, slices, None and Ellipsis (no arrays)."""
+    parts = index if isinstance(index, tuple) else (index,)
+    return all(part is None or part is Ellipsis or isinstance(part, (int, np.integer, slice)) for part in parts)
+
+
+def _positions(shape, index):
+    """The flat source position of every element of ``array[index]``, for advanced indexing.
+
+    NumPy's own indexing of the positions 0..size-1 gives them, with all of its rules
+    (broadcast index arrays, boolean masks, where the new axes go). Index arrays are read on
+    the host for this: a mask's result size depends on its values anyway.
+    """
+    parts = index if isinstance(index, tuple) else (index,)
+    parts = tuple(p.copy_to_host() if hasattr(p, "copy_to_host") else p for p in parts)
+    size = int(np.prod(shape, dtype=np.int64))
+    return cuda.to_device(np.ascontiguousarray(np.arange(size, dtype=np.int64).reshape(shape)[parts]))
+
+
 def _basic_view(shape, index):
     """(offset, shape, strides) of ``array[index]`` for basic indexing: ints, slices, None, Ellipsis."""
     parts = index if isinstance(index, tuple) else (index,)
-    for part in parts:
-        if not (part is None or part is Ellipsis or isinstance(part, (int, np.integer, slice))):
-            raise NotImplementedError(f"cuda backend: index {part!r} of type {type(part).__name__} is not "
-                                      "supported; use ints, slices, None and ...")
     if Ellipsis in parts:
         at = parts.index(Ellipsis)
         used = sum(p is not None for p in parts if p is not Ellipsis)
@@ -359,7 +407,7 @@ class CudaBackend(Backend):
     def full(self, shape, value, dtype):
         out = self.empty(shape, dtype)
         if out.size:
-            _fill_kernel[_blocks(out.size), THREADS](_flat(out), np.dtype(dtype).type(value))
+            _launch(_fill_kernel, out.size)(_flat(out), np.dtype(dtype).type(value))
         return out
 
     def zeros(self, shape, dtype):
@@ -390,7 +438,7 @@ class CudaBackend(Backend):
             self._unary[op] = _unary_kernel(UNARY[op])
         out = self.empty(a.shape, dtype)
         if a.size:
-            self._unary[op][_blocks(a.size), THREADS](_flat(a), _flat(out))
+            _launch(self._unary[op], a.size)(_flat(a), _flat(out))
         return out
 
     def zip(self, op, a, b):
@@ -401,7 +449,7 @@ class CudaBackend(Backend):
         out = self.empty(shape, dtype)
         if out.size:
             kernel_shape = shape or (1,)
-            self._binary[op][_blocks(out.size), THREADS](
+            _launch(self._binary[op], out.size)(
                 _flat(a), _broadcast_strides(a.shape, kernel_shape), _flat(b), _broadcast_strides(b.shape, kernel_shape),
                 _flat(out), kernel_shape)
         return out
@@ -410,7 +458,7 @@ class CudaBackend(Backend):
         out = self.empty(np.broadcast_shapes(cond.shape, a.shape, b.shape), np.result_type(a.dtype, b.dtype))
         shape = tuple(out.shape) or (1,)
         if out.size:
-            _where_kernel[_blocks(out.size), THREADS](
+            _launch(_where_kernel, out.size)(
                 _flat(cond), _broadcast_strides(cond.shape, shape), _flat(a), _broadcast_strides(a.shape, shape),
                 _flat(b), _broadcast_strides(b.shape, shape), _flat(out), shape)
         return out
@@ -423,7 +471,8 @@ class CudaBackend(Backend):
         moved = self.transpose(a, tuple(kept) + tuple(axes))  # the reduced axes last: one row each
         dtype = np.int64 if op == "argmax" else a.dtype
         out = self.empty((max(rows, 1),), dtype)
-        _reduce_rows_kernel[_blocks(rows), THREADS](_flat(moved), cols, ("sum", "max", "argmax").index(op), out)
+        by_block = not SIMULATED and op != "argmax" and cols > rows > 0 and a.dtype.kind == "f"
+        reduce_rows(op, _flat(moved), cols, out, by_block)
         shape = tuple(1 if k in axes else a.shape[k] for k in range(a.ndim)) if keepdims else \
             tuple(a.shape[k] for k in kept)
         return out.reshape(shape) if shape else out.reshape(())
@@ -451,11 +500,13 @@ class CudaBackend(Backend):
     def _gather(self, a, offset, shape, strides):
         out = self.empty(shape, a.dtype)
         if out.size:
-            _gather_kernel[_blocks(out.size), THREADS](_flat(a), offset, tuple(strides) or (0,), _flat(out),
+            _launch(_gather_kernel, out.size)(_flat(a), offset, tuple(strides) or (0,), _flat(out),
                                                        tuple(shape) or (1,))
         return out
 
     def transpose(self, a, axes):
+        if tuple(axes) == tuple(range(a.ndim)):
+            return a
         strides = _contiguous_strides(a.shape)
         return self._gather(a, 0, tuple(a.shape[k] for k in axes), tuple(strides[k] for k in axes))
 
@@ -469,20 +520,32 @@ class CudaBackend(Backend):
         return a  # device arrays here are always C-contiguous
 
     def getitem(self, a, index):
-        offset, shape, strides = _basic_view(tuple(a.shape), index)
-        return self._gather(a, offset, shape, strides)
+        if _is_basic(index):
+            offset, shape, strides = _basic_view(tuple(a.shape), index)
+            return self._gather(a, offset, shape, strides)
+        positions = _positions(tuple(a.shape), index)
+        out = self.empty(positions.shape, a.dtype)
+        if out.size:
+            _launch(_take_kernel, out.size)(_flat(a), _flat(positions), _flat(out))
+        return out
 
-    def _scatter(self, src, out, offset, strides, add=False):
+    def _scatter(self, src, out, offset, strides):
         if src.size:
-            kernel = _scatter_add_kernel if add else _scatter_kernel
-            kernel[_blocks(src.size), THREADS](_flat(src), _flat(out), offset, tuple(strides) or (0,),
+            _launch(_scatter_kernel, src.size)(_flat(src), _flat(out), offset, tuple(strides) or (0,),
                                                tuple(src.shape) or (1,))
         return out
 
     def index_add(self, shape, index, values):
-        offset, view_shape, strides = _basic_view(tuple(shape), index)
-        values = self.broadcast_to(values, view_shape)
-        return self._scatter(values, self.zeros(shape, values.dtype), offset, strides, add=True)
+        out = self.zeros(shape, values.dtype)
+        if _is_basic(index):
+            offset, view_shape, strides = _basic_view(tuple(shape), index)
+            # A basic view never repeats an element, so scattering into zeros is adding.
+            return self._scatter(self.broadcast_to(values, view_shape), out, offset, strides)
+        positions = _positions(tuple(shape), index)
+        values = self.broadcast_to(values, tuple(positions.shape))
+        if values.size:
+            _launch(_put_add_kernel, values.size)(_flat(values), _flat(positions), _flat(out))
+        return out
 
     def pad(self, a, widths, value):
         shape = tuple(size + before + after for size, (before, after) in zip(a.shape, widths))
@@ -505,16 +568,21 @@ class CudaBackend(Backend):
         n, c, h, w = x.shape
         out_h, out_w = conv_out_hw(tuple(x.shape), kernel, stride, padding, dilation)
         cols = self.empty((c * kernel[0] * kernel[1], n * out_h * out_w), x.dtype)
-        _im2col_kernel[_blocks(cols.size), THREADS](x, cols, *kernel, *stride, *padding, *dilation, out_h, out_w)
+        _launch(_im2col_kernel, cols.size)(x, cols, *kernel, *stride, *padding, *dilation, out_h, out_w)
         return cols
 
     def col2im(self, cols, x_shape, kernel, stride, padding, dilation):
         out_h, out_w = conv_out_hw(x_shape, kernel, stride, padding, dilation)
         x = self.empty(tuple(x_shape), cols.dtype)
-        _col2im_kernel[_blocks(x.size), THREADS](cols, x, *kernel, *stride, *padding, *dilation, out_h, out_w)
+        _launch(_col2im_kernel, x.size)(cols, x, *kernel, *stride, *padding, *dilation, out_h, out_w)
         return x
 
     def bn_stats(self, x):
-        mean, var = self.empty((x.shape[1],), x.dtype), self.empty((x.shape[1],), x.dtype)
-        _bn_stats_kernel[_blocks(x.shape[1]), THREADS](x, mean, var)
+        """The mean, then the mean squared deviation, of each row of x moved to (C, N·H·W): the
+        reductions pick a block per channel on a GPU, so this needs no kernel of its own."""
+        channels = self.transpose(x, (1, 0, 2, 3)).reshape((x.shape[1], -1))
+        count = self.full((), channels.shape[1], x.dtype)
+        mean = self.zip("div", self.reduce("sum", channels, (1,), False), count)
+        centred = self.zip("sub", channels, mean.reshape((-1, 1)))
+        var = self.zip("div", self.reduce("sum", self.zip("mul", centred, centred), (1,), False), count)
         return mean, var
