@@ -99,12 +99,15 @@ class Tensor:
     def backward(self, gradient=None, retain_graph=False):
         """Accumulate d(self)/d(leaf) into every leaf's ``.grad``.
 
-        A scalar needs no ``gradient``; otherwise pass one of this tensor's shape. A leaf's
+        A scalar needs no ``gradient``; otherwise pass one of this tensor's shape (a Tensor, or
+        a NumPy array, which is copied to this tensor's backend). A leaf's
         ``.grad`` is replaced, never written in place; treat its data as read-only
         (``.grad.numpy()`` gives a writable copy)."""
         from .autograd import backward
         if isinstance(gradient, Tensor):
             gradient = gradient.data
+        elif isinstance(gradient, np.ndarray):
+            gradient = self._backend.asarray(gradient)
         backward(self, gradient, retain_graph)
 
     def _accumulate_grad(self, grad):
