@@ -24,12 +24,20 @@ settings.register_profile("dev", max_examples=40, **_common)
 settings.register_profile("thorough", max_examples=400, **_common)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
-BACKENDS = ["numpy", "numba"]
+BACKENDS = ["numpy", "numba", "cuda"]
+SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "full_model: runs a full-width model, which the CUDA simulator "
+                                       "would take hours over; skipped there (test_cuda.py trains a tiny one)")
 
 
 @pytest.fixture(params=BACKENDS)
 def backend(request):
     """Run the test on each backend in turn."""
+    if request.param == "cuda" and SIMULATED and request.node.get_closest_marker("full_model"):
+        pytest.skip("a full-width model in the CUDA simulator: too slow; test_cuda.py trains a tiny DeepLabv3")
     with anp.use_backend(request.param):
         yield request.param
 

@@ -118,6 +118,7 @@ def test_miou_on_a_hand_computed_case():
     assert pixel_accuracy(cm) == pytest.approx(5 / 7)
 
 
+@pytest.mark.full_model
 def test_predict_averages_scales_and_flips(backend):
     model = anp.models.deeplabv3_small(num_classes=3, rng=np.random.default_rng(0))
     image = (np.random.default_rng(1).random((37, 41, 3)) * 255).astype(np.uint8)

@@ -16,6 +16,7 @@ def conv_geometry(module):
             if isinstance(m, anp.nn.Conv2d)]
 
 
+@pytest.mark.full_model
 @pytest.mark.parametrize("head", ["aspp", "cascade"])
 @pytest.mark.parametrize("output_stride", [8, 16, 32])
 def test_small_model_shapes_on_odd_inputs(backend, head, output_stride):
@@ -58,6 +59,7 @@ def test_cascade_rates_double_block_to_block():
     assert rates == [[4, 4, 4], [8, 8, 8], [16, 16, 16]]
 
 
+@pytest.mark.full_model
 def test_every_parameter_receives_a_gradient(backend):
     for head in ("aspp", "cascade"):
         model = models.deeplabv3_small(num_classes=4, head=head, rng=rng(0))
@@ -67,6 +69,7 @@ def test_every_parameter_receives_a_gradient(backend):
         assert not missing, missing
 
 
+@pytest.mark.full_model
 def test_output_stride_round_trip_restores_the_exact_logits(backend):
     model = models.deeplabv3_small(num_classes=3, output_stride=16, multi_grid=(2,), rng=rng(0)).eval()
     x = anp.randn(1, 3, 41, 41, rng=rng(1))
@@ -76,6 +79,7 @@ def test_output_stride_round_trip_restores_the_exact_logits(backend):
     assert conv_geometry(model) == geometry
 
 
+@pytest.mark.full_model
 def test_higher_rate_widens_the_field_of_view(backend):
     """The paper's point, measured: d(centre output)/d(input) is non-zero over a wider window
     when layer4 runs at a higher atrous rate. 513 pixels (a 33x33 feature map) keep every tap
@@ -93,6 +97,7 @@ def test_higher_rate_widens_the_field_of_view(backend):
     assert narrow < 513 and wide > narrow + 100
 
 
+@pytest.mark.full_model
 def test_batch_of_one_with_image_pooling_needs_eval_mode(backend):
     model = models.deeplabv3_small(num_classes=3, rng=rng(0))
     x = anp.randn(1, 3, 33, 33, rng=rng(1))

@@ -77,6 +77,13 @@ def test_reductions(backend, reduction, shape, seed, data):
           lambda x: getattr(np, reduction)(x, axis=axis, keepdims=keepdims), [a])
 
 
+@given(shape=array_shapes(min_dims=1, max_dims=3, max_side=5), seed=seeds, data=st.data())
+def test_argmax(backend, shape, seed, data):
+    axis = data.draw(st.integers(0, len(shape) - 1))
+    a = random_array(np.random.default_rng(seed), shape)
+    np.testing.assert_array_equal(anp.tensor(a).argmax(axis=axis).numpy(), a.argmax(axis=axis))
+
+
 def test_max_shares_the_gradient_among_ties(backend):
     x = anp.tensor(np.array([1.0, 3.0, 3.0, 0.0]), requires_grad=True)
     x.max().backward()

@@ -3,7 +3,7 @@
 from ..autograd import Function
 from ..backends import get_backend
 from ..tensor import Tensor
-from .operands import normalize_axes, scalar
+from .operands import normalize_axes
 
 
 def _expand(backend, grad, shape, axes, keepdims):

@@ -6,7 +6,6 @@ Each backward moves the gradient back the way the value came.
 import numpy as np
 
 from ..autograd import Function
-from ..backends import get_backend
 from ..tensor import Tensor
 from .operands import normalize_axes
 
