@@ -1,9 +1,11 @@
-"""Benchmark: atrous conv2d forward and forward+backward, against PyTorch CPU where installed.
+"""Benchmark: atrous conv2d forward and forward+backward, against PyTorch where installed.
 
-    python benchmarks/conv.py [--backend numba] [--repeats 7] [--shapes S1 S2] [--no-memory]
+    python benchmarks/conv.py [--backend numba|numpy|cuda] [--repeats 7] [--shapes S1 S2] [--no-memory]
 
 Prints, per shape, the median time, GFLOP/s and the ratio to torch.nn.functional.conv2d
-measured in the same run, then the peak memory of the forward and of the backward pass
+measured in the same run on the same device (PyTorch on the GPU for --backend cuda; inputs
+are on the device before the clock starts, and the clock stops when the GPU is done), then,
+on the CPU backends, the peak memory of the forward and of the backward pass
 above what each starts with and leaves, as a multiple of the im2col buffer (target: 1).
 FLOPs: forward = 2·N·K·(C/groups)·kh·kw·out_h·out_w; backward (dx and dW) twice that.
 """
@@ -11,11 +13,11 @@ FLOPs: forward = 2·N·K·(C/groups)·kh·kw·out_h·out_w; backward (dx and dW)
 import argparse
 import os
 import platform
-import statistics
-import time
 import tracemalloc
 
 import numpy as np
+
+from timing import median_seconds, synchronizer, torch_device, torch_synchronizer
 
 # name: (N, C, K, H=W, kernel, dilation); padding = dilation keeps the size, as in ASPP.
 SHAPES = {
@@ -24,6 +26,7 @@ SHAPES = {
     "S3": (4, 64, 64, 65, 3, 1),
     "S4": (1, 2048, 256, 33, 3, 12),
 }
+SMOKE = {"tiny": (1, 4, 4, 9, 3, 2)}  # checks that the script runs, e.g. in the CUDA simulator
 
 
 def make_inputs(shape, seed=0):
@@ -40,46 +43,39 @@ def forward_flops(shape):
     return 2.0 * n * k * c * ks * ks * hw * hw
 
 
-def median_seconds(fn, repeats):
-    fn()  # warm-up: compilation, BLAS buffers
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def atrousnp_runs(shape, backend):
     import atrousnp as anp
     import atrousnp.functional as F
     anp.set_backend(backend)
     dilation = shape[5]
     x, w, grad = make_inputs(shape)
+    x, w, grad = anp.tensor(x, requires_grad=True), anp.tensor(w, requires_grad=True), anp.tensor(grad)
 
     def forward():
         with anp.no_grad():
-            return F.conv2d(anp.tensor(x), anp.tensor(w), padding=dilation, dilation=dilation)
+            return F.conv2d(x, w, padding=dilation, dilation=dilation)
 
     def forward_backward():
-        xt, wt = anp.tensor(x, requires_grad=True), anp.tensor(w, requires_grad=True)
-        F.conv2d(xt, wt, padding=dilation, dilation=dilation).backward(grad)
+        x.grad = w.grad = None
+        F.conv2d(x, w, padding=dilation, dilation=dilation).backward(grad)
 
     return forward, forward_backward
 
 
-def torch_runs(shape):
+def torch_runs(shape, device):
     import torch
     dilation = shape[5]
-    x, w, grad = (torch.from_numpy(a) for a in make_inputs(shape))
+    x, w, grad = (torch.from_numpy(a).to(device) for a in make_inputs(shape))
+    x.requires_grad_()
+    w.requires_grad_()
 
     def forward():
         with torch.no_grad():
             return torch.nn.functional.conv2d(x, w, padding=dilation, dilation=dilation)
 
     def forward_backward():
-        xt, wt = x.clone().requires_grad_(), w.clone().requires_grad_()
-        torch.nn.functional.conv2d(xt, wt, padding=dilation, dilation=dilation).backward(grad)
+        x.grad = w.grad = None
+        torch.nn.functional.conv2d(x, w, padding=dilation, dilation=dilation).backward(grad)
 
     return forward, forward_backward
 
@@ -111,44 +107,46 @@ def peak_extra_bytes(shape, backend, phase):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backend", default="numba", choices=["numpy", "numba"])
+    parser.add_argument("--backend", default="numba", choices=["numpy", "numba", "cuda"])
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES) + list(SMOKE))
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory table")
     args = parser.parse_args()
+    device = torch_device(args.backend)
 
     try:
         import torch
-        torch_version = torch.__version__
+        torch_version = torch.__version__ if device == "cpu" or torch.cuda.is_available() else None
     except ImportError:
         torch_version = None
     print(f"# atrousnp conv2d benchmark, backend={args.backend}, float32, median of {args.repeats}")
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}, "
-          f"numpy {np.__version__}, torch {torch_version or '(not installed)'}"
-          + (f" with {torch.get_num_threads()} threads" if torch_version else ""))
+          f"numpy {np.__version__}, torch {torch_version or '(not installed, or no GPU for it)'}"
+          + (f" with {torch.get_num_threads()} threads" if torch_version else "")
+          + (f" on {torch.cuda.get_device_name()}" if torch_version and device == "cuda" else ""))
     print("| shape | pass | atrousnp ms | GFLOP/s | torch ms | ratio (atrousnp / torch) |")
     print("|---|---|---|---|---|---|")
     for name in args.shapes:
-        shape = SHAPES[name]
+        shape = {**SHAPES, **SMOKE}[name]
         ours = atrousnp_runs(shape, args.backend)
-        theirs = torch_runs(shape) if torch_version else (None, None)
+        theirs = torch_runs(shape, device) if torch_version else (None, None)
         for phase, ours_fn, theirs_fn, flops in (("forward", ours[0], theirs[0], forward_flops(shape)),
                                                  ("fwd+bwd", ours[1], theirs[1], 3 * forward_flops(shape))):
-            t_ours = median_seconds(ours_fn, args.repeats)
-            t_theirs = median_seconds(theirs_fn, args.repeats) if theirs_fn else None
+            t_ours = median_seconds(ours_fn, args.repeats, synchronizer(args.backend))
+            t_theirs = median_seconds(theirs_fn, args.repeats, torch_synchronizer(torch, device)) if theirs_fn else None
             ratio = f"{t_ours / t_theirs:.2f}" if t_theirs else "n/a"
             theirs_ms = f"{t_theirs * 1e3:.1f}" if t_theirs else "n/a"
             print(f"| {name} | {phase} | {t_ours * 1e3:.1f} | {flops / t_ours / 1e9:.0f} | {theirs_ms} | {ratio} |",
                   flush=True)
 
-    if args.no_memory:
+    if args.no_memory or args.backend == "cuda":  # tracemalloc sees host memory only
         return
     print("\n| shape | im2col buffer MB | forward peak extra MB | backward peak extra MB | "
           "forward / buffer | backward / buffer |")
     print("|---|---|---|---|---|---|")
     for name in args.shapes:
-        n, c, _, hw, ks, _ = shape = SHAPES[name]
+        n, c, _, hw, ks, _ = shape = {**SHAPES, **SMOKE}[name]
         cols_bytes = n * c * ks * ks * hw * hw * 4
         fwd = peak_extra_bytes(shape, args.backend, "forward")
         both = peak_extra_bytes(shape, args.backend, "backward")

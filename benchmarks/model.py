@@ -1,23 +1,25 @@
 """Benchmark: DeepLabv3-ResNet-50 at output stride 16, batch 2, 321x321, float32.
 
-    python benchmarks/model.py [--backend numba] [--repeats 3] [--size 321] [--batch 2]
+    python benchmarks/model.py [--backend numba|numpy|cuda] [--repeats 3] [--size 321] [--batch 2]
 
 Times (median) an eval-mode forward and one training step (forward, cross-entropy, backward,
 SGD with momentum) of atrousnp and, where torchvision is installed, of torchvision's model
 with the same weights, built by torchvision's own code at output stride 16, each library in
-a fresh process of the same run. Peak memory is each phase's growth of resident memory above its level before
+a fresh process of the same run; with --backend cuda, PyTorch runs on the GPU too and each
+time ends when the GPU is done. Each step uploads its batch, as a training loop would. Peak
+memory (CPU backends only) is each phase's growth of resident memory above its level before
 the phase's first run (Linux's VmHWM, reset then), so both libraries are measured the same way.
 """
 
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
 
 import numpy as np
+
+from timing import median_seconds, synchronizer, torch_device, torch_synchronizer
 
 
 def reset_peak():
@@ -30,18 +32,14 @@ def status_mib(field):
         return next(int(line.split()[1]) for line in f if line.startswith(field + ":")) / 1024
 
 
-def measure(fn, repeats):
+def measure(fn, repeats, synchronize, on_gpu):
     """Median seconds over ``repeats`` runs after a warm-up, and the peak growth of resident
-    memory (MiB) from before the warm-up: a caching allocator's kept memory counts too."""
+    memory (MiB) from before the warm-up: a caching allocator's kept memory counts too. On the
+    GPU resident host memory says nothing, so the second value is None there."""
     reset_peak()
     start_rss = status_mib("VmRSS")
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), status_mib("VmHWM") - start_rss
+    seconds = median_seconds(fn, repeats, synchronize)
+    return seconds, None if on_gpu else status_mib("VmHWM") - start_rss
 
 
 def torchvision_model(torch):
@@ -73,36 +71,40 @@ def run_atrousnp(args, x, target):
         F.cross_entropy(model(anp.tensor(x)), target).backward()
         optimizer.step()
 
-    return measure(evaluate, args.repeats), measure(train, args.repeats)
+    synchronize, on_gpu = synchronizer(args.backend), args.backend == "cuda"
+    return measure(evaluate, args.repeats, synchronize, on_gpu), measure(train, args.repeats, synchronize, on_gpu)
 
 
 def run_torchvision(args, x, target):
     import torch
-    model = torchvision_model(torch)
+    device = torch_device(args.backend)
+    model = torchvision_model(torch).to(device)
     xt, tt = torch.from_numpy(x), torch.from_numpy(target)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)
 
     def evaluate():
         model.eval()
         with torch.no_grad():
-            model(xt)
+            model(xt.to(device))
 
     def train():
         model.train()
         optimizer.zero_grad()
-        torch.nn.functional.cross_entropy(model(xt)["out"], tt).backward()
+        torch.nn.functional.cross_entropy(model(xt.to(device))["out"], tt.to(device)).backward()
         optimizer.step()
 
-    return measure(evaluate, args.repeats), measure(train, args.repeats)
+    synchronize, on_gpu = torch_synchronizer(torch, device), device == "cuda"
+    return measure(evaluate, args.repeats, synchronize, on_gpu), measure(train, args.repeats, synchronize, on_gpu)
 
 
-def torch_available():
+def torch_available(backend="numba"):
+    """torch and torchvision can be imported, with a GPU for them when the backend is cuda."""
     try:
-        import torch  # noqa: F401
+        import torch
         import torchvision  # noqa: F401
-        return True
     except ImportError:
         return False
+    return torch_device(backend) == "cpu" or torch.cuda.is_available()
 
 
 def torchvision_state():
@@ -112,7 +114,7 @@ def torchvision_state():
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backend", default="numba", choices=["numpy", "numba"])
+    parser.add_argument("--backend", default="numba", choices=["numpy", "numba", "cuda"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--size", type=int, default=321)
     parser.add_argument("--batch", type=int, default=2)
@@ -130,14 +132,14 @@ def main():
 
     # A fresh process per library: memory freed by one must not lower the other's peak.
     results = {}
-    for library in ["atrousnp"] + (["torchvision"] if torch_available() else []):
+    for library in ["atrousnp"] + (["torchvision"] if torch_available(args.backend) else []):
         command = [sys.executable, __file__, "--library", library, "--backend", args.backend,
                    "--repeats", str(args.repeats), "--size", str(args.size), "--batch", str(args.batch)]
         output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         results[library] = json.loads(output.strip().splitlines()[-1])
 
     torch_note = "(not installed)"
-    if torch_available():
+    if torch_available(args.backend):
         import torch
         torch_note = f"{torch.__version__} with {torch.get_num_threads()} threads"
     print(f"# DeepLabv3-ResNet-50, output stride 16, batch {args.batch}, {args.size}x{args.size}, float32, "
@@ -146,13 +148,13 @@ def main():
           f"torch {torch_note}")
     print("| phase | atrousnp s | torchvision s | ratio | atrousnp peak MiB | torchvision peak MiB |")
     print("|---|---|---|---|---|---|")
+    mib = lambda value: "n/a" if value is None else f"{value:.0f}"  # noqa: E731
     for k, phase in enumerate(("eval forward", "training step")):
         ours_s, ours_mib = results["atrousnp"][k]
-        if "torchvision" in results:
-            their_s, their_mib = results["torchvision"][k]
-            print(f"| {phase} | {ours_s:.2f} | {their_s:.2f} | {ours_s / their_s:.2f} | {ours_mib:.0f} | {their_mib:.0f} |")
-        else:
-            print(f"| {phase} | {ours_s:.2f} | n/a | n/a | {ours_mib:.0f} | n/a |")
+        their_s, their_mib = results["torchvision"][k] if "torchvision" in results else (None, None)
+        ratio = f"{ours_s / their_s:.2f}" if their_s else "n/a"
+        their_text = f"{their_s:.3f}" if their_s else "n/a"
+        print(f"| {phase} | {ours_s:.3f} | {their_text} | {ratio} | {mib(ours_mib)} | {mib(their_mib)} |")
 
 
 if __name__ == "__main__":

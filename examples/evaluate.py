@@ -25,7 +25,7 @@ def main(argv=None):
     parser.add_argument("--output-stride", type=int, choices=[8, 16, 32])
     parser.add_argument("--scales", default="1.0", help="e.g. 0.5,0.75,1,1.25,1.5,1.75")
     parser.add_argument("--flip", action="store_true")
-    parser.add_argument("--backend", choices=["numpy", "numba"], default="numba")
+    parser.add_argument("--backend", choices=anp.backend_names(), default="numba")
     args = parser.parse_args(argv)
 
     state = anp.load(args.checkpoint)

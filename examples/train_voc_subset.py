@@ -12,6 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
+from atrousnp import backend_names
 from atrousnp.training import BACKBONES, TrainConfig, train
 
 
@@ -42,7 +43,7 @@ def parse_args(argv=None):
     p.add_argument("--iterations", type=int, default=d.iterations)
     p.add_argument("--lr", type=float, default=d.lr, help="initial learning rate of the poly schedule")
     p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--backend", choices=["numpy", "numba"], default=d.backend)
+    p.add_argument("--backend", choices=backend_names(), default=d.backend, help="cuda needs an NVIDIA GPU")
     p.add_argument("--eval-scales", type=floats, default=d.eval_scales, help="e.g. 0.75,1.0,1.25")
     p.add_argument("--flip", action="store_true", help="also evaluate on mirrored images")
     p.add_argument("--eval-every", type=int, default=d.eval_every)

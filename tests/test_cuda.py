@@ -67,6 +67,34 @@ def test_tiny_deeplabv3_forward_and_training_step_match_numpy():
         np.testing.assert_allclose(results["cuda"][1][key], value, rtol=1e-4, atol=1e-4, err_msg=key)
 
 
+def test_a_checkpoint_resumes_training_on_cuda_bit_for_bit(tmp_path):
+    """Weights, batch-norm statistics and SGD momentum go to the host and back exactly."""
+    x = rng.standard_normal((2, 3, 17, 17)).astype(np.float32)
+    labels = rng.integers(0, 3, (2, 17, 17))
+
+    def new_run():
+        model = tiny_deeplab()
+        return model, anp.optim.SGD(list(model.parameters()), lr=0.1, momentum=0.9, weight_decay=1e-4)
+
+    def step(model, optimizer):
+        optimizer.zero_grad()
+        F.cross_entropy(model(anp.tensor(x)), labels).backward()
+        optimizer.step()
+
+    with anp.use_backend("cuda"):
+        model, optimizer = new_run()
+        step(model, optimizer)
+        anp.save(tmp_path / "ck.npz", {"model": model.state_dict(), "optimizer": optimizer.state_dict()})
+        step(model, optimizer)
+        resumed, resumed_optimizer = new_run()
+        state = anp.load(tmp_path / "ck.npz")
+        resumed.load_state_dict(state["model"])
+        resumed_optimizer.load_state_dict(state["optimizer"])
+        step(resumed, resumed_optimizer)
+        for name, value in model.state_dict().items():
+            np.testing.assert_array_equal(resumed.state_dict()[name], value, err_msg=name)
+
+
 def test_no_host_round_trip_inside_a_training_step(monkeypatch):
     """Forward, the loss on NumPy labels (as the data pipeline yields them), backward and an SGD
     step, with every device-to-host copy made to fail."""
