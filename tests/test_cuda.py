@@ -7,6 +7,11 @@ a GPU all of it runs in numba's CUDA simulator (conftest turns it on), which exe
 thread in Python: shapes here are small on purpose.
 """
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -126,3 +131,14 @@ def test_without_a_gpu_or_simulator_the_error_says_how(monkeypatch):
     monkeypatch.setattr(cuda, "is_available", lambda: False)
     with pytest.raises(RuntimeError, match="NUMBA_ENABLE_CUDASIM=1"):
         numba_cuda.CudaBackend()
+
+
+def test_every_kernel_compiles_for_a_real_gpu():
+    """The simulator never types a kernel; numba-cuda's compiler does, with no GPU needed. Runs
+    where numba-cuda and its NVVM are installed (pip install "numba-cuda[cu12]")."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    script = Path(__file__).with_name("compile_cuda_kernels.py")
+    run = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True)
+    if run.returncode == 77:
+        pytest.skip(run.stdout.strip())
+    assert run.returncode == 0, run.stdout + run.stderr
