@@ -565,7 +565,7 @@ class CudaBackend(Backend):
 
     # -- convolution and normalisation ---------------------------------------------------
     def im2col(self, x, kernel, stride, padding, dilation):
-        n, c, h, w = x.shape
+        n, c = x.shape[:2]
         out_h, out_w = conv_out_hw(tuple(x.shape), kernel, stride, padding, dilation)
         cols = self.empty((c * kernel[0] * kernel[1], n * out_h * out_w), x.dtype)
         _launch(_im2col_kernel, cols.size)(x, cols, *kernel, *stride, *padding, *dilation, out_h, out_w)

@@ -103,7 +103,7 @@ class NumpyBackend(Backend):
         return x.mean(axis=(0, 2, 3)), x.var(axis=(0, 2, 3))
 
     def im2col(self, x, kernel, stride, padding, dilation):
-        n, c, h, w = x.shape
+        n, c = x.shape[:2]
         (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
         out_h, out_w = conv_out_hw(x.shape, kernel, stride, padding, dilation)
         x_padded = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))).transpose(1, 0, 2, 3)

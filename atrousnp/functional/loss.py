@@ -39,7 +39,7 @@ def cross_entropy(logits, target, ignore_index=255, weight=None):
     pixel_weights = _pixel_weights(target, c, ignore_index, weight, logits.dtype)
     total_weight = sum_op(pixel_weights)
     # With every pixel ignored the total is 0, and so is the sum: divide by 1 instead.
-    total_weight = total_weight + astype(compare("eq", total_weight, 0), logits.dtype)
+    total_weight = where(compare("eq", total_weight, 0), 1.0, total_weight)
     return -sum_op(log_softmax(logits, dim=1) * pixel_weights) / total_weight
 
 
