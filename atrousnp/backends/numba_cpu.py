@@ -90,6 +90,115 @@ def _bn_stats(x, mean, var):
         mean[ch], var[ch] = mu, squares / count
 
 
+# -- fused hot-path kernels ---------------------------------------------------------------
+# Why these beat the composed defaults in base.py: each default is a chain of NumPy ufunc
+# calls, and every call runs on one core, allocates its result and streams the whole tensor
+# through memory once more. Each kernel below reads its inputs once, writes its output once,
+# keeps the per-element work in registers, and splits the work over every core (prange).
+
+
+@njit(parallel=True, cache=True)
+def _channel_affine(x, scale, shift, residual, relu, out):
+    """out = x * scale[c] + shift[c] (+ residual), ReLU'd if asked; arrays viewed as (N, C, L)."""
+    n, c, length = x.shape
+    for plane in prange(n * c):                       # one (image, channel) plane per task
+        b, ch = plane // c, plane % c
+        s, t = scale[ch], shift[ch]
+        for i in range(length):
+            v = x[b, ch, i] * s + t
+            if residual.shape[0]:
+                v += residual[b, ch, i]
+            if relu and v < 0:
+                v = 0
+            out[b, ch, i] = v
+
+
+@njit(parallel=True, cache=True)
+def _relu_backward(grad, out, dx):
+    for i in prange(grad.size):
+        dx[i] = grad[i] if out[i] > 0 else 0
+
+
+@njit(parallel=True, cache=True)
+def _batch_norm_backward(grad, x, mean, inv_std, scale, training, dx, dweight, dbias):
+    """Two passes per channel, one channel per task: the sums of g and g * x_hat, then dx.
+    x_hat is recomputed in both passes rather than stored; sums accumulate in float64."""
+    n, c, length = x.shape
+    count = n * length
+    for ch in prange(c):
+        mu, inv = mean[ch], inv_std[ch]
+        sum_g, sum_gx = 0.0, 0.0
+        for b in range(n):
+            for i in range(length):
+                g = grad[b, ch, i]
+                sum_g += g
+                sum_gx += g * ((x[b, ch, i] - mu) * inv)
+        dbias[ch], dweight[ch] = sum_g, sum_gx
+        k = scale[ch]
+        mean_g, mean_gx = (sum_g / count, sum_gx / count) if training else (0.0, 0.0)
+        for b in range(n):
+            for i in range(length):
+                x_hat = (x[b, ch, i] - mu) * inv
+                dx[b, ch, i] = k * (grad[b, ch, i] - mean_g - x_hat * mean_gx)
+
+
+@njit(parallel=True, cache=True)
+def _softmax_cross_entropy(logits, target, weight, ignore_index, lse):
+    """Per pixel: lse = log(sum exp(logits)), stable through the max; returns the weighted loss
+    sum and the weight sum (prange reduces both)."""
+    n, c, length = logits.shape
+    total, weight_sum = 0.0, 0.0
+    for p in prange(n * length):
+        b, i = p // length, p % length
+        top = logits[b, 0, i]
+        for k in range(1, c):
+            top = max(top, logits[b, k, i])
+        sum_exp = 0.0
+        for k in range(c):
+            sum_exp += np.exp(logits[b, k, i] - top)
+        lse[b, 0, i] = np.log(sum_exp) + top
+        t = target[b, i]
+        if t != ignore_index and 0 <= t < c:
+            w = weight[t] if weight.size else 1.0
+            total += w * (lse[b, 0, i] - logits[b, t, i])
+            weight_sum += w
+    return total, weight_sum
+
+
+@njit(parallel=True, cache=True)
+def _softmax_cross_entropy_backward(logits, target, weight, ignore_index, lse, factor, dlogits):
+    """dlogits = factor * w_p * (softmax - onehot(t)) per pixel; 0 at ignored pixels."""
+    n, c, length = logits.shape
+    for p in prange(n * length):
+        b, i = p // length, p % length
+        t = target[b, i]
+        keep = t != ignore_index and 0 <= t < c
+        w = (weight[t] if weight.size else 1.0) * factor if keep else 0.0
+        for k in range(c):
+            softmax = np.exp(logits[b, k, i] - lse[b, 0, i])
+            dlogits[b, k, i] = w * (softmax - (1.0 if k == t else 0.0))
+
+
+@njit(parallel=True, cache=True)
+def _sgd_update(param, grad, buf, lr, momentum, weight_decay, dampening, nesterov, first):
+    """One parameter's SGD step, in place on param and buf (flat arrays of one size)."""
+    for i in prange(param.size):
+        g = grad[i] + weight_decay * param[i]
+        if momentum != 0:
+            b = g if first else momentum * buf[i] + (1 - dampening) * g
+            buf[i] = b
+            g = g + momentum * b if nesterov else b
+        param[i] -= lr * g
+
+
+def _as_ncl(a):
+    """A C-contiguous view of (N, C, ...) as (N, C, L)."""
+    return np.ascontiguousarray(a).reshape(a.shape[0], a.shape[1], -1)
+
+
+_NONE = np.empty(0, np.float32)  # stands for a missing optional array in a kernel's signature
+
+
 class NumbaBackend(NumpyBackend):
     name = "numba"
 
@@ -113,3 +222,52 @@ class NumbaBackend(NumpyBackend):
         x = np.zeros(x_shape, cols.dtype)
         _col2im(np.ascontiguousarray(cols), x, *kernel, *stride, *padding, *dilation, out_h, out_w)
         return x
+
+    # -- fused hot-path primitives ---------------------------------------------------------
+    def channel_affine(self, x, scale, shift, residual=None, relu=False):
+        out = np.empty(x.shape, np.result_type(x.dtype, scale.dtype))
+        residual = _NONE.astype(x.dtype).reshape(0, 1, 1) if residual is None else _as_ncl(residual)
+        _channel_affine(_as_ncl(x), scale.astype(out.dtype), shift.astype(out.dtype), residual, relu, _as_ncl(out))
+        return out
+
+    def relu_backward(self, grad, out):
+        dx = np.empty(grad.shape, grad.dtype)
+        _relu_backward(np.ascontiguousarray(grad).ravel(), np.ascontiguousarray(out).ravel(), dx.ravel())
+        return dx
+
+    def batch_norm_backward(self, grad, x, mean, inv_std, weight, training):
+        c = x.shape[1]
+        scale = inv_std if weight is None else inv_std * weight
+        dx = np.empty(x.shape, np.result_type(grad.dtype, x.dtype))
+        dweight, dbias = np.empty(c, mean.dtype), np.empty(c, mean.dtype)
+        _batch_norm_backward(_as_ncl(grad), _as_ncl(x), mean, inv_std, scale, training, _as_ncl(dx), dweight, dbias)
+        return dx, dweight, dbias
+
+    def softmax_cross_entropy(self, logits, target, weight, ignore_index):
+        n, _, length = logits.shape
+        lse = np.empty((n, 1, length), logits.dtype)
+        weight = _NONE.astype(logits.dtype) if weight is None else weight
+        total, weight_sum = _softmax_cross_entropy(np.ascontiguousarray(logits), np.ascontiguousarray(target),
+                                                   weight, ignore_index, lse)
+        norm = weight_sum if weight_sum != 0 else 1.0
+        dtype = logits.dtype.type
+        return np.asarray(dtype(total / norm)), lse, np.asarray(dtype(norm))
+
+    def softmax_cross_entropy_backward(self, grad, logits, target, weight, ignore_index, lse, norm):
+        dlogits = np.empty(logits.shape, logits.dtype)
+        weight = _NONE.astype(logits.dtype) if weight is None else weight
+        _softmax_cross_entropy_backward(np.ascontiguousarray(logits), np.ascontiguousarray(target), weight,
+                                        ignore_index, lse, float(grad) / float(norm), dlogits)
+        return dlogits
+
+    def sgd_step(self, params, grads, buffers, lr, momentum, weight_decay, dampening, nesterov):
+        """In place: each parameter and buffer is updated where it lies, in one parallel pass."""
+        params, buffers = [np.ascontiguousarray(p) for p in params], list(buffers)
+        for k, (p, g) in enumerate(zip(params, grads)):
+            first = buffers[k] is None
+            if momentum and first:
+                buffers[k] = np.empty_like(p)          # a buffer of its own, never the gradient
+            buf = buffers[k] if momentum else p
+            _sgd_update(p.reshape(-1), np.ascontiguousarray(g, p.dtype).reshape(-1), buf.reshape(-1),
+                        lr, momentum, weight_decay, dampening, nesterov, first)
+        return params, buffers

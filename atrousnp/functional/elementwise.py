@@ -171,13 +171,13 @@ class ReLU(Function):
 
     @staticmethod
     def forward(ctx, a):
-        ctx.save_for_backward(a)
-        return ctx.backend.map("relu", a)
+        out = ctx.backend.map("relu", a)
+        ctx.save_for_backward(out)
+        return out
 
     @staticmethod
     def backward(ctx, grad):
-        be, (a,) = ctx.backend, ctx.saved
-        return be.zip("mul", grad, be.map("step", a))
+        return ctx.backend.relu_backward(grad, ctx.saved[0])
 
 
 class Sigmoid(Function):

@@ -2,8 +2,9 @@
 
 import numpy as np
 
+from ..autograd import Function
 from ..tensor import Tensor, tensor
-from .elementwise import astype, compare, exp, log, where
+from .elementwise import astype, exp, log
 from .reduce import max as max_op
 from .reduce import sum as sum_op
 
@@ -18,6 +19,35 @@ def log_softmax(x, dim=1):
 
 def softmax(x, dim=1):
     return exp(log_softmax(x, dim))
+
+
+class SoftmaxCrossEntropy(Function):
+    """loss = sum_p w_p * (lse_p - logits[t_p, p]) / sum_p w_p over pixels p not ignored;
+    dlogits = g / sum_p w_p * w_p * (softmax_p - onehot(t_p)).
+
+    One fused primitive each way: forward keeps only the per-pixel log-sum-exp (N, 1, L) for
+    backward, where the composed form kept a log-softmax, a one-hot and their product, each
+    the size of the logits.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, target, weight, ignore_index):
+        be = ctx.backend
+        n, c = logits.shape[:2]
+        flat = be.reshape(be.contiguous(logits), (n, c, -1))
+        labels = be.reshape(target, (n, -1))
+        loss, lse, norm = be.softmax_cross_entropy(flat, labels, weight, ignore_index)
+        ctx.save_for_backward(logits, labels, weight, lse, norm)
+        ctx.ignore_index = ignore_index
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad):
+        be, (logits, labels, weight, lse, norm) = ctx.backend, ctx.saved
+        n, c = logits.shape[:2]
+        flat = be.reshape(be.contiguous(logits), (n, c, -1))
+        dlogits = be.softmax_cross_entropy_backward(grad, flat, labels, weight, ctx.ignore_index, lse, norm)
+        return be.reshape(dlogits, logits.shape), None, None
 
 
 def cross_entropy(logits, target, ignore_index=255, weight=None):
@@ -36,28 +66,13 @@ def cross_entropy(logits, target, ignore_index=255, weight=None):
     labels = target.numpy() if isinstance(target, Tensor) else np.asarray(target)
     _check_labels(labels, expected, c, ignore_index, logits.shape)
     target = target if isinstance(target, Tensor) else tensor(labels)
-    pixel_weights = _pixel_weights(target, c, ignore_index, weight, logits.dtype)
-    total_weight = sum_op(pixel_weights)
-    # With every pixel ignored the total is 0, and so is the sum: divide by 1 instead.
-    total_weight = where(compare("eq", total_weight, 0), 1.0, total_weight)
-    return -sum_op(log_softmax(logits, dim=1) * pixel_weights) / total_weight
-
-
-def _pixel_weights(target, c, ignore_index, weight, dtype):
-    """(N, C, ...) with w[k] where target[n, ...] == k and is not ignored, else 0 (w = 1 without
-    weights): multiplying log p by it picks w[t] * log p[t] at every pixel."""
-    class_shape = (1, c) + (1,) * (target.ndim - 1)
-    per_pixel = target.reshape((target.shape[0], 1) + tuple(target.shape[1:]))
-    pixel_weights = astype(compare("eq", per_pixel, np.arange(c).reshape(class_shape)), dtype)
     if weight is not None:
-        class_weights = astype(weight.detach(), dtype) if isinstance(weight, Tensor) else np.asarray(weight, dtype)
-        if tuple(class_weights.shape) != (c,):
+        weight = astype(weight.detach(), logits.dtype) if isinstance(weight, Tensor) else \
+            tensor(np.asarray(weight, logits.dtype))
+        if tuple(weight.shape) != (c,):
             raise ValueError(f"cross_entropy: weight must have shape ({c},), one per class, "
-                             f"got {tuple(class_weights.shape)}")
-        pixel_weights = pixel_weights * class_weights.reshape(class_shape)
-    if 0 <= ignore_index < c:  # otherwise an ignored pixel matches no class already
-        pixel_weights = where(compare("eq", per_pixel, ignore_index), 0.0, pixel_weights)
-    return pixel_weights
+                             f"got {tuple(weight.shape)}")
+    return SoftmaxCrossEntropy.apply(logits, target, weight, ignore_index=ignore_index)
 
 
 def _check_labels(labels, expected, c, ignore_index, logits_shape):

@@ -10,54 +10,50 @@ PyTorch). Evaluation uses the running statistics. With M = N*H*W values per chan
     dweight = sum(dy * x_hat)
     dx      = weight / sqrt(var + eps) / M * (M * dy - sum(dy) - x_hat * sum(dy * x_hat))   training
     dx      = weight / sqrt(var + eps) * dy                                                  evaluation
-"""
 
+A ResNet follows almost every batch norm with a ReLU, and ends each unit with
+``relu(bn(x) + shortcut)``. ``batch_norm(..., residual=shortcut, relu=True)`` does all of it in
+one op: one pass over the data instead of three, and one array kept for backward (the output,
+whose sign is ReLU's mask) instead of three. Backward recomputes x_hat from x, which the graph
+keeps anyway as the op's input, rather than saving an x_hat of its own.
+"""
 
 from ..autograd import Function
 from .operands import scalar
-
-_CHANNEL_AXES = (0, 2, 3)
-
-
-def _per_channel(be, a, c):
-    """A (C,) vector as (1, C, 1, 1), to broadcast over (N, C, H, W)."""
-    return be.reshape(a, (1, c, 1, 1))
 
 
 class BatchNorm(Function):
 
     @staticmethod
-    def forward(ctx, x, mean, var, weight, bias, training, eps):
-        be, c = ctx.backend, x.shape[1]
+    def forward(ctx, x, mean, var, weight, bias, residual, training, eps, relu):
+        be = ctx.backend
         inv_std = be.zip("div", scalar(be, 1, var.dtype), be.map("sqrt", be.zip("add", var, scalar(be, eps, var.dtype))))
-        x_hat = be.zip("mul", be.zip("sub", x, _per_channel(be, mean, c)), _per_channel(be, inv_std, c))
-        ctx.save_for_backward(x_hat, inv_std, weight)
-        ctx.training = training
-        out = x_hat if weight is None else be.zip("mul", x_hat, _per_channel(be, weight, c))
-        return out if bias is None else be.zip("add", out, _per_channel(be, bias, c))
+        scale = inv_std if weight is None else be.zip("mul", inv_std, weight)
+        shift = be.map("neg", be.zip("mul", mean, scale))
+        if bias is not None:
+            shift = be.zip("add", shift, bias)
+        out = be.channel_affine(x, scale, shift, residual, relu)
+        ctx.save_for_backward(x, mean, inv_std, weight, out if relu else None)
+        ctx.training, ctx.has_residual = training, residual is not None
+        return out
 
     @staticmethod
     def backward(ctx, grad):
-        be, (x_hat, inv_std, weight) = ctx.backend, ctx.saved
-        c = x_hat.shape[1]
-        sum_dy = be.reduce("sum", grad, _CHANNEL_AXES, keepdims=False)
-        sum_dy_xhat = be.reduce("sum", be.zip("mul", grad, x_hat), _CHANNEL_AXES, keepdims=False)
-        scale = inv_std if weight is None else be.zip("mul", inv_std, weight)
-        if ctx.training:
-            m = x_hat.size // c
-            centred = be.zip("sub", be.zip("mul", grad, scalar(be, m, grad.dtype)), _per_channel(be, sum_dy, c))
-            centred = be.zip("sub", centred, be.zip("mul", x_hat, _per_channel(be, sum_dy_xhat, c)))
-            dx = be.zip("mul", centred, _per_channel(be, be.zip("div", scale, scalar(be, m, scale.dtype)), c))
-        else:
-            dx = be.zip("mul", grad, _per_channel(be, scale, c))
-        return dx, None, None, sum_dy_xhat, sum_dy
+        be, (x, mean, inv_std, weight, out) = ctx.backend, ctx.saved
+        if out is not None:
+            grad = be.relu_backward(grad, out)
+        dx, dweight, dbias = be.batch_norm_backward(grad, x, mean, inv_std, weight, ctx.training)
+        return dx, None, None, dweight, dbias, grad if ctx.has_residual else None
 
 
 def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False,
-               momentum=0.1, eps=1e-5):
+               momentum=0.1, eps=1e-5, residual=None, relu=False):
     """x: (N, C, H, W); running_mean, running_var, weight, bias: (C,) Tensors or None.
 
     In training, the running statistics (if given) are updated in place, outside the graph.
+    ``residual`` (a Tensor of x's shape) is added after the affine step and ``relu=True``
+    applies max(., 0) last: ``relu(batch_norm(x) + residual)`` fused into one op. These two
+    arguments are atrousnp's; PyTorch's batch_norm has neither (its compilers fuse the same chain).
     """
     if x.ndim != 4:
         raise ValueError(f"batch_norm: x must be (N, C, H, W), got shape {x.shape}")
@@ -66,6 +62,8 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
                     ("weight", weight), ("bias", bias)):
         if t is not None and tuple(t.shape) != (c,):
             raise ValueError(f"batch_norm: {name} must have shape ({c},) for x of shape {x.shape}, got {t.shape}")
+    if residual is not None and tuple(residual.shape) != tuple(x.shape):
+        raise ValueError(f"batch_norm: residual must have x's shape {x.shape}, got {residual.shape}")
     be = x._backend
     if training:
         m = x.size // c
@@ -80,7 +78,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
         if running_mean is None or running_var is None:
             raise ValueError("batch_norm: evaluation needs running_mean and running_var")
         mean, var = running_mean.data, running_var.data
-    return BatchNorm.apply(x, mean, var, weight, bias, training=training, eps=eps)
+    return BatchNorm.apply(x, mean, var, weight, bias, residual, training=training, eps=eps, relu=relu)
 
 
 def _update_running(be, running, batch_value, momentum):

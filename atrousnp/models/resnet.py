@@ -19,7 +19,6 @@ weight: the same network runs at any output stride.
 
 import numpy as np
 
-from .. import functional as F
 from .. import nn
 
 
@@ -50,8 +49,8 @@ class BasicBlock(nn.Module):
 
     def forward(self, x):
         identity = x if self.downsample is None else self.downsample(x)
-        y = F.relu(self.bn1(self.conv1(x)))
-        return F.relu(self.bn2(self.conv2(y)) + identity)
+        y = self.bn1(self.conv1(x), relu=True)                       # relu(bn1(conv1 x)), one fused op
+        return self.bn2(self.conv2(y), residual=identity, relu=True)   # relu(bn2(conv2 y) + identity)
 
 
 class Bottleneck(nn.Module):
@@ -78,9 +77,9 @@ class Bottleneck(nn.Module):
 
     def forward(self, x):
         identity = x if self.downsample is None else self.downsample(x)
-        y = F.relu(self.bn1(self.conv1(x)))
-        y = F.relu(self.bn2(self.conv2(y)))
-        return F.relu(self.bn3(self.conv3(y)) + identity)
+        y = self.bn1(self.conv1(x), relu=True)
+        y = self.bn2(self.conv2(y), relu=True)
+        return self.bn3(self.conv3(y), residual=identity, relu=True)
 
 
 def make_stage(block, in_channels, planes, units, may_stride, rng):
@@ -129,7 +128,7 @@ class ResNet(nn.Module):
             previous_rate = rate
 
     def forward(self, x):
-        x = self.maxpool(F.relu(self.bn1(self.conv1(x))))
+        x = self.maxpool(self.bn1(self.conv1(x), relu=True))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
 

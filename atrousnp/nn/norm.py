@@ -34,9 +34,11 @@ class BatchNorm2d(Module):
                 p.requires_grad = not frozen
         return self
 
-    def forward(self, x):
+    def forward(self, x, residual=None, relu=False):
+        """``relu(bn(x) + residual)`` in one fused op where asked; plain ``bn(x)`` by default."""
         return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
-                            training=self.training and not self.frozen, momentum=self.momentum, eps=self.eps)
+                            training=self.training and not self.frozen, momentum=self.momentum, eps=self.eps,
+                            residual=residual, relu=relu)
 
     def extra_repr(self):
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, frozen={self.frozen}"

@@ -9,7 +9,9 @@ class SGD:
         g = g + momentum * buf  if nesterov  else  buf
         p = p - lr * g
 
-    Parameters without a gradient (frozen ones, or unused this step) are skipped.
+    Parameters without a gradient (frozen ones, or unused this step) are skipped. The update
+    is the backend's fused ``sgd_step`` over all parameters at once (in place on the Numba
+    backend); ``backends/base.py`` holds its readable definition.
     ``param_groups[0]["lr"]`` is the learning rate a scheduler changes.
     """
 
@@ -30,23 +32,20 @@ class SGD:
             p.grad = None
 
     def step(self):
+        """Update every parameter that has a gradient, with one fused backend call per backend."""
         group = self.param_groups[0]
-        for i, p in enumerate(self.params):
-            if p.grad is None or not p.requires_grad:
-                continue
-            be = p._backend
-            grad = p.grad.data
-            if group["weight_decay"]:
-                grad = be.zip("add", grad, _scaled(be, p.data, group["weight_decay"]))
-            if group["momentum"]:
-                buf = self.momentum_buffers[i]
-                if buf is None:
-                    buf = grad
-                else:
-                    buf = be.zip("add", _scaled(be, buf, group["momentum"]), _scaled(be, grad, 1 - group["dampening"]))
-                self.momentum_buffers[i] = buf
-                grad = be.zip("add", grad, _scaled(be, buf, group["momentum"])) if group["nesterov"] else buf
-            p.data = be.zip("sub", p.data, _scaled(be, grad, group["lr"]))
+        live = [i for i, p in enumerate(self.params) if p.grad is not None and p.requires_grad]
+        by_backend = {}
+        for i in live:
+            by_backend.setdefault(self.params[i]._backend, []).append(i)
+        for be, indices in by_backend.items():
+            params, buffers = be.sgd_step([self.params[i].data for i in indices],
+                                          [self.params[i].grad.data for i in indices],
+                                          [self.momentum_buffers[i] for i in indices],
+                                          group["lr"], group["momentum"], group["weight_decay"],
+                                          group["dampening"], group["nesterov"])
+            for i, p, buf in zip(indices, params, buffers):
+                self.params[i].data, self.momentum_buffers[i] = p, buf
 
     def state_dict(self):
         """Host arrays and numbers: the learning rate and every momentum buffer there is."""
@@ -62,6 +61,3 @@ class SGD:
             buf = state.get(f"momentum_buffer.{i}")
             self.momentum_buffers[i] = None if buf is None else p._backend.asarray(buf.astype(p.dtype))
 
-
-def _scaled(be, a, factor):
-    return be.zip("mul", a, be.full((), factor, a.dtype))

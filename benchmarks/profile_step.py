@@ -1,0 +1,60 @@
+"""Where a DeepLabv3-ResNet-50 training step spends its time: a cProfile of one step.
+
+    python benchmarks/profile_step.py [--backend numba|numpy|cuda] [--size 321] [--batch 2] [--top 15]
+
+Runs one warm-up step (compilation, first allocations), then profiles one more and prints the
+functions with the most time of their own, and the primitive calls that the step made. On the
+cuda backend it also prints the backend's counters for the profiled step (launches, device
+allocations, host<->device copies), so a step's cost is visible without a GPU profiler.
+"""
+
+import argparse
+import cProfile
+import pstats
+
+import numpy as np
+
+import atrousnp as anp
+import atrousnp.functional as F
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backend", default="numba", choices=["numpy", "numba", "cuda"])
+    parser.add_argument("--size", type=int, default=321)
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--top", type=int, default=15)
+    args = parser.parse_args()
+
+    anp.set_backend(args.backend)
+    rng = np.random.default_rng(0)
+    model = anp.models.deeplabv3_resnet50(num_classes=21, output_stride=16, head_style="torchvision", rng=rng)
+    optimizer = anp.optim.SGD(list(model.parameters()), lr=1e-3, momentum=0.9, weight_decay=1e-4)
+    x = rng.standard_normal((args.batch, 3, args.size, args.size)).astype(np.float32)
+    target = rng.integers(0, 21, (args.batch, args.size, args.size))
+
+    def step():
+        optimizer.zero_grad()
+        F.cross_entropy(model(anp.tensor(x)), target).backward()
+        optimizer.step()
+
+    step()
+    counters = anp.get_backend().counters if args.backend == "cuda" else None
+    before = counters.snapshot() if counters else None
+    profile = cProfile.Profile()
+    profile.runcall(step)
+    if args.backend == "cuda":
+        from numba import cuda
+        cuda.synchronize()
+        print("counters for one step:", counters.since(before))
+    stats = pstats.Stats(profile).sort_stats("tottime")
+    print(f"# one training step, backend={args.backend}, batch {args.batch}, {args.size}x{args.size}")
+    print(f"{'seconds':>8} {'calls':>7}  function")
+    rows = sorted(stats.stats.items(), key=lambda item: -item[1][2])
+    for (filename, line, name), (_, calls, own, _, _) in rows[:args.top]:
+        print(f"{own:8.3f} {calls:7d}  {name} ({filename.split('/')[-1]}:{line})")
+    print(f"{stats.total_tt:8.3f}          total")
+
+
+if __name__ == "__main__":
+    main()
