@@ -130,13 +130,61 @@ class Backend:
     # single pass (or a single kernel launch) beats the chain of calls, each of which
     # allocates its result and, on a GPU, costs a launch.
 
-    def channel_affine(self, x, scale, shift, residual=None, relu=False):
-        """y = x * scale[c] + shift[c] (+ residual), then max(y, 0) if ``relu``.
+    def conv2d_forward(self, x, weight, stride, padding, dilation, groups):
+        """y: (N, K, out_h, out_w), the dilated cross-correlation of x: (N, C, H, W) with
+        weight: (K, C/groups, kh, kw), without bias (``functional/conv.py`` states the maths).
 
-        x, residual: (N, C, ...); scale, shift: (C,). Batch norm's forward is this with
-        scale = weight / sqrt(var + eps) and shift = bias - mean * scale; the residual and the
-        ReLU are a ResNet unit's ``relu(bn(conv(x)) + shortcut)``.
+        cols = im2col(x): (G, C/G*kh*kw, N*L), L = out_h*out_w; then one GEMM per group, over
+        every image at once, y[n, g] = W_g @ cols_g[n], on a strided view of cols per image so
+        that the product lands in (N, G, K/G, L) order: y's own layout.
         """
+        geometry = (tuple(weight.shape[2:]), stride, padding, dilation)
+        n, k = x.shape[0], weight.shape[0]
+        out_h, out_w = conv_out_hw(x.shape, *geometry)
+        cols = _grouped_cols(self, x, groups, geometry)                                 # (G, CKK_g, N*L)
+        g, ckk, _ = cols.shape
+        per_image = self.transpose(self.reshape(cols, (g, ckk, n, -1)), (2, 0, 1, 3))   # (N, G, CKK_g, L)
+        out = self.matmul(_grouped_weight(self, weight, groups), per_image)             # (N, G, K_g, L)
+        return self.reshape(out, (n, k, out_h, out_w))
+
+    def conv2d_backward(self, grad, x, weight, stride, padding, dilation, groups, needs_dx, needs_dweight):
+        """(dx, dweight) of ``conv2d_forward`` for grad: (N, K, out_h, out_w); None where not needed.
+
+        dW_g = dy_g @ cols_g^T (one GEMM over all images: dy transposed to (G, K/G, N*L), much
+        smaller than cols), and dx = col2im(W_g^T @ dy_g), col2im being im2col's adjoint. cols is
+        rebuilt here rather than kept from the forward pass: one im2col more, but a network
+        keeps no im2col buffer per layer alive between forward and backward.
+        """
+        geometry = (tuple(weight.shape[2:]), stride, padding, dilation)
+        k = weight.shape[0]
+        grad_g = self.reshape(self.contiguous(self.transpose(grad, (1, 0, 2, 3))), (groups, k // groups, -1))
+        dx = dweight = None
+        if needs_dweight:
+            cols = _grouped_cols(self, x, groups, geometry)
+            dweight = self.reshape(self.matmul(grad_g, self.transpose(cols, (0, 2, 1))), weight.shape)
+            del cols  # free the im2col buffer before col2im makes one of its own
+        if needs_dx:
+            w_t = self.transpose(_grouped_weight(self, weight, groups), (0, 2, 1))
+            dcols = self.matmul(w_t, grad_g)                                          # (G, CKK_g, N*L)
+            del grad_g
+            dx = _col2im(self, dcols, x.shape, geometry)
+        return dx, dweight
+
+    def batch_norm_forward(self, x, mean, var, weight, bias, eps, residual=None, relu=False):
+        """y = x_hat * weight[c] + bias[c] (+ residual), then max(y, 0) if ``relu``;
+        x_hat = (x - mean[c]) / sqrt(var[c] + eps).
+
+        x, residual: (N, C, ...); mean, var, weight, bias (weight, bias may be None): (C,).
+        Computed as y = x * scale + shift with scale = weight / sqrt(var + eps) and
+        shift = bias - mean * scale: one multiply-add per element. The residual and the ReLU are
+        a ResNet unit's ``relu(bn(conv(x)) + shortcut)``.
+        """
+        scale = _inv_std(self, var, eps)
+        if weight is not None:
+            scale = self.zip("mul", scale, weight)
+        shift = self.map("neg", self.zip("mul", mean, scale))
+        if bias is not None:
+            shift = self.zip("add", shift, bias)
         y = self.zip("add", self.zip("mul", x, _per_channel(self, scale, x.ndim)), _per_channel(self, shift, x.ndim))
         if residual is not None:
             y = self.zip("add", y, residual)
@@ -146,15 +194,20 @@ class Backend:
         """grad where out > 0, else 0: ReLU's backward, read from its output (out > 0 iff in > 0)."""
         return self.zip("mul", grad, self.map("step", out))
 
-    def batch_norm_backward(self, grad, x, mean, inv_std, weight, training):
-        """(dx, dweight, dbias) of y = weight * x_hat + bias, x_hat = (x - mean) * inv_std.
+    def batch_norm_backward(self, grad, x, mean, var, weight, eps, training, relu_out=None):
+        """(dx, dweight, dbias) of ``batch_norm_forward`` without a residual.
 
-        grad, x: (N, C, ...); mean, inv_std, weight (or None): (C,). With M values per channel,
+        grad, x: (N, C, ...); mean, var, weight (or None): (C,). With ``relu_out`` (the forward's
+        output when it applied the ReLU), grad is first masked by relu_backward. Then, with
+        g the gradient, x_hat = (x - mean) * inv_std and M values per channel:
         dbias = sum(g), dweight = sum(g * x_hat) and, when the statistics came from this batch,
         dx = weight * inv_std * (g - sum(g) / M - x_hat * sum(g * x_hat) / M); else dx = weight * inv_std * g.
         """
+        if relu_out is not None:
+            grad = self.relu_backward(grad, relu_out)
         axes = (0,) + tuple(range(2, x.ndim))
         per_channel = lambda v: _per_channel(self, v, x.ndim)  # noqa: E731
+        inv_std = _inv_std(self, var, eps)
         x_hat = self.zip("mul", self.zip("sub", x, per_channel(mean)), per_channel(inv_std))
         dbias = self.reduce("sum", grad, axes, keepdims=False)
         dweight = self.reduce("sum", self.zip("mul", grad, x_hat), axes, keepdims=False)
@@ -164,6 +217,16 @@ class Backend:
             centred = self.zip("sub", grad, per_channel(self.zip("div", dbias, m)))
             grad = self.zip("sub", centred, self.zip("mul", x_hat, per_channel(self.zip("div", dweight, m))))
         return self.zip("mul", grad, per_channel(scale)), dweight, dbias
+
+    def update_running_stats(self, running_mean, running_var, mean, var, momentum, count):
+        """The running statistics moved towards a batch's: running = (1 - m) * running + m * batch,
+        the variance made unbiased (times count / (count - 1)) first, as PyTorch. Returns the
+        new (running_mean, running_var); a backend may update them in place and return them."""
+        def moved(running, batch, factor):
+            keep = self.zip("mul", running, self.full((), 1 - momentum, running.dtype))
+            step = self.zip("mul", batch, self.full((), momentum * factor, batch.dtype))
+            return self.zip("add", keep, self.astype(step, running.dtype))
+        return moved(running_mean, mean, 1.0), moved(running_var, var, count / (count - 1))
 
     def softmax_cross_entropy(self, logits, target, weight, ignore_index):
         """Cross-entropy of softmax(logits) along axis 1 against integer labels.
@@ -244,6 +307,43 @@ def conv_out_size(size, kernel, stride, padding, dilation):
 def conv_out_hw(x_shape, kernel, stride, padding, dilation):
     """(out_h, out_w) for x: (N, C, H, W) and (h, w) pairs of kernel, stride, padding, dilation."""
     return tuple(conv_out_size(x_shape[2 + a], kernel[a], stride[a], padding[a], dilation[a]) for a in (0, 1))
+
+
+def _inv_std(backend, var, eps):
+    """1 / sqrt(var + eps), per channel."""
+    root = backend.map("sqrt", backend.zip("add", var, backend.full((), eps, var.dtype)))
+    return backend.zip("div", backend.full((), 1, var.dtype), root)
+
+
+def _is_pointwise(kernel, stride, padding):
+    """A 1x1, stride-1, unpadded kernel's patches are the pixels themselves."""
+    return tuple(kernel) == (1, 1) and tuple(stride) == (1, 1) and tuple(padding) == (0, 0)
+
+
+def _grouped_cols(backend, x, groups, geometry):
+    """im2col of x: (N, C, H, W) as (G, C/G*kh*kw, N*L); for a pointwise kernel, x transposed."""
+    kernel, stride, padding, dilation = geometry
+    n, c, h, w = x.shape
+    if _is_pointwise(kernel, stride, padding):
+        cols = backend.reshape(backend.transpose(x, (1, 0, 2, 3)), (c, n * h * w))
+    else:
+        cols = backend.im2col(x, kernel, stride, padding, dilation)
+    return backend.reshape(cols, (groups, cols.shape[0] // groups, cols.shape[1]))
+
+
+def _grouped_weight(backend, weight, groups):
+    """weight: (K, C/G, kh, kw) as (G, K/G, C/G*kh*kw)."""
+    return backend.reshape(weight, (groups, weight.shape[0] // groups, -1))
+
+
+def _col2im(backend, dcols, x_shape, geometry):
+    """col2im of (G, C/G*kh*kw, N*L) back to x_shape; for a pointwise kernel, a transpose."""
+    kernel, stride, padding, dilation = geometry
+    n, c, h, w = x_shape
+    if _is_pointwise(kernel, stride, padding):
+        return backend.contiguous(backend.transpose(backend.reshape(dcols, (c, n, h, w)), (1, 0, 2, 3)))
+    dcols = backend.reshape(dcols, (dcols.shape[0] * dcols.shape[1], dcols.shape[2]))
+    return backend.col2im(dcols, x_shape, kernel, stride, padding, dilation)
 
 
 def _per_channel(backend, v, ndim):

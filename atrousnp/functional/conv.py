@@ -9,16 +9,17 @@ sees a (2d+1) x (2d+1) window with the parameters of a 3x3 one. Output size per 
 out = floor((H + 2p - d(k-1) - 1) / s) + 1.
 
 im2col lays each dilated patch out as one column, cols: (C*kh*kw, N*L) with L = out_h*out_w
-(DESIGN.md §4), so the whole convolution is one GEMM per group, over every image at once:
+(docs/atrous_convolution.md), so the whole convolution is one GEMM per group, over every image:
 
     forward   y[n] = W_g @ cols_g[n]       W_g: (G, K/G, C/G*kh*kw), cols_g: (G, C/G*kh*kw, N*L)
     backward  dW = dy_g @ cols_g^T         dy_g: (G, K/G, N*L), dy transposed
               dx = col2im(W_g^T @ dy_g)    col2im is im2col's adjoint: it sums overlapping taps
 
-Forward runs one GEMM per image on a strided view of cols, so it writes (N, K, L) directly;
-backward's dW is one GEMM over all images, after transposing dy (the size of the output,
-much smaller than cols). Forward saves x rather than cols, and backward rebuilds cols: one
-im2col more, but a network keeps no im2col buffer per layer alive between forward and backward.
+The backend primitives ``conv2d_forward`` and ``conv2d_backward`` run exactly these steps;
+``backends/base.py`` holds them as written on im2col, col2im and matmul, and a backend may lay
+the same GEMMs out its own way (the CUDA one reads each image's columns of cols in place).
+Forward saves x rather than cols, and backward rebuilds cols: one im2col more, but a network
+keeps no im2col buffer per layer alive between forward and backward.
 """
 
 from ..autograd import Function
@@ -32,67 +33,20 @@ class Conv2d(Function):
     @staticmethod
     def forward(ctx, x, weight, bias, stride, padding, dilation, groups):
         be = ctx.backend
-        ctx.geometry = weight.shape[2:], stride, padding, dilation
-        ctx.groups = groups
+        ctx.params = stride, padding, dilation, groups
         ctx.save_for_backward(x, weight)
-        n, k = x.shape[0], weight.shape[0]
-        out_h, out_w = conv_out_hw(x.shape, *ctx.geometry)
-        cols = _grouped_cols(be, x, groups, ctx.geometry)            # (G, CKK_g, N*L)
-        g, ckk, _ = cols.shape
-        per_image = be.transpose(be.reshape(cols, (g, ckk, n, -1)), (2, 0, 1, 3))   # (N, G, CKK_g, L)
-        out = be.matmul(_grouped_weight(be, weight, groups), per_image)             # (N, G, K_g, L)
-        out = be.reshape(out, (n, k, out_h, out_w))
+        out = be.conv2d_forward(x, weight, stride, padding, dilation, groups)
         if bias is not None:
-            out = be.zip("add", out, be.reshape(bias, (1, k, 1, 1)))
+            out = be.zip("add", out, be.reshape(bias, (1, -1, 1, 1)))
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        be, (x, weight), groups = ctx.backend, ctx.saved, ctx.groups
-        k = weight.shape[0]
-        grad_g = be.reshape(be.contiguous(be.transpose(grad, (1, 0, 2, 3))), (groups, k // groups, -1))
-        dx = dw = db = None
-        if ctx.needs_input_grad[1]:
-            cols = _grouped_cols(be, x, groups, ctx.geometry)
-            dw = be.reshape(be.matmul(grad_g, be.transpose(cols, (0, 2, 1))), weight.shape)
-            del cols  # free the im2col buffer before col2im makes one of its own
-        if ctx.needs_input_grad[2]:
-            db = be.reduce("sum", grad, (0, 2, 3), keepdims=False)
-        if ctx.needs_input_grad[0]:
-            w_t = be.transpose(_grouped_weight(be, weight, groups), (0, 2, 1))
-            dcols = be.matmul(w_t, grad_g)                                    # (G, CKK_g, N*L)
-            del grad_g
-            dx = _col2im(be, dcols, x.shape, ctx.geometry)
-        return dx, dw, db
-
-
-def _is_pointwise(kernel, stride, padding):
-    """A 1x1, stride-1, unpadded kernel's patches are the pixels themselves."""
-    return tuple(kernel) == (1, 1) and tuple(stride) == (1, 1) and tuple(padding) == (0, 0)
-
-
-def _grouped_cols(be, x, groups, geometry):
-    kernel, stride, padding, dilation = geometry
-    n, c, h, w = x.shape
-    if _is_pointwise(kernel, stride, padding):
-        cols = be.reshape(be.transpose(x, (1, 0, 2, 3)), (c, n * h * w))
-    else:
-        cols = be.im2col(x, kernel, stride, padding, dilation)
-    return be.reshape(cols, (groups, cols.shape[0] // groups, cols.shape[1]))
-
-
-def _grouped_weight(be, weight, groups):
-    k = weight.shape[0]
-    return be.reshape(weight, (groups, k // groups, -1))
-
-
-def _col2im(be, dcols, x_shape, geometry):
-    kernel, stride, padding, dilation = geometry
-    n, c, h, w = x_shape
-    if _is_pointwise(kernel, stride, padding):
-        return be.contiguous(be.transpose(be.reshape(dcols, (c, n, h, w)), (1, 0, 2, 3)))
-    dcols = be.reshape(dcols, (dcols.shape[0] * dcols.shape[1], dcols.shape[2]))
-    return be.col2im(dcols, x_shape, kernel, stride, padding, dilation)
+        be, (x, weight) = ctx.backend, ctx.saved
+        needs_dx, needs_dweight, needs_dbias = ctx.needs_input_grad[:3]
+        dx, dweight = be.conv2d_backward(grad, x, weight, *ctx.params, needs_dx, needs_dweight)
+        dbias = be.reduce("sum", grad, (0, 2, 3), keepdims=False) if needs_dbias else None
+        return dx, dweight, dbias
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):

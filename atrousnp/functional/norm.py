@@ -19,30 +19,24 @@ keeps anyway as the op's input, rather than saving an x_hat of its own.
 """
 
 from ..autograd import Function
-from .operands import scalar
 
 
 class BatchNorm(Function):
 
     @staticmethod
     def forward(ctx, x, mean, var, weight, bias, residual, training, eps, relu):
-        be = ctx.backend
-        inv_std = be.zip("div", scalar(be, 1, var.dtype), be.map("sqrt", be.zip("add", var, scalar(be, eps, var.dtype))))
-        scale = inv_std if weight is None else be.zip("mul", inv_std, weight)
-        shift = be.map("neg", be.zip("mul", mean, scale))
-        if bias is not None:
-            shift = be.zip("add", shift, bias)
-        out = be.channel_affine(x, scale, shift, residual, relu)
-        ctx.save_for_backward(x, mean, inv_std, weight, out if relu else None)
-        ctx.training, ctx.has_residual = training, residual is not None
+        out = ctx.backend.batch_norm_forward(x, mean, var, weight, bias, eps, residual, relu)
+        ctx.save_for_backward(x, mean, var, weight, out if relu else None)
+        ctx.training, ctx.eps, ctx.has_residual = training, eps, residual is not None
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        be, (x, mean, inv_std, weight, out) = ctx.backend, ctx.saved
-        if out is not None:
-            grad = be.relu_backward(grad, out)
-        dx, dweight, dbias = be.batch_norm_backward(grad, x, mean, inv_std, weight, ctx.training)
+        be, (x, mean, var, weight, out) = ctx.backend, ctx.saved
+        if ctx.has_residual:  # the residual's gradient is the ReLU-masked one: make it once
+            grad = grad if out is None else be.relu_backward(grad, out)
+            out = None
+        dx, dweight, dbias = be.batch_norm_backward(grad, x, mean, var, weight, ctx.eps, ctx.training, out)
         return dx, None, None, dweight, dbias, grad if ctx.has_residual else None
 
 
@@ -72,16 +66,11 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
                              f"got input of shape {x.shape}")
         mean, var = be.bn_stats(x.data)
         if running_mean is not None:
-            _update_running(be, running_mean, mean, momentum)
-            _update_running(be, running_var, be.zip("mul", var, scalar(be, m / (m - 1), var.dtype)), momentum)
+            running_mean.data, running_var.data = be.update_running_stats(
+                running_mean.data, running_var.data, mean, var, momentum, m)
     else:
         if running_mean is None or running_var is None:
             raise ValueError("batch_norm: evaluation needs running_mean and running_var")
         mean, var = running_mean.data, running_var.data
     return BatchNorm.apply(x, mean, var, weight, bias, residual, training=training, eps=eps, relu=relu)
 
-
-def _update_running(be, running, batch_value, momentum):
-    keep = be.zip("mul", running.data, scalar(be, 1 - momentum, running.dtype))
-    running.data = be.zip("add", keep, be.astype(be.zip("mul", batch_value, scalar(be, momentum, batch_value.dtype)),
-                                                  running.dtype))

@@ -1,0 +1,171 @@
+"""The fused hot-path primitives: each backend's equals the composed default in backends/base.py
+(its definition), in float32 and float64, and the ops built on them pass gradcheck."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import atrousnp as anp
+import atrousnp.functional as F
+from atrousnp.backends.base import Backend
+
+seeds = st.integers(0, 2**32 - 1)
+dtypes = st.sampled_from([np.float32, np.float64])
+shapes = st.tuples(st.integers(1, 3), st.integers(1, 4), st.integers(1, 5), st.integers(1, 5))
+
+
+def tolerance(dtype):
+    return dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+
+
+def fused_and_default(name, *args):
+    """The backend's own ``name`` and base.py's default, both on the current backend, as host
+    arrays; each gets its own copies of the array arguments, which a primitive may update in place."""
+    be = anp.get_backend()
+    copies = [be.asarray(np.array(be.to_host(a))) if be.owns(a) else a for a in args]
+    to_host = lambda out: tuple(be.to_host(o) for o in out) if isinstance(out, (tuple, list)) else be.to_host(out)  # noqa: E731
+    return to_host(getattr(be, name)(*args)), to_host(getattr(Backend, name)(be, *copies))
+
+
+def upload(*arrays):
+    """Copies on the backend: asarray may share a NumPy array, which an in-place primitive would change."""
+    be = anp.get_backend()
+    return [None if a is None else be.asarray(np.array(a)) for a in arrays]
+
+
+@given(shape=shapes, dtype=dtypes, residual=st.booleans(), relu=st.booleans(), affine=st.booleans(), seed=seeds)
+def test_batch_norm_forward(backend, shape, dtype, residual, relu, affine, seed):
+    rng = np.random.default_rng(seed)
+    c = shape[1]
+    x, mean, var = rng.standard_normal(shape), rng.standard_normal(c), rng.uniform(0.2, 3, c)
+    weight, bias = (rng.standard_normal(c), rng.standard_normal(c)) if affine else (None, None)
+    r = rng.standard_normal(shape) if residual else None
+    args = upload(*(a if a is None else a.astype(dtype) for a in (x, mean, var, weight, bias)))
+    fused, default = fused_and_default("batch_norm_forward", *args, 1e-5, *upload(r if r is None else r.astype(dtype)),
+                                       relu)
+    np.testing.assert_allclose(fused, default, **tolerance(dtype))
+    assert fused.dtype == dtype and fused.shape == shape
+
+
+@given(shape=shapes, dtype=dtypes, seed=seeds)
+def test_relu_backward(backend, shape, dtype, seed):
+    rng = np.random.default_rng(seed)
+    grad, out = rng.standard_normal(shape).astype(dtype), np.maximum(rng.standard_normal(shape), 0).astype(dtype)
+    fused, default = fused_and_default("relu_backward", *upload(grad, out))
+    np.testing.assert_array_equal(fused, default)
+
+
+@given(shape=shapes, dtype=dtypes, training=st.booleans(), affine=st.booleans(), relu=st.booleans(), seed=seeds)
+def test_batch_norm_backward(backend, shape, dtype, training, affine, relu, seed):
+    rng = np.random.default_rng(seed)
+    c = shape[1]
+    grad, x = rng.standard_normal(shape), rng.standard_normal(shape) * 2 + 1
+    mean, var = rng.standard_normal(c), rng.uniform(0.2, 3, c)
+    weight = rng.standard_normal(c) if affine else None
+    relu_out = np.maximum(rng.standard_normal(shape), 0) if relu else None
+    args = upload(*(a if a is None else a.astype(dtype) for a in (grad, x, mean, var, weight)))
+    fused, default = fused_and_default("batch_norm_backward", *args, 1e-5, training,
+                                       *upload(relu_out if relu_out is None else relu_out.astype(dtype)))
+    for got, expected in zip(fused, default):
+        np.testing.assert_allclose(got, expected, **tolerance(dtype))
+
+
+@given(c=st.integers(1, 5), dtype=dtypes, momentum=st.floats(0, 1), count=st.integers(2, 50), seed=seeds)
+def test_update_running_stats(backend, c, dtype, momentum, count, seed):
+    rng = np.random.default_rng(seed)
+    arrays = [rng.uniform(0.1, 2, c).astype(dtype) for _ in range(4)]
+    fused, default = fused_and_default("update_running_stats", *upload(*arrays[:2]), *upload(*arrays[2:]),
+                                       momentum, count)
+    for got, expected in zip(fused, default):
+        np.testing.assert_allclose(got, expected, **tolerance(dtype))
+
+
+@given(n=st.integers(1, 2), groups=st.integers(1, 2), c_per_group=st.integers(1, 3), k_per_group=st.integers(1, 3),
+       kernel=st.sampled_from([(1, 1), (3, 3), (2, 3)]), stride=st.integers(1, 2), padding=st.integers(0, 2),
+       dilation=st.integers(1, 2), hw=st.integers(3, 7), dtype=dtypes, seed=seeds)
+def test_conv2d_forward_and_backward(backend, n, groups, c_per_group, k_per_group, kernel, stride, padding,
+                                     dilation, hw, dtype, seed):
+    rng = np.random.default_rng(seed)
+    c, k = groups * c_per_group, groups * k_per_group
+    x = rng.standard_normal((n, c, hw, hw)).astype(dtype)
+    weight = rng.standard_normal((k, c_per_group) + kernel).astype(dtype)
+    geometry = (stride, stride), (padding, padding), (dilation, dilation)
+    out_hw = anp.backends.base.conv_out_hw(x.shape, kernel, *geometry)
+    if min(out_hw) < 1:
+        return
+    fused, default = fused_and_default("conv2d_forward", *upload(x, weight), *geometry, groups)
+    np.testing.assert_allclose(fused, default, **tolerance(dtype))
+    grad = rng.standard_normal(default.shape).astype(dtype)
+    fused, default = fused_and_default("conv2d_backward", *upload(grad, x, weight), *geometry, groups, True, True)
+    for got, expected in zip(fused, default):
+        np.testing.assert_allclose(got, expected, **tolerance(dtype))
+
+
+@given(n=st.integers(1, 3), c=st.integers(1, 5), length=st.integers(1, 7), dtype=dtypes,
+       weighted=st.booleans(), ignore=st.sampled_from([255, 0, -100]), seed=seeds)
+def test_softmax_cross_entropy_and_its_backward(backend, n, c, length, dtype, weighted, ignore, seed):
+    rng = np.random.default_rng(seed)
+    logits = (rng.standard_normal((n, c, length)) * 3).astype(dtype)
+    target = rng.integers(0, c, (n, length))
+    target[rng.random((n, length)) < 0.3] = ignore
+    weight = rng.uniform(0.5, 2, c).astype(dtype) if weighted else None
+    args = upload(logits, target, weight)
+    fused, default = fused_and_default("softmax_cross_entropy", *args, ignore)
+    for got, expected in zip(fused, default):
+        np.testing.assert_allclose(got, expected, **tolerance(dtype))
+    be = anp.get_backend()
+    loss, lse, norm = (be.asarray(a) for a in default)
+    grad = be.asarray(np.asarray(rng.uniform(0.5, 2), dtype))
+    fused, default = fused_and_default("softmax_cross_entropy_backward", grad, *args, ignore, lse, norm)
+    np.testing.assert_allclose(fused, default, **tolerance(dtype))
+
+
+@given(sizes=st.lists(st.integers(1, 20), min_size=1, max_size=4), dtype=dtypes,
+       momentum=st.sampled_from([0.0, 0.9]), weight_decay=st.sampled_from([0.0, 1e-2]),
+       nesterov=st.booleans(), steps=st.integers(1, 3), seed=seeds)
+def test_sgd_step_over_several_steps(backend, sizes, dtype, momentum, weight_decay, nesterov, steps, seed):
+    """Both forms, each from the same start and with the same gradients, several steps on. A backend
+    that updates in place must leave the gradients alone, since the first buffer copies one."""
+    nesterov = nesterov and momentum > 0
+    rng = np.random.default_rng(seed)
+    be = anp.get_backend()
+    start = [rng.standard_normal(s).astype(dtype) for s in sizes]
+    grads = [[rng.standard_normal(s).astype(dtype) for s in sizes] for _ in range(steps)]
+    results = []
+    for step in (be.sgd_step, lambda *a: Backend.sgd_step(be, *a)):
+        params, buffers = upload(*start), [None] * len(sizes)
+        for step_grads in grads:
+            uploaded = upload(*step_grads)
+            params, buffers = step(params, uploaded, buffers, 0.1, momentum, weight_decay, 0.0, nesterov)
+            for g, host in zip(uploaded, step_grads):
+                np.testing.assert_array_equal(be.to_host(g), host)
+        results.append([be.to_host(p) for p in params])
+    for fused, default in zip(*results):
+        np.testing.assert_allclose(fused, default, **tolerance(dtype))
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("residual,relu", [(False, True), (True, True), (True, False)])
+def test_batch_norm_with_residual_and_relu_gradcheck(backend, training, residual, relu):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 2, 3, 3))
+    mean, var = anp.tensor(rng.standard_normal(2)), anp.tensor(rng.uniform(0.5, 2, 2))
+    inputs = [anp.tensor(a, requires_grad=True)
+              for a in (x, rng.standard_normal(2), rng.standard_normal(2), rng.standard_normal(x.shape))]
+
+    def fn(x, w, b, r):
+        return F.batch_norm(x, mean, var, w, b, training=training, residual=r if residual else None, relu=relu)
+
+    expected = F.batch_norm(*inputs[:1], mean, var, *inputs[1:3], training=training)
+    if residual:
+        expected = expected + inputs[3]
+    if relu:
+        expected = F.relu(expected)
+    np.testing.assert_allclose(fn(*inputs).numpy(), expected.numpy(), rtol=1e-12, atol=1e-12)
+    assert anp.gradcheck(fn, inputs[:3] + inputs[3:] if residual else inputs[:3] + [inputs[3].detach()])
+
+
+def test_batch_norm_residual_of_another_shape_is_refused(backend):
+    with pytest.raises(ValueError, match=r"residual must have x's shape \(2, 3, 4, 4\), got \(2, 3, 4, 1\)"):
+        F.batch_norm(anp.zeros(2, 3, 4, 4), None, None, training=True, residual=anp.zeros(2, 3, 4, 1))
