@@ -8,14 +8,13 @@ from .tensor import Tensor, full, ones, randn, tensor, zeros  # noqa: I001 - ten
 from .autograd import Function, is_grad_enabled, no_grad
 from .backends import backend_names, get_backend, set_backend, use_backend
 from .gradcheck import gradcheck
-from . import data, functional, metrics, models, nn, optim, viz
+from . import cuda, data, functional, metrics, models, nn, optim, viz
 from .checkpoint import load, save
 from .inference import predict
 from .functional import cat, pad, stack, where
 
 __version__ = "0.1.0"
 
-__all__ = ["Function", "Tensor", "backend_names", "cat", "full", "functional", "get_backend",
-           "gradcheck", "is_grad_enabled", "data", "load", "metrics", "models", "nn", "predict", "viz", "no_grad", "ones", "optim", "pad", "randn", "save",
-           "set_backend", "stack",
-           "tensor", "use_backend", "where", "zeros"]
+__all__ = ["Function", "Tensor", "backend_names", "cat", "cuda", "data", "full", "functional", "get_backend",
+           "gradcheck", "is_grad_enabled", "load", "metrics", "models", "nn", "no_grad", "ones", "optim", "pad",
+           "predict", "randn", "save", "set_backend", "stack", "tensor", "use_backend", "viz", "where", "zeros"]

@@ -4,7 +4,7 @@
 
 Times atrousnp's matmul of two n×n float32 matrices already on the device (NumPy's BLAS on the
 CPU backends; on cuda the tiled, register-blocked shared-memory kernel of
-atrousnp/backends/numba_cuda.py) and torch.matmul on the same device in the same run, and
+atrousnp/backends/cuda/gemm.py) and torch.matmul on the same device in the same run, and
 prints each one's TFLOP/s (2·n³ / median time) and their ratio.
 """
 

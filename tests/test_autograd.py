@@ -104,14 +104,16 @@ def test_requires_grad_only_on_floats(backend):
 
 def test_gradcheck_names_the_worst_element(backend):
     class WrongSquare(anp.Function):
+        # A Function computes on raw backend arrays through ctx.backend's primitives: a GPU
+        # device array has no arithmetic operators of its own (the simulator's NumPy-backed ones do).
         @staticmethod
         def forward(ctx, a):
             ctx.save_for_backward(a)
-            return a * a
+            return ctx.backend.zip("mul", a, a)
 
         @staticmethod
         def backward(ctx, grad):
-            return grad * ctx.saved[0]  # missing the factor 2
+            return ctx.backend.zip("mul", grad, ctx.saved[0])  # missing the factor 2
 
     x = anp.tensor(np.array([1.0, -2.0, 3.0]), requires_grad=True)
     with pytest.raises(AssertionError, match=r"input 0 of shape \(3,\) at element"):

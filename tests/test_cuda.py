@@ -1,6 +1,6 @@
-"""What only the cuda backend has: its tiled GEMM and its two reduction kernels, called
-directly; a tiny DeepLabv3 trained on cuda and on numpy to the same weights; and a training
-step with no device-to-host copy.
+"""What only the cuda backend has: its tiled GEMM and its reduction kernels, called directly; its
+caching allocator and counters; a tiny DeepLabv3 trained on cuda and on numpy to the same
+weights; a training step with no device-to-host copy, and one within its launch budget.
 
 Everything else runs on cuda through the ``backend`` fixture of the other test modules. Without
 a GPU all of it runs in numba's CUDA simulator (conftest turns it on), which executes each GPU
@@ -17,22 +17,32 @@ import pytest
 
 import atrousnp as anp
 import atrousnp.functional as F
-from atrousnp.backends import numba_cuda
+from atrousnp.backends.cuda import gemm, memory, reduce
 
 pytestmark = pytest.mark.filterwarnings("ignore::numba.NumbaPerformanceWarning")
 rng = np.random.default_rng(0)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("n,k,m", [(19, 21, 17), (70, 20, 66)])
-def test_tiled_shared_memory_gemm_directly(dtype, n, k, m):
-    """The backend uses the tiled kernel on a GPU; here it runs on sizes that cross tile edges."""
+@pytest.mark.parametrize("n,k,m", [(19, 21, 17), (70, 20, 66), (1, 7, 65), (65, 1, 3), (3, 129, 2)])
+@pytest.mark.parametrize("tiled", [True, False])
+def test_gemm_kernels_directly(dtype, n, k, m, tiled):
+    """The backend uses the tiled kernel on a GPU (the simple one in the simulator); both run here on
+    sizes that cross the 64-wide tile edges, with a transposed operand, one shared by every batch
+    entry, and the sum over the batch that a weight gradient takes."""
     from numba import cuda
-    a, b = rng.standard_normal((2, n, k)).astype(dtype), rng.standard_normal((2, k, m)).astype(dtype)
-    out = cuda.device_array((2, n, m), dtype)
-    numba_cuda.gemm(cuda.to_device(a), cuda.to_device(b), out, tiled=True)
+    a, b = rng.standard_normal((2, n, k)).astype(dtype), rng.standard_normal((2, m, k)).astype(dtype)
+    a_dev, b_dev = cuda.to_device(a.ravel()), cuda.to_device(b.ravel())
+    b_transposed = gemm.Operand(b_dev, 0, m * k, 1, k)                 # b[z].T: rows step 1, columns step k
+    out = cuda.device_array(2 * n * m, dtype)
     tol = 1e-4 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(out.copy_to_host(), a @ b, rtol=tol, atol=tol)
+    gemm.gemm(gemm.Operand(a_dev, 0, n * k, k, 1), b_transposed, gemm.Operand(out, 0, n * m, m, 1), n, k, m, 2,
+              tiled=tiled)
+    np.testing.assert_allclose(out.copy_to_host().reshape(2, n, m), a @ b.transpose(0, 2, 1), rtol=tol, atol=tol)
+    shared_a = gemm.Operand(a_dev, n * k, 0, k, 1)                       # a[1] for both batch entries
+    gemm.gemm(shared_a, b_transposed, gemm.Operand(out, 0, 0, m, 1), n, k, m, 2, sum_batches=True, tiled=tiled)
+    np.testing.assert_allclose(out.copy_to_host()[:n * m].reshape(n, m), a[1] @ (b[0].T + b[1].T), rtol=tol,
+                               atol=tol)
 
 
 @pytest.mark.parametrize("rows,cols,by_block", [(3, 1000, True), (1, 4097, True), (3, 1000, False), (1000, 3, False)])
@@ -43,8 +53,30 @@ def test_reduction_kernels_directly(rows, cols, op, by_block):
     from numba import cuda
     a = rng.standard_normal((rows, cols)).astype(np.float32)
     out = cuda.device_array(rows, np.float32)
-    numba_cuda.reduce_rows(op, cuda.to_device(a.ravel()), cols, out, by_block)
+    reduce.reduce_rows(op, cuda.to_device(a.ravel()), cols, out, by_block)
     np.testing.assert_allclose(out.copy_to_host(), getattr(np, op)(a, axis=1), rtol=1e-5, atol=1e-4)
+
+
+def test_fused_per_channel_kernels_with_cooperating_threads():
+    """Batch-norm statistics and backward with 4 threads per block combining their sums in shared
+    memory, as on a GPU (the simulator's own launches give a block one thread)."""
+    from numba import cuda
+    from atrousnp.backends.cuda import fused, launch
+    from atrousnp.backends.numpy_backend import NumpyBackend
+    n, c, length = 2, 3, 7
+    x, grad, out = (rng.standard_normal((n, c, length)) for _ in range(3))
+    weight, var = rng.standard_normal(c), rng.uniform(0.5, 2, c)
+    mean_dev, var_dev = cuda.device_array(c), cuda.device_array(c)
+    launch.launch_per_row(fused.bn_stats_kernel, c, threads=4)(cuda.to_device(x.ravel()), c, length, mean_dev, var_dev)
+    np.testing.assert_allclose(mean_dev.copy_to_host(), x.mean(axis=(0, 2)), rtol=1e-12)
+    np.testing.assert_allclose(var_dev.copy_to_host(), x.var(axis=(0, 2)), rtol=1e-12)
+    mean = x.mean(axis=(0, 2))
+    dx, dweight, dbias = cuda.device_array(x.size), cuda.device_array(c), cuda.device_array(c)
+    launch.launch_per_row(fused.bn_backward_kernel, c, threads=4)(
+        *(cuda.to_device(a.ravel()) for a in (grad, x, out, mean, var, weight)), 1e-5, True, c, length, dx, dweight, dbias)
+    expected = NumpyBackend().batch_norm_backward(grad, x, mean, var, weight, 1e-5, True, out)
+    for got, want in zip((dx.copy_to_host().reshape(x.shape), dweight.copy_to_host(), dbias.copy_to_host()), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
 
 
 def tiny_deeplab():
@@ -126,11 +158,73 @@ def test_no_host_round_trip_inside_a_training_step(monkeypatch):
         assert np.isfinite(loss.item())
 
 
+def test_a_training_step_after_warm_up_makes_no_device_malloc_and_few_launches():
+    """The counters on a small DeepLabv3. Two warm-up steps: the first one's optimiser step creates
+    the momentum buffers, which then hold blocks that the second step's forward pass needs again;
+    from then on every allocation finds a cached block."""
+    with anp.use_backend("cuda"):
+        model = tiny_deeplab()
+        optimizer = anp.optim.SGD(list(model.parameters()), lr=0.1, momentum=0.9, weight_decay=1e-4)
+        x = rng.standard_normal((2, 3, 17, 19)).astype(np.float32)
+        labels = rng.integers(0, 3, (2, 17, 19))
+
+        def step():
+            optimizer.zero_grad()
+            F.cross_entropy(model(anp.tensor(x)), labels).backward()
+            optimizer.step()
+
+        step()
+        step()
+        before = anp.cuda.counters()
+        step()
+        cost = anp.cuda.counters(since=before)
+    convs = sum(isinstance(m, anp.nn.Conv2d) for m in model.modules())
+    assert cost["device_mallocs"] == 0, cost
+    assert cost["launches"] <= 12 * convs + 50, f"{cost['launches']} launches for {convs} Conv2d modules: {cost}"
+    assert cost["host_to_device"] <= 10 and cost["device_to_host"] == 0, cost
+
+
+def test_the_pool_reuses_freed_blocks_and_empty_cache_returns_them():
+    with anp.use_backend("cuda"):
+        anp.cuda.empty_cache()
+        start = anp.cuda.memory_stats()
+        a = anp.zeros(1000, 3)
+        grown = anp.cuda.memory_stats()
+        assert grown["device_mallocs"] == start["device_mallocs"] + 1
+        assert grown["allocated_bytes"] - start["allocated_bytes"] >= 12000
+        del a
+        b = anp.zeros(1000, 3)                                   # the same size: the freed block again
+        assert anp.cuda.memory_stats()["device_mallocs"] == grown["device_mallocs"]
+        view = b.data.reshape((3000,))
+        del b                                                    # a view keeps the block in use
+        assert anp.cuda.memory_stats()["allocated_bytes"] == grown["allocated_bytes"]
+        del view
+        anp.cuda.empty_cache()
+        stats = anp.cuda.memory_stats()
+        assert stats["reserved_bytes"] == stats["allocated_bytes"] and stats["device_frees"] > start["device_frees"]
+
+
+@pytest.mark.parametrize("nbytes,expected", [(0, 512), (1, 512), (513, 1024), (1 << 20, 1 << 20),
+                                             ((1 << 20) + 1, (1 << 20) + (1 << 17)), (3 << 20, 3 << 20)])
+def test_block_sizes_round_up_by_at_most_an_eighth(nbytes, expected):
+    assert memory.rounded_size(nbytes) == expected
+
+
+def test_the_pool_bookkeeping_without_a_device():
+    pool = memory.CachingPool(bytearray)
+    size, block = pool.take(1000)
+    assert (size, pool.stats()["allocated_bytes"], pool.stats()["device_mallocs"]) == (1024, 1024, 1)
+    pool.give_back(size, block)
+    assert pool.take(900) == (1024, block) and pool.stats()["device_mallocs"] == 1
+    assert pool.stats()["peak_allocated_bytes"] == 1024
+
+
 def test_without_a_gpu_or_simulator_the_error_says_how(monkeypatch):
     from numba import cuda
     monkeypatch.setattr(cuda, "is_available", lambda: False)
     with pytest.raises(RuntimeError, match="NUMBA_ENABLE_CUDASIM=1"):
-        numba_cuda.CudaBackend()
+        from atrousnp.backends.cuda import CudaBackend
+        CudaBackend()
 
 
 def test_every_kernel_compiles_for_a_real_gpu():

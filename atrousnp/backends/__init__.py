@@ -21,7 +21,14 @@ def _numba():
 
 
 def _cuda():
-    from .numba_cuda import CudaBackend
+    try:
+        from .cuda import CudaBackend
+    except Exception as error:  # no numba-cuda, or one that this NumPy breaks
+        raise RuntimeError(
+            f"the cuda backend could not import numba.cuda ({type(error).__name__}: {error}). Install the "
+            "extra that matches your driver: pip install -e '.[cuda12]' (CUDA 12 drivers) or '.[cuda13]' "
+            "(CUDA 13); each brings numba-cuda with its compiler and runtime, and a NumPy it works with "
+            "(numba-cuda 0.30 fails on NumPy 2.5, which removed np.row_stack)") from error
     return CudaBackend()
 
 

@@ -1,0 +1,120 @@
+"""Elementwise kernels: map, zip (with broadcasting through strides), where, fill, and the
+gather/scatter/take/put-add kernels that every layout change and indexing op is made of.
+
+    gather:   out[i]                                  = src[offset + sum_k coord_k(i) * strides_k]
+    scatter:  out[offset + sum_k coord_k(i) * strides_k] = src[i]      (distinct targets)
+
+The strides come from ``layout.py``. Elementwise kernels are compiled once per op from device
+functions, which numba inlines into them.
+"""
+
+import math
+
+from numba import cuda
+
+# -- elementwise device functions --------------------------------------------------------
+
+@cuda.jit(device=True)
+def _relu(a):
+    return a if a > 0 else 0  # not a * 0, which is NaN for a = -inf
+
+
+@cuda.jit(device=True)
+def _step(a):
+    return 1 if a > 0 else 0
+
+
+@cuda.jit(device=True)
+def _sigmoid(a):
+    return 0.5 * (1 + math.tanh(0.5 * a))  # never overflows, unlike 1 / (1 + exp(-a))
+
+
+UNARY = {
+    "neg": cuda.jit(device=True)(lambda a: -a),
+    "exp": cuda.jit(device=True)(lambda a: math.exp(a)),
+    "log": cuda.jit(device=True)(lambda a: math.log(a)),
+    "sqrt": cuda.jit(device=True)(lambda a: math.sqrt(a)),
+    "tanh": cuda.jit(device=True)(lambda a: math.tanh(a)),
+    "abs": cuda.jit(device=True)(lambda a: abs(a)),
+    "identity": cuda.jit(device=True)(lambda a: a),
+    "sigmoid": _sigmoid, "relu": _relu, "step": _step,
+}
+BINARY = {
+    "add": cuda.jit(device=True)(lambda a, b: a + b),
+    "sub": cuda.jit(device=True)(lambda a, b: a - b),
+    "mul": cuda.jit(device=True)(lambda a, b: a * b),
+    "div": cuda.jit(device=True)(lambda a, b: a / b),
+    "pow": cuda.jit(device=True)(lambda a, b: a ** b),
+    "maximum": cuda.jit(device=True)(lambda a, b: max(a, b)),
+    "minimum": cuda.jit(device=True)(lambda a, b: min(a, b)),
+    "eq": cuda.jit(device=True)(lambda a, b: a == b),
+    "gt": cuda.jit(device=True)(lambda a, b: a > b),
+    "ge": cuda.jit(device=True)(lambda a, b: a >= b),
+    "lt": cuda.jit(device=True)(lambda a, b: a < b),
+    "le": cuda.jit(device=True)(lambda a, b: a <= b),
+}
+COMPARISONS = ("eq", "gt", "ge", "lt", "le")
+
+
+@cuda.jit(device=True)
+def flat_offset(i, shape, strides):
+    """The source offset of flat output index i, for an output of ``shape`` read through ``strides``."""
+    offset = 0
+    for k in range(len(shape) - 1, -1, -1):
+        offset += (i % shape[k]) * strides[k]
+        i //= shape[k]
+    return offset
+
+
+def unary_kernel(fn):
+    @cuda.jit
+    def kernel(a, out):
+        for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+            out[i] = fn(a[i])
+    return kernel
+
+
+def binary_kernel(fn):
+    @cuda.jit
+    def kernel(a, a_strides, b, b_strides, out, shape):
+        for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+            out[i] = fn(a[flat_offset(i, shape, a_strides)], b[flat_offset(i, shape, b_strides)])
+    return kernel
+
+
+@cuda.jit
+def where_kernel(cond, c_strides, a, a_strides, b, b_strides, out, shape):
+    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        take_a = cond[flat_offset(i, shape, c_strides)]
+        out[i] = a[flat_offset(i, shape, a_strides)] if take_a else b[flat_offset(i, shape, b_strides)]
+
+
+@cuda.jit
+def fill_kernel(out, value):
+    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        out[i] = value
+
+
+@cuda.jit
+def gather_kernel(src, offset, strides, out, shape):
+    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        out[i] = src[offset + flat_offset(i, shape, strides)]
+
+
+@cuda.jit
+def scatter_kernel(src, out, offset, strides, shape):
+    for i in range(cuda.grid(1), src.size, cuda.gridsize(1)):
+        out[offset + flat_offset(i, shape, strides)] = src[i]
+
+
+@cuda.jit
+def take_kernel(src, positions, out):
+    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        out[i] = src[positions[i]]
+
+
+@cuda.jit
+def put_add_kernel(src, positions, out):
+    """out[positions[i]] += src[i]; atomic, because a position may repeat."""
+    for i in range(cuda.grid(1), src.size, cuda.gridsize(1)):
+        cuda.atomic.add(out, positions[i], src[i])
