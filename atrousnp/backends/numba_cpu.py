@@ -14,8 +14,8 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from . import scalar_rules, tap_regions
-from .base import conv_out_hw
+from . import scalar_rules
+from .base import _is_pointwise, conv_out_hw
 from .numpy_backend import NumpyBackend
 
 # Numba's OpenMP layer leaves its threads spinning after a parallel loop, and they take the
@@ -35,47 +35,41 @@ def _inside(offset, stride, size, count):
 
 
 @njit(parallel=True, cache=True)
-def _im2col(x, cols, i0, ni, j0, nj, oh0, rh, ow0, rw, sh, sw, ph, pw, dh, dw):
-    """Fill cols: (C*ni*nj, N*rh*rw) with the patches of x: (N, C, H, W) for the taps i0 <= i < i0+ni,
-    j0 <= j < j0+nj and the outputs oh0 <= oh < oh0+rh, ow0 <= ow < ow0+rw (all of them for a
-    whole im2col; a region of them where a convolution skips the padding, see tap_regions.py)."""
+def _im2col(x, cols, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
+    """Fill cols: (C*kh*kw, N*out_h*out_w) with the dilated patches of x: (N, C, H, W)."""
     n, c, h, w = x.shape
-    taps, area = ni * nj, rh * rw
+    taps, area = kh * kw, out_h * out_w
     for task in prange(c * taps * n):                      # one (channel, tap, image) segment per task
         row, b = task // n, task % n
-        ch, i, j = row // taps, (row // nj) % ni, row % nj
-        top = oh0 * sh + (i0 + i) * dh - ph                # input pixel of the region's output (0, 0)
-        left = ow0 * sw + (j0 + j) * dw - pw
-        oh_lo, oh_hi = _inside(top, sh, h, rh)
-        ow_lo, ow_hi = _inside(left, sw, w, rw)
+        ch, i, j = row // taps, (row // kw) % kh, row % kw
+        top, left = i * dh - ph, j * dw - pw               # input pixel of output (0, 0)
+        oh_lo, oh_hi = _inside(top, sh, h, out_h)
+        ow_lo, ow_hi = _inside(left, sw, w, out_w)
         src, dst = x[b, ch].ravel(), cols[row, b * area:(b + 1) * area]
-        if oh_lo > 0 or oh_hi < rh or ow_lo > 0 or ow_hi < rw:
-            dst[:] = 0                                     # the tap reads padding somewhere
+        dst[:] = 0                                         # taps that read padding
         for oh in range(oh_lo, oh_hi):
             start = (oh * sh + top) * w + left
-            dst[oh * rw + ow_lo:oh * rw + ow_hi] = src[start + ow_lo * sw:start + ow_hi * sw:sw]
+            dst[oh * out_w + ow_lo:oh * out_w + ow_hi] = src[start + ow_lo * sw:start + ow_hi * sw:sw]
 
 
 @njit(parallel=True, cache=True)
-def _col2im(cols, x, i0, ni, j0, nj, oh0, rh, ow0, rw, sh, sw, ph, pw, dh, dw):
-    """Add every entry of cols: (C*ni*nj, N*rh*rw), laid out as _im2col's, into its pixel of
-    x: (N, C, H, W). Adds to what x holds, so the regions of a convolution accumulate."""
+def _col2im(cols, x, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
+    """Add every entry of cols: (C*kh*kw, N*out_h*out_w) into its pixel of x: (N, C, H, W), zeroed."""
     n, c, h, w = x.shape
-    taps, area = ni * nj, rh * rw
+    taps, area = kh * kw, out_h * out_w
     for plane in prange(n * c):              # one (image, channel) plane per task: no write races
         b, ch = plane // c, plane % c
         dst = x[b, ch].ravel()
         for tap in range(taps):
-            i, j = tap // nj, tap % nj
-            top = oh0 * sh + (i0 + i) * dh - ph
-            left = ow0 * sw + (j0 + j) * dw - pw
-            oh_lo, oh_hi = _inside(top, sh, h, rh)
-            ow_lo, ow_hi = _inside(left, sw, w, rw)
+            i, j = tap // kw, tap % kw
+            top, left = i * dh - ph, j * dw - pw
+            oh_lo, oh_hi = _inside(top, sh, h, out_h)
+            ow_lo, ow_hi = _inside(left, sw, w, out_w)
             src = cols[ch * taps + tap, b * area:(b + 1) * area]
             for oh in range(oh_lo, oh_hi):
                 start = (oh * sh + top) * w + left
                 for ow in range(ow_lo, ow_hi):     # a loop, not slice +=, which would build a temporary
-                    dst[start + ow * sw] += src[oh * rw + ow]
+                    dst[start + ow * sw] += src[oh * out_w + ow]
 
 
 @njit(parallel=True, cache=True)
@@ -127,19 +121,17 @@ def _relu_backward(grad, out, dx):
 
 
 @njit(parallel=True, cache=True)
-def _batch_norm_backward(grad, x, relu_out, mean, inv_std, scale, training, dx, dweight, dbias):
-    """Two passes per channel, one channel per task: the sums of g and g * x_hat, then dx; g is
-    grad masked by relu_out > 0 when relu_out is given (non-empty). x_hat is recomputed in both
-    passes rather than stored; sums accumulate in float64."""
+def _batch_norm_backward(grad, x, mean, inv_std, scale, training, dx, dweight, dbias):
+    """Two passes per channel, one channel per task: the sums of g and g * x_hat, then dx.
+    x_hat is recomputed in both passes rather than stored; sums accumulate in float64."""
     n, c, length = x.shape
     count = n * length
-    masked = relu_out.shape[0] > 0
     for ch in prange(c):
         mu, inv = mean[ch], inv_std[ch]
         sum_g, sum_gx = 0.0, 0.0
         for b in range(n):
             for i in range(length):
-                g = grad[b, ch, i] if not masked or relu_out[b, ch, i] > 0 else 0.0
+                g = grad[b, ch, i]
                 sum_g += g
                 sum_gx += g * ((x[b, ch, i] - mu) * inv)
         dbias[ch], dweight[ch] = sum_g, sum_gx
@@ -147,9 +139,8 @@ def _batch_norm_backward(grad, x, relu_out, mean, inv_std, scale, training, dx, 
         mean_g, mean_gx = (sum_g / count, sum_gx / count) if training else (0.0, 0.0)
         for b in range(n):
             for i in range(length):
-                g = grad[b, ch, i] if not masked or relu_out[b, ch, i] > 0 else 0.0
                 x_hat = (x[b, ch, i] - mu) * inv
-                dx[b, ch, i] = k * (g - mean_g - x_hat * mean_gx)
+                dx[b, ch, i] = k * (grad[b, ch, i] - mean_g - x_hat * mean_gx)
 
 
 @njit(parallel=True, cache=True)
@@ -201,24 +192,6 @@ def _sgd_update(param, grad, buf, lr, momentum, weight_decay, dampening, nestero
         param[i] = new_param
 
 
-def _region_cols(x, region, stride, padding, dilation):
-    """im2col of one region, ((oh0, oh1, i0, i1), (ow0, ow1, j0, j1)) as tap_regions.py makes them."""
-    (oh0, oh1, i0, i1), (ow0, ow1, j0, j1) = region
-    cols = np.empty((x.shape[1] * (i1 - i0) * (j1 - j0), x.shape[0] * (oh1 - oh0) * (ow1 - ow0)), x.dtype)
-    _im2col(x, cols, i0, i1 - i0, j0, j1 - j0, oh0, oh1 - oh0, ow0, ow1 - ow0, *stride, *padding, *dilation)
-    return cols
-
-
-def _add_region_cols(cols, x, region, stride, padding, dilation):
-    (oh0, oh1, i0, i1), (ow0, ow1, j0, j1) = region
-    _col2im(cols, x, i0, i1 - i0, j0, j1 - j0, oh0, oh1 - oh0, ow0, ow1 - ow0, *stride, *padding, *dilation)
-
-
-def _region_weight(weight, rows, columns):
-    """The weight's block of the region's valid taps, as a (K, C * taps) matrix."""
-    return weight[:, :, rows[2]:rows[3], columns[2]:columns[3]].reshape(weight.shape[0], -1)
-
-
 def _as_ncl(a):
     """A C-contiguous view of (N, C, ...) as (N, C, L)."""
     return np.ascontiguousarray(a).reshape(a.shape[0], a.shape[1], -1)
@@ -232,9 +205,11 @@ class NumbaBackend(NumpyBackend):
     # on large arrays, and a 40 MB im2col buffer filled ran twice as fast as one Numba allocated.
 
     def im2col(self, x, kernel, stride, padding, dilation):
+        n, c = x.shape[:2]
         out_h, out_w = conv_out_hw(x.shape, kernel, stride, padding, dilation)
-        whole = ((0, out_h, 0, kernel[0]), (0, out_w, 0, kernel[1]))
-        return _region_cols(np.ascontiguousarray(x), whole, stride, padding, dilation)
+        cols = np.empty((c * kernel[0] * kernel[1], n * out_h * out_w), x.dtype)
+        _im2col(np.ascontiguousarray(x), cols, *kernel, *stride, *padding, *dilation, out_h, out_w)
+        return cols
 
     def bn_stats(self, x):
         mean, var = np.empty(x.shape[1], x.dtype), np.empty(x.shape[1], x.dtype)
@@ -244,50 +219,25 @@ class NumbaBackend(NumpyBackend):
     def col2im(self, cols, x_shape, kernel, stride, padding, dilation):
         out_h, out_w = conv_out_hw(x_shape, kernel, stride, padding, dilation)
         x = np.zeros(x_shape, cols.dtype)
-        _add_region_cols(np.ascontiguousarray(cols), x, ((0, out_h, 0, kernel[0]), (0, out_w, 0, kernel[1])),
-                         stride, padding, dilation)
+        _col2im(np.ascontiguousarray(cols), x, *kernel, *stride, *padding, *dilation, out_h, out_w)
         return x
 
     def conv2d_forward(self, x, weight, stride, padding, dilation, groups):
-        """Where a dilated kernel reads much padding, one im2col + GEMM per region of the output
-        in which the same taps are valid, skipping the padded ones (tap_regions.py)."""
-        kernel = tuple(weight.shape[2:])
-        out_hw = conv_out_hw(x.shape, kernel, stride, padding, dilation)
-        regions = tap_regions.plan(x.shape, kernel, stride, padding, dilation, out_hw) if groups == 1 else None
-        if regions is None:
+        """A 1x1 kernel (of one group) multiplies each image's pixels as they lie, y[n] = W @ x[n]:
+        no transposed copy of x, unlike the default's pointwise "im2col". Other kernels: the default."""
+        if groups != 1 or not _is_pointwise(weight.shape[2:], stride, padding):
             return super().conv2d_forward(x, weight, stride, padding, dilation, groups)
-        x, (n, k) = np.ascontiguousarray(x), (x.shape[0], weight.shape[0])
-        out = np.zeros((n, k) + out_hw, np.result_type(x.dtype, weight.dtype))   # outputs that read only padding stay 0
-        for rows, columns in regions:
-            if rows[2] == rows[3] or columns[2] == columns[3]:
-                continue
-            y = _region_weight(weight, rows, columns) @ _region_cols(x, (rows, columns), stride, padding, dilation)
-            out[:, :, rows[0]:rows[1], columns[0]:columns[1]] = \
-                y.reshape(k, n, rows[1] - rows[0], columns[1] - columns[0]).transpose(1, 0, 2, 3)
-        return out
+        n, k = x.shape[0], weight.shape[0]
+        return np.matmul(weight.reshape(k, -1), _as_ncl(x)).reshape((n, k) + x.shape[2:])
 
     def conv2d_backward(self, grad, x, weight, stride, padding, dilation, groups, needs_dx, needs_dweight):
-        """Per region as the forward pass: dW[:, :, taps] += dy_r @ cols_r^T, dx += col2im_r(W_r^T @ dy_r)."""
-        kernel = tuple(weight.shape[2:])
-        regions = tap_regions.plan(x.shape, kernel, stride, padding, dilation, grad.shape[2:]) if groups == 1 else None
-        if regions is None:
+        """A 1x1 kernel: dx[n] = W^T @ dy[n] and dW = sum_n dy[n] @ x[n]^T, on the arrays as they lie."""
+        if groups != 1 or not _is_pointwise(weight.shape[2:], stride, padding):
             return super().conv2d_backward(grad, x, weight, stride, padding, dilation, groups, needs_dx, needs_dweight)
-        x, k = np.ascontiguousarray(x), weight.shape[0]
-        dx = np.zeros(x.shape, x.dtype) if needs_dx else None
-        dweight = np.zeros(weight.shape, weight.dtype) if needs_dweight else None
-        for rows, columns in regions:
-            if rows[2] == rows[3] or columns[2] == columns[3]:
-                continue
-            dy = np.ascontiguousarray(grad[:, :, rows[0]:rows[1], columns[0]:columns[1]].transpose(1, 0, 2, 3))
-            dy = dy.reshape(k, -1)                                                   # (K, N * region pixels)
-            if needs_dweight:
-                cols = _region_cols(x, (rows, columns), stride, padding, dilation)
-                taps = dweight[:, :, rows[2]:rows[3], columns[2]:columns[3]]
-                taps += (dy @ cols.T).reshape(taps.shape)
-                del cols
-            if needs_dx:
-                dcols = _region_weight(weight, rows, columns).T @ dy
-                _add_region_cols(dcols, dx, (rows, columns), stride, padding, dilation)
+        w, dy = weight.reshape(weight.shape[:2]), _as_ncl(grad)
+        dx = np.matmul(w.T, dy).reshape(x.shape) if needs_dx else None
+        dweight = np.matmul(dy, _as_ncl(x).transpose(0, 2, 1)).sum(axis=0).reshape(weight.shape) \
+            if needs_dweight else None
         return dx, dweight
 
     # -- fused hot-path primitives ---------------------------------------------------------
@@ -312,9 +262,9 @@ class NumbaBackend(NumpyBackend):
         scale = inv_std if weight is None else inv_std * weight
         dx = np.empty(x.shape, np.result_type(grad.dtype, x.dtype))
         dweight, dbias = np.empty(c, mean.dtype), np.empty(c, mean.dtype)
-        relu_out = np.empty((0, 1, 1), x.dtype) if relu_out is None else _as_ncl(relu_out)
-        _batch_norm_backward(_as_ncl(grad), _as_ncl(x), relu_out, mean, inv_std, scale, training,
-                             _as_ncl(dx), dweight, dbias)
+        if relu_out is not None:  # a pass of its own: a branch in the kernel's inner loops cost more (measured)
+            grad = self.relu_backward(grad, relu_out)
+        _batch_norm_backward(_as_ncl(grad), _as_ncl(x), mean, inv_std, scale, training, _as_ncl(dx), dweight, dbias)
         return dx, dweight, dbias
 
     def update_running_stats(self, running_mean, running_var, mean, var, momentum, count):
