@@ -30,3 +30,30 @@ def conv2d(x, weight, bias=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1),
                                           * x_pad[n, first_channel + c, oh * sh + i * dh, ow * sw + j * dw])
                     y[n, k, oh, ow] = total
     return y
+
+
+def conv2d_backward(grad, x, weight, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
+    """(dx, dweight, dbias) of ``conv2d`` for grad: (N, K, out_h, out_w), as the same loops read
+    backwards: every product w[k, c, i, j] * x_pad[...] of the forward pass sends grad[n, k, oh, ow]
+    times the one factor to the gradient of the other."""
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    n_images, _, h, w = x.shape
+    k_out, c_per_group, kh, kw = weight.shape
+    k_per_group = k_out // groups
+    x_pad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    dx_pad = np.zeros_like(x_pad)
+    dweight = np.zeros_like(weight)
+    dbias = grad.sum(axis=(0, 2, 3))
+    for n in range(n_images):
+        for k in range(k_out):
+            first_channel = (k // k_per_group) * c_per_group
+            for oh in range(grad.shape[2]):
+                for ow in range(grad.shape[3]):
+                    g = grad[n, k, oh, ow]
+                    for c in range(c_per_group):
+                        for i in range(kh):
+                            for j in range(kw):
+                                row, col = oh * sh + i * dh, ow * sw + j * dw
+                                dweight[k, c, i, j] += g * x_pad[n, first_channel + c, row, col]
+                                dx_pad[n, first_channel + c, row, col] += g * weight[k, c, i, j]
+    return dx_pad[:, :, ph:ph + h, pw:pw + w], dweight, dbias

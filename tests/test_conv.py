@@ -3,13 +3,13 @@ by finite differences, and through the adjoint identity of im2col and col2im."""
 
 import numpy as np
 import pytest
-import scipy.signal
 from hypothesis import given
 from hypothesis import strategies as st
 
 import atrousnp as anp
 import atrousnp.functional as F
 from atrousnp.backends.base import conv_out_size
+from atrousnp.testing import scipy_conv2d as kit_scipy_conv2d
 from reference.conv import conv2d as reference_conv2d
 
 
@@ -45,23 +45,8 @@ def run_conv(case, x, w, b, **tensor_kw):
 
 
 def scipy_conv2d(case, x, w, b):
-    """Dilation as zero insertion: a rate-d kernel is the dense kernel with d-1 zeros
-    between taps; correlate it ('valid') with the padded input, then keep every s-th pixel."""
-    (ph, pw), (sh, sw), (dh, dw), groups = case["padding"], case["stride"], case["dilation"], case["groups"]
-    k_out, c_per_group, kh, kw = w.shape
-    dense = np.zeros((k_out, c_per_group, dh * (kh - 1) + 1, dw * (kw - 1) + 1), w.dtype)
-    dense[:, :, ::dh, ::dw] = w
-    x_pad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    out = []
-    for n in range(x.shape[0]):
-        maps = []
-        for k in range(k_out):
-            first = (k // (k_out // groups)) * c_per_group
-            full = sum(scipy.signal.correlate(x_pad[n, first + c], dense[k, c], mode="valid")
-                       for c in range(c_per_group))
-            maps.append(full[::sh, ::sw] + (0 if b is None else b[k]))
-        out.append(maps)
-    return np.array(out)
+    """The kit's scipy oracle (atrousnp.testing): the zero-inserted kernel correlated with the padded input."""
+    return kit_scipy_conv2d(x, w, b, case["stride"], case["padding"], case["dilation"], case["groups"])
 
 
 @given(case=conv_cases())
