@@ -46,7 +46,7 @@ def test_the_students_loop_convolution_passes():
 @pytest.mark.parametrize("what,correct,mistaken", MISTAKES, ids=[m[0] for m in MISTAKES])
 def test_each_mistake_is_caught_with_a_small_counterexample(what, correct, mistaken):
     with pytest.raises(ConvMismatch) as caught:
-        check_conv2d(example.with_mistake(correct, mistaken), max_examples=60)
+        check_conv2d(example.with_mistake(correct, mistaken))
     n, c, h, w = caught.value.case.x.shape
     assert n <= 2 and c <= 2 and h <= 7 and w <= 7, f"{what}: shrank only to x of shape {(n, c, h, w)}"
 
