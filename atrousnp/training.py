@@ -30,6 +30,7 @@ from .inference import predict
 from .metrics import confusion_matrix, mean_iou, per_class_iou, pixel_accuracy
 from .optim import SGD, PolyLR
 from .tensor import tensor
+from .viz import save_prediction_grid, save_training_curves
 
 BACKBONES = {"small": models.deeplabv3_small, "resnet18": models.deeplabv3_resnet18,
              "resnet50": models.deeplabv3_resnet50, "resnet101": models.deeplabv3_resnet101}
@@ -171,27 +172,9 @@ def _finish(model, val_set, history, config, out, seconds):
                                  for c in range(config.num_classes) if not np.isnan(iou[c])},
                "train_seconds": seconds, "settings": _plain(config)}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    _plot_curves(out / "curves.png", history)
-    from .viz import save_prediction_grid
+    save_training_curves(out / "curves.png", history)
     save_prediction_grid(out / "predictions.png", examples)
     return metrics
-
-
-def _plot_curves(path, history):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, loss_axis = plt.subplots(figsize=(7, 4))
-    loss_axis.plot(history["iteration"], history["loss"], color="tab:blue", alpha=0.6, label="training loss")
-    loss_axis.set_xlabel("iteration")
-    loss_axis.set_ylabel("cross-entropy", color="tab:blue")
-    miou_axis = loss_axis.twinx()
-    miou_axis.plot(history["val_iteration"], history["val_miou"], "o-", color="tab:red", label="val mIoU")
-    miou_axis.set_ylabel("val mIoU", color="tab:red")
-    miou_axis.set_ylim(0, 1)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def _plain(config):

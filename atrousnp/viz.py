@@ -1,6 +1,11 @@
-"""Pictures: labels in VOC colours, overlays, and image / truth / prediction grids."""
+"""Pictures: labels in VOC colours, overlays, image / truth / prediction grids, training curves.
+
+Figures are drawn on ``matplotlib.figure.Figure`` and saved from it, without pyplot: drawing
+never switches the matplotlib backend of the program that calls it (a notebook's stays).
+"""
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from .data.palette import IGNORE_INDEX, voc_palette
 
@@ -21,10 +26,8 @@ def overlay(image, label, alpha=0.5):
 
 def save_prediction_grid(path, rows, titles=("image", "ground truth", "prediction")):
     """rows: [(image, truth, prediction), ...] -> one PNG, a row per image."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(len(rows), 3, figsize=(9, 3 * len(rows)), squeeze=False)
+    fig = Figure(figsize=(9, 3 * len(rows)))
+    axes = fig.subplots(len(rows), 3, squeeze=False)
     for r, (image, truth, prediction) in enumerate(rows):
         for c, picture in enumerate((image, overlay(image, truth), overlay(image, prediction))):
             axes[r, c].imshow(picture)
@@ -33,4 +36,20 @@ def save_prediction_grid(path, rows, titles=("image", "ground truth", "predictio
                 axes[r, c].set_title(titles[c])
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
+
+
+def save_training_curves(path, history):
+    """The training loss and the val mIoU against the iteration, on two axes, as one PNG.
+
+    history: {"iteration": [...], "loss": [...], "val_iteration": [...], "val_miou": [...]}."""
+    fig = Figure(figsize=(7, 4))
+    loss_axis = fig.subplots()
+    loss_axis.plot(history["iteration"], history["loss"], color="tab:blue", alpha=0.6, label="training loss")
+    loss_axis.set_xlabel("iteration")
+    loss_axis.set_ylabel("cross-entropy", color="tab:blue")
+    miou_axis = loss_axis.twinx()
+    miou_axis.plot(history["val_iteration"], history["val_miou"], "o-", color="tab:red", label="val mIoU")
+    miou_axis.set_ylabel("val mIoU", color="tab:red")
+    miou_axis.set_ylim(0, 1)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)

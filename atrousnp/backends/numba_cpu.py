@@ -18,12 +18,6 @@ from . import scalar_rules
 from .base import _is_pointwise, conv_out_hw
 from .numpy_backend import NumpyBackend
 
-# Numba's OpenMP layer leaves its threads spinning after a parallel loop, and they take the
-# cores from the BLAS GEMM that follows im2col (a conv's forward+backward ran 20% slower);
-# the workqueue layer's threads sleep. A user's own NUMBA_THREADING_LAYER still wins.
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"
-
 
 @njit(cache=True, inline="always")
 def _inside(offset, stride, size, count):
@@ -200,6 +194,16 @@ def _as_ncl(a):
 
 class NumbaBackend(NumpyBackend):
     name = "numba"
+
+    def __init__(self):
+        """Selecting this backend (set_backend, use_backend or the default, at first use) sets
+        numba's threading layer for the process to "workqueue", unless NUMBA_THREADING_LAYER says
+        otherwise: numba's OpenMP layer leaves its threads spinning after a parallel loop, and
+        they take the cores from the BLAS GEMM that follows im2col (a conv's forward+backward ran
+        20% slower); the workqueue layer's threads sleep. It takes effect if no parallel numba
+        code has run in the process yet."""
+        if "NUMBA_THREADING_LAYER" not in os.environ:
+            numba.config.THREADING_LAYER = "workqueue"
 
     # Buffers are allocated here, by NumPy, not inside the kernels: NumPy asks for huge pages
     # on large arrays, and a 40 MB im2col buffer filled ran twice as fast as one Numba allocated.
