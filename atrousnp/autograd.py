@@ -70,17 +70,32 @@ class Function:
 
     @classmethod
     def apply(cls, *inputs, **params):
-        """Run the op on Tensors (or raw arrays, which are constants; or None) and record it."""
-        backend = get_backend()
+        """Run the op on Tensors (or raw arrays, which are constants; or None) and record it.
+
+        It runs on its Tensors' backend (``backend_of``). ``ctx.needs_input_grad`` is False for
+        every input under ``no_grad``, so a forward pass can skip what only backward needs."""
+        backend = backend_of(cls.__name__, *inputs)
         arrays = [None if x is None else _data_for(backend, x, cls.__name__) for x in inputs]
         tensors = [x if isinstance(x, Tensor) else None for x in inputs]
-        needs = tuple(t is not None and t.requires_grad for t in tensors)
-        record = _grad_enabled and any(needs)
+        needs = tuple(_grad_enabled and t is not None and t.requires_grad for t in tensors)
+        record = any(needs)
         ctx = Context(backend, needs)
         out = Tensor._wrap(cls.forward(ctx, *arrays, **params), backend, requires_grad=record)
         if record:
             out._node = Node(cls, ctx, tensors)
         return out
+
+
+def backend_of(op_name, *values):
+    """The backend an op on ``values`` runs on: the one its Tensors live on, which they must
+    share (as in PyTorch, where a CPU and a GPU tensor do not mix); the current backend
+    (``set_backend``) only when no value is a Tensor. ``set_backend`` chooses where new data goes."""
+    backends = {id(v._backend): v._backend for v in values if isinstance(v, Tensor)}
+    if len(backends) > 1:
+        names = " and ".join(sorted(repr(b.name) for b in backends.values()))
+        raise TypeError(f"{op_name}: its inputs live on different backends ({names}); an op runs where its "
+                        "inputs are, so make them under one backend (atrousnp.use_backend)")
+    return next(iter(backends.values())) if backends else get_backend()
 
 
 def _data_for(backend, x, op_name):

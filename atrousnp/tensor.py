@@ -68,6 +68,17 @@ class Tensor:
     def __len__(self):
         return self.shape[0]
 
+    # == compares elementwise (as NumPy and PyTorch), so identity has to give the hash: a tensor
+    # can still be a dict key or a set member, found as the object it is.
+    __hash__ = object.__hash__
+
+    def __bool__(self):
+        """The truth of a one-element tensor; for more elements there is no single answer."""
+        if self.size != 1:
+            raise ValueError(f"the truth value of a tensor of shape {self.shape} is ambiguous: "
+                             "reduce it first (t.max(), t.sum()), or compare .numpy() arrays")
+        return bool(self.item())
+
     def __repr__(self):
         grad = ", requires_grad=True" if self.requires_grad else ""
         return f"tensor({self.numpy()!r}{grad}, backend={self.backend!r})"
@@ -135,6 +146,8 @@ class Tensor:
     def __rmatmul__(self, other): return F.matmul(other, self)
     def __neg__(self): return F.neg(self)
     def __getitem__(self, index): return F.getitem(self, index)
+    def __eq__(self, other): return F.compare("eq", self, other)
+    def __ne__(self, other): return F.compare("ne", self, other)
     def __gt__(self, other): return F.compare("gt", self, other)
     def __ge__(self, other): return F.compare("ge", self, other)
     def __lt__(self, other): return F.compare("lt", self, other)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import atrousnp as anp
+import atrousnp.functional as F
 from atrousnp import viz
 
 
@@ -23,3 +24,61 @@ def test_plotting_leaves_the_matplotlib_backend_alone(tmp_path):
         assert (tmp_path / "grid.png").stat().st_size > 0 and (tmp_path / "curves.png").stat().st_size > 0
     finally:
         matplotlib.use(previous)
+
+
+def test_an_op_runs_where_its_inputs_are_and_mixing_backends_is_refused():
+    with anp.use_backend("numpy"):
+        a = anp.ones(2, 3)
+    with anp.use_backend("numba"):
+        b = anp.ones(2, 3)
+        assert (a + 1.0).backend == "numpy"           # the data decides, not the current backend
+        assert F.conv2d(anp.ones(1, 1, 3, 3), anp.ones(1, 1, 1, 1)).backend == "numba"
+    with pytest.raises(TypeError, match=r"different backends \('numba' and 'numpy'\)"):
+        a + b
+    with pytest.raises(TypeError, match="different backends"):
+        F.cross_entropy(a.reshape(2, 3, 1), np.zeros((2, 1), np.int64)) + b.sum()
+
+
+def test_comparisons_are_elementwise_and_tensors_stay_hashable(backend):
+    t = anp.tensor(np.array([0.0, 1.0, 2.0]))
+    np.testing.assert_array_equal((t == 1.0).numpy(), [False, True, False])
+    np.testing.assert_array_equal((t != 1.0).numpy(), [True, False, True])
+    assert (t == t).numpy().all() and {t: 1}[t] == 1 and len({t, anp.tensor(np.zeros(3))}) == 2
+    with pytest.raises(ValueError, match=r"truth value of a tensor of shape \(3,\) is ambiguous"):
+        bool(t == 0)
+    assert bool(anp.tensor(np.array([2.0])) == 2.0)
+
+
+def test_no_grad_means_no_input_needs_a_gradient(backend):
+    seen = []
+
+    class Probe(anp.Function):
+        @staticmethod
+        def forward(ctx, a):
+            seen.append(ctx.needs_input_grad)
+            return a
+
+        @staticmethod
+        def backward(ctx, grad):
+            return grad
+
+    x = anp.tensor(np.ones(2), requires_grad=True)
+    with anp.no_grad():
+        Probe.apply(x)
+    Probe.apply(x)
+    assert seen == [(False,), (True,)]
+
+
+def test_every_backend_offers_exactly_the_primitive_set():
+    """PRIMITIVES is the one list: Backend's public methods (abstract ones, which a backend must
+    implement or it cannot be built, and fused ones with defaults), and no backend adds others."""
+    import inspect
+    from atrousnp.backends.base import PRIMITIVES, Backend
+    assert {name for name, _ in inspect.getmembers(Backend, inspect.isfunction) if not name.startswith("_")} \
+        == set(PRIMITIVES)
+    assert Backend.__abstractmethods__ < set(PRIMITIVES)
+    for name in anp.backend_names():
+        backend = type(anp.get_backend(name))
+        public = {n for n, _ in inspect.getmembers(backend, inspect.isfunction) if not n.startswith("_")}
+        assert public <= set(PRIMITIVES), f"{name}: methods outside the primitive set: {public - set(PRIMITIVES)}"
+        assert not inspect.isabstract(backend), f"{name} leaves {sorted(backend.__abstractmethods__)} unimplemented"

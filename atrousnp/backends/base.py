@@ -11,98 +11,135 @@ Ops named by string, so that a backend can compile each one once:
 * ``reduce(op, a, axes, keepdims)``: op in ``REDUCE_OPS``
 """
 
+from abc import ABC, abstractmethod
+
 import numpy as np
 
-UNARY_OPS = ("neg", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "step", "abs")
-BINARY_OPS = ("add", "sub", "mul", "div", "pow", "maximum", "minimum",
-              "eq", "gt", "ge", "lt", "le")
+UNARY_OPS = ("neg", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "step")
+BINARY_OPS = ("add", "sub", "mul", "div", "pow", "eq", "ne", "gt", "ge", "lt", "le")
 REDUCE_OPS = ("sum", "max", "argmax")
 
+# Every primitive, by name: what a backend implements (or inherits from the defaults below) and
+# all that the ops in atrousnp.functional may call. tests/test_design_rules.py holds every
+# backend to this list, both ways.
+PRIMITIVES = (
+    "empty", "zeros", "full", "asarray", "to_host", "owns", "astype",                 # creation, transfer
+    "map", "zip", "where", "reduce",                                                  # elementwise, reduction
+    "matmul", "reshape", "transpose", "broadcast_to", "contiguous", "getitem",        # linear algebra, layout
+    "index_add", "pad", "concat",
+    "im2col", "col2im", "bn_stats",                                                   # convolution, statistics
+    "conv2d_forward", "conv2d_backward", "batch_norm_forward", "batch_norm_backward",  # fused, with defaults
+    "relu_backward", "update_running_stats", "softmax_cross_entropy",
+    "softmax_cross_entropy_backward", "sgd_step",
+)
 
-class Backend:
-    """Abstract backend. Subclasses implement every method; shapes are tuples of ints."""
+
+class Backend(ABC):
+    """Abstract backend. Subclasses implement every abstract method (the small primitive set) and may
+    override the fused ones, whose defaults are written on the others; shapes are tuples of ints."""
 
     name = "abstract"
 
     # -- creation and transfer -------------------------------------------------
+    @abstractmethod
     def empty(self, shape, dtype):
         raise NotImplementedError
 
+    @abstractmethod
     def zeros(self, shape, dtype):
         raise NotImplementedError
 
+    @abstractmethod
     def full(self, shape, value, dtype):
         raise NotImplementedError
 
+    @abstractmethod
     def asarray(self, host_array, dtype=None):
         """A backend array holding ``host_array`` (a NumPy array or one of ours)."""
         raise NotImplementedError
 
+    @abstractmethod
     def to_host(self, a):
         """A NumPy array with the contents of ``a`` (a copy where memory differs)."""
         raise NotImplementedError
 
+    @abstractmethod
     def owns(self, a):
         """True when ``a`` is an array this backend can compute on."""
         raise NotImplementedError
 
+    @abstractmethod
     def astype(self, a, dtype):
         raise NotImplementedError
 
     # -- elementwise -----------------------------------------------------------
+    @abstractmethod
     def map(self, op, a):
         """Apply the unary ``op`` elementwise. ``step`` is 1 where a > 0, else 0."""
         raise NotImplementedError
 
+    @abstractmethod
     def zip(self, op, a, b):
         """Apply the binary ``op`` elementwise with NumPy broadcasting.
 
-        Comparisons (eq, gt, ge, lt, le) return booleans."""
+        Comparisons (eq, ne, gt, ge, lt, le) return booleans."""
         raise NotImplementedError
 
+    @abstractmethod
     def where(self, cond, a, b):
         raise NotImplementedError
 
     # -- reduction -------------------------------------------------------------
+    @abstractmethod
     def reduce(self, op, a, axes, keepdims):
         """``sum`` or ``max`` over ``axes`` (a tuple); ``argmax`` over one axis."""
         raise NotImplementedError
 
     # -- linear algebra and layout ---------------------------------------------
+    @abstractmethod
     def matmul(self, a, b):
         """Batched matrix product with NumPy's broadcasting of the leading axes."""
         raise NotImplementedError
 
+    @abstractmethod
     def reshape(self, a, shape):
         raise NotImplementedError
 
+    @abstractmethod
     def transpose(self, a, axes):
         raise NotImplementedError
 
+    @abstractmethod
     def broadcast_to(self, a, shape):
         """A read-only view of ``a`` broadcast to ``shape``."""
         raise NotImplementedError
 
+    @abstractmethod
     def contiguous(self, a):
         """``a`` laid out in C order: ``a`` itself when it already is, else a copy."""
         raise NotImplementedError
 
+    @abstractmethod
     def getitem(self, a, index):
         """``a[index]`` with NumPy's basic and advanced indexing."""
         raise NotImplementedError
 
+    @abstractmethod
     def index_add(self, shape, index, values):
         """Zeros of ``shape`` with ``values`` added at ``index``; repeated indices accumulate."""
         raise NotImplementedError
 
+    @abstractmethod
     def pad(self, a, widths, value):
         """Constant padding; ``widths`` holds a (before, after) pair per axis."""
         raise NotImplementedError
 
+    @abstractmethod
     def concat(self, arrays, axis):
         raise NotImplementedError
 
     # -- convolution -----------------------------------------------------------
+    @abstractmethod
     def im2col(self, x, kernel, stride, padding, dilation):
         """Unfold the dilated patches of ``x`` into columns.
 
@@ -112,6 +149,7 @@ class Backend:
         """
         raise NotImplementedError
 
+    @abstractmethod
     def col2im(self, cols, x_shape, kernel, stride, padding, dilation):
         """The adjoint of ``im2col``: scatter-add every column entry back to its pixel.
 
@@ -120,6 +158,7 @@ class Backend:
         raise NotImplementedError
 
     # -- normalisation ---------------------------------------------------------
+    @abstractmethod
     def bn_stats(self, x):
         """Per-channel mean and biased variance of x: (N, C, H, W) over (N, H, W); two (C,) arrays."""
         raise NotImplementedError

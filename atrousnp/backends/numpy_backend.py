@@ -19,11 +19,9 @@ def _step(a):
 
 
 _UNARY = {"neg": np.negative, "exp": np.exp, "log": np.log, "sqrt": np.sqrt,
-          "tanh": np.tanh, "sigmoid": _sigmoid, "relu": _relu, "step": _step,
-          "abs": np.abs}
+          "tanh": np.tanh, "sigmoid": _sigmoid, "relu": _relu, "step": _step}
 _BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
-           "pow": np.power, "maximum": np.maximum, "minimum": np.minimum,
-           "eq": np.equal, "gt": np.greater, "ge": np.greater_equal,
+           "pow": np.power, "eq": np.equal, "ne": np.not_equal, "gt": np.greater, "ge": np.greater_equal,
            "lt": np.less, "le": np.less_equal}
 
 

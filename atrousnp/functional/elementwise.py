@@ -6,8 +6,7 @@ broadcasting copied that input along the axes it lacked.
 
 import numpy as np
 
-from ..autograd import Function, unbroadcast
-from ..backends import get_backend
+from ..autograd import Function, backend_of, unbroadcast
 from ..tensor import Tensor
 from .operands import as_operands, broadcast_shape, scalar
 
@@ -251,10 +250,10 @@ def where(cond, a, b):
 
 
 def compare(op, a, b):
-    """A boolean Tensor for op in eq, gt, ge, lt, le; it carries no gradient."""
+    """A boolean Tensor for op in eq, ne, gt, ge, lt, le; it carries no gradient."""
     a, b = as_operands(a, b)
     broadcast_shape(op, a.shape, b.shape)
-    backend = get_backend()
+    backend = backend_of(op, a, b)
     data = backend.zip(op, *(v.data if isinstance(v, Tensor) else v for v in (a, b)))
     return Tensor._wrap(data, backend)
 

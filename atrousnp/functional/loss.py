@@ -3,8 +3,9 @@
 import numpy as np
 
 from ..autograd import Function
-from ..tensor import Tensor, tensor
+from ..tensor import Tensor
 from .elementwise import astype, exp, log
+from .operands import constant
 from .reduce import max as max_op
 from .reduce import sum as sum_op
 
@@ -65,10 +66,10 @@ def cross_entropy(logits, target, ignore_index=255, weight=None):
     expected = (n,) + tuple(logits.shape[2:])
     labels = target.numpy() if isinstance(target, Tensor) else np.asarray(target)
     _check_labels(labels, expected, c, ignore_index, logits.shape)
-    target = target if isinstance(target, Tensor) else tensor(labels)
+    target = target if isinstance(target, Tensor) else constant(logits, labels)
     if weight is not None:
         weight = astype(weight.detach(), logits.dtype) if isinstance(weight, Tensor) else \
-            tensor(np.asarray(weight, logits.dtype))
+            constant(logits, weight, logits.dtype)
         if tuple(weight.shape) != (c,):
             raise ValueError(f"cross_entropy: weight must have shape ({c},), one per class, "
                              f"got {tuple(weight.shape)}")

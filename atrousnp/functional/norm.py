@@ -18,7 +18,7 @@ whose sign is ReLU's mask) instead of three. Backward recomputes x_hat from x, w
 keeps anyway as the op's input, rather than saving an x_hat of its own.
 """
 
-from ..autograd import Function
+from ..autograd import Function, backend_of
 
 
 class BatchNorm(Function):
@@ -58,7 +58,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
             raise ValueError(f"batch_norm: {name} must have shape ({c},) for x of shape {x.shape}, got {t.shape}")
     if residual is not None and tuple(residual.shape) != tuple(x.shape):
         raise ValueError(f"batch_norm: residual must have x's shape {x.shape}, got {residual.shape}")
-    be = x._backend
+    be = backend_of("batch_norm", x)
     if training:
         m = x.size // c
         if m <= 1:

@@ -2,17 +2,17 @@
 
 import numpy as np
 
-from ..backends import get_backend
+from ..autograd import backend_of
 from ..tensor import Tensor
 
 
 def as_operands(*values):
-    """Tensors stay Tensors; numbers and arrays become constant backend arrays.
+    """Tensors stay Tensors; numbers and arrays become constant arrays on the Tensors' backend.
 
     A Python number takes the dtype of the first Tensor, so ``x * 2.0`` stays float32.
     """
     like = next((v for v in values if isinstance(v, Tensor)), None)
-    backend = get_backend()
+    backend = backend_of("operands", *values)
     out = []
     for v in values:
         if isinstance(v, Tensor) or backend.owns(v):
@@ -58,3 +58,9 @@ def as_pair(op, name, value, minimum):
     if min(pair) < minimum:
         raise ValueError(f"{op}: {name} must be >= {minimum}, got {value!r}")
     return tuple(int(v) for v in pair)
+
+
+def constant(like, array, dtype=None):
+    """A Tensor holding ``array`` (host data) on the backend of the Tensor ``like``."""
+    backend = backend_of("constant", like)
+    return Tensor._wrap(backend.asarray(np.asarray(array, dtype)), backend)

@@ -1,7 +1,6 @@
 """Reductions over axes: sum, mean, max (and argmax, which has no gradient)."""
 
-from ..autograd import Function
-from ..backends import get_backend
+from ..autograd import Function, backend_of
 from ..tensor import Tensor
 from .operands import normalize_axes
 
@@ -33,8 +32,8 @@ class Max(Function):
     def forward(ctx, a, axes, keepdims):
         be = ctx.backend
         out = be.reduce("max", a, axes, keepdims)
-        is_max = be.astype(be.zip("eq", a, _expand(be, out, a.shape, axes, keepdims)), a.dtype)
-        ctx.save_for_backward(is_max)
+        if ctx.needs_input_grad[0]:  # the mask is for backward only
+            ctx.save_for_backward(be.astype(be.zip("eq", a, _expand(be, out, a.shape, axes, keepdims)), a.dtype))
         ctx.axes, ctx.keepdims = axes, keepdims
         return out
 
@@ -66,7 +65,7 @@ def max(a, axis=None, keepdims=False):  # noqa: A001 - mirrors torch.max
 
 def argmax(a, axis=None):
     """Index of the maximum along ``axis`` (of the flattened tensor when None); no gradient."""
-    backend = get_backend()
+    backend = backend_of("argmax", a)
     data = a.data if axis is not None else backend.reshape(a.data, (-1,))
     axes = normalize_axes("argmax", 0 if axis is None else axis, data.ndim)
     return Tensor._wrap(backend.reduce("argmax", data, axes, keepdims=False), backend)

@@ -12,6 +12,7 @@ import math
 
 from numba import cuda
 
+
 # -- elementwise device functions --------------------------------------------------------
 
 @cuda.jit(device=True)
@@ -35,7 +36,6 @@ UNARY = {
     "log": cuda.jit(device=True)(lambda a: math.log(a)),
     "sqrt": cuda.jit(device=True)(lambda a: math.sqrt(a)),
     "tanh": cuda.jit(device=True)(lambda a: math.tanh(a)),
-    "abs": cuda.jit(device=True)(lambda a: abs(a)),
     "identity": cuda.jit(device=True)(lambda a: a),
     "sigmoid": _sigmoid, "relu": _relu, "step": _step,
 }
@@ -45,15 +45,14 @@ BINARY = {
     "mul": cuda.jit(device=True)(lambda a, b: a * b),
     "div": cuda.jit(device=True)(lambda a, b: a / b),
     "pow": cuda.jit(device=True)(lambda a, b: a ** b),
-    "maximum": cuda.jit(device=True)(lambda a, b: max(a, b)),
-    "minimum": cuda.jit(device=True)(lambda a, b: min(a, b)),
     "eq": cuda.jit(device=True)(lambda a, b: a == b),
+    "ne": cuda.jit(device=True)(lambda a, b: a != b),
     "gt": cuda.jit(device=True)(lambda a, b: a > b),
     "ge": cuda.jit(device=True)(lambda a, b: a >= b),
     "lt": cuda.jit(device=True)(lambda a, b: a < b),
     "le": cuda.jit(device=True)(lambda a, b: a <= b),
 }
-COMPARISONS = ("eq", "gt", "ge", "lt", "le")
+COMPARISONS = ("eq", "ne", "gt", "ge", "lt", "le")
 
 
 @cuda.jit(device=True)
