@@ -114,12 +114,11 @@ class Tensor:
         a NumPy array, which is copied to this tensor's backend). A leaf's
         ``.grad`` is replaced, never written in place; treat its data as read-only
         (``.grad.numpy()`` gives a writable copy)."""
-        from .autograd import backward
         if isinstance(gradient, Tensor):
             gradient = gradient.data
         elif isinstance(gradient, np.ndarray):
             gradient = self._backend.asarray(gradient)
-        backward(self, gradient, retain_graph)
+        autograd.backward(self, gradient, retain_graph)
 
     def _accumulate_grad(self, grad):
         # No op writes into a gradient in place, so a leaf keeps backward's array as it is,
@@ -181,7 +180,7 @@ def _dims(args):
 
 # -- constructors -----------------------------------------------------------------
 
-def tensor(data, requires_grad=False, dtype=None):
+def tensor(data, requires_grad: bool = False, dtype=None) -> Tensor:
     """A new leaf tensor holding a copy of ``data`` on the current backend.
 
     Python floats become float32 (PyTorch's default); NumPy arrays keep their dtype.
@@ -195,25 +194,27 @@ def tensor(data, requires_grad=False, dtype=None):
     return Tensor._wrap(backend.asarray(host), backend, requires_grad)
 
 
-def full(shape, value, dtype=np.float32, requires_grad=False):
+def full(shape, value: float, dtype=np.float32, requires_grad: bool = False) -> Tensor:
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
     backend = get_backend()
     return Tensor._wrap(backend.full(shape, value, dtype), backend, requires_grad)
 
 
-def zeros(*shape, dtype=np.float32, requires_grad=False):
+def zeros(*shape: int, dtype=np.float32, requires_grad: bool = False) -> Tensor:
     return full(_dims(shape), 0, dtype, requires_grad)
 
 
-def ones(*shape, dtype=np.float32, requires_grad=False):
+def ones(*shape: int, dtype=np.float32, requires_grad: bool = False) -> Tensor:
     return full(_dims(shape), 1, dtype, requires_grad)
 
 
-def randn(*shape, rng=None, dtype=np.float32, requires_grad=False):
+def randn(*shape: int, rng: np.random.Generator | None = None, dtype=np.float32, requires_grad: bool = False) -> Tensor:
     """Standard normal samples drawn from ``rng`` (a numpy.random.Generator; fresh if None)."""
     rng = np.random.default_rng() if rng is None else rng
     return tensor(rng.standard_normal(_dims(shape)).astype(dtype), requires_grad=requires_grad)
 
 
-# Bound last: functional imports this module's Tensor.
+# The one import circle of the library, closed here, last: autograd and functional import this
+# module's Tensor, and Tensor's methods call them.
+from . import autograd  # noqa: E402
 from . import functional as F  # noqa: E402

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from . import functional as F
 from . import models
@@ -147,7 +148,6 @@ def train(config):
 
 
 def _progress(start, config):
-    from tqdm.auto import tqdm
     return tqdm(total=config.iterations, initial=start, desc="train", unit="it", disable=not config.progress)
 
 

@@ -82,7 +82,8 @@ def test_fused_per_channel_kernels_with_cooperating_threads():
 def tiny_deeplab():
     backbone = anp.models.ResNet(anp.models.resnet.BasicBlock, (1, 1, 1, 1), widths=(2, 2, 4, 4), stem_width=2,
                                  output_stride=16, rng=np.random.default_rng(0))
-    return anp.models.DeepLabV3(backbone, num_classes=3, aspp_channels=4, rng=np.random.default_rng(1))
+    head = anp.models.ASPPHead(backbone.out_channels, num_classes=3, channels=4, rng=np.random.default_rng(1))
+    return anp.models.DeepLabV3(backbone, head)
 
 
 def test_tiny_deeplabv3_forward_and_training_step_match_numpy():

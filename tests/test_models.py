@@ -55,7 +55,7 @@ def test_resnet50_layer4_rates_with_multi_grid():
 
 def test_cascade_rates_double_block_to_block():
     model = models.deeplabv3_resnet50(output_stride=16, head="cascade", rng=rng(0))
-    rates = [[unit.conv2.dilation for unit in getattr(model, f"block{b}")] for b in (5, 6, 7)]
+    rates = [[unit.conv2.dilation for unit in getattr(model.classifier, f"block{b}")] for b in (5, 6, 7)]
     assert rates == [[4, 4, 4], [8, 8, 8], [16, 16, 16]]
 
 
@@ -178,3 +178,42 @@ def test_convert_torchvision_weights_script(tmp_path):
         expected = reference(torch.from_numpy(x))["out"].numpy()
     with anp.no_grad():
         np.testing.assert_allclose(model(anp.tensor(x)).numpy(), expected, atol=1e-4 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("output_stride,multi_grid,layer3,layer4,aspp", [
+    # No atrous convolution at 32: every stage downsamples in its first unit.
+    (32, None, [(2, 1)] + [(1, 1)] * 5, [(2, 1), (1, 1), (1, 1)], (3, 6, 9)),
+    # 16: block4 keeps the stride 16 map and dilates by 2 (its first unit keeps block3's rate, as torchvision).
+    (16, None, [(2, 1)] + [(1, 1)] * 5, [(1, 1), (1, 2), (1, 2)], (6, 12, 18)),
+    # The paper (§3.2): output stride 16 with multi-grid (1, 2, 4) gives block4 rates (2, 4, 8).
+    (16, (1, 2, 4), [(2, 1)] + [(1, 1)] * 5, [(1, 2), (1, 4), (1, 8)], (6, 12, 18)),
+    # 8: block3 dilates by 2 and block4 by 4, the multi-grid scales block4, and ASPP's rates double (§3.3).
+    (8, (1, 2, 4), [(1, 1)] + [(1, 2)] * 5, [(1, 4), (1, 8), (1, 16)], (12, 24, 36)),
+])
+def test_the_atrous_plan_is_the_papers(output_stride, multi_grid, layer3, layer4, aspp):
+    plan = models.atrous_plan(output_stride, multi_grid)
+    assert [plan[f"backbone.layer3.{i}"] for i in range(6)] == layer3
+    assert [plan[f"backbone.layer4.{i}"] for i in range(3)] == layer4
+    assert tuple(plan[f"classifier.0.convs.{i}"][1] for i in (1, 2, 3)) == aspp
+    assert plan["backbone.layer2.0"] == (2, 1)
+    model = models.deeplabv3_resnet50(output_stride=output_stride, multi_grid=multi_grid, rng=rng(0))
+    assert [unit.conv2.dilation for unit in model.backbone.layer4] == [rate for _, rate in layer4]
+    assert model.classifier[0].rates == aspp
+
+
+def test_the_cascade_plan_doubles_block4s_rate_block_to_block():
+    plan = models.atrous_plan(16, (1, 2, 4), head="cascade")
+    assert [plan[f"classifier.block{b}.{i}"][1] for b in (5, 6, 7) for i in range(3)] == \
+        [4, 8, 16, 8, 16, 32, 16, 32, 64]
+
+
+def test_a_cascade_checkpoint_from_before_the_heads_were_modules_still_loads():
+    model = models.deeplabv3_small(head="cascade", num_classes=3, rng=rng(0))
+    legacy = {(name[len("classifier."):] if name.startswith("classifier.block") else
+               name.replace("classifier.score.", "classifier.0.")): value
+              for name, value in model.state_dict().items()}
+    assert "block5.0.conv1.weight" in legacy and "classifier.0.weight" in legacy
+    fresh = models.deeplabv3_small(head="cascade", num_classes=3, rng=rng(1))
+    fresh.load_state_dict(legacy)
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(fresh.state_dict()[name], value, err_msg=name)

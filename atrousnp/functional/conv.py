@@ -24,7 +24,8 @@ keeps no im2col buffer per layer alive between forward and backward.
 
 from ..autograd import Function
 from ..backends.base import conv_out_hw
-from .operands import as_pair
+from ..tensor import Tensor
+from .operands import IntPair, as_pair
 from .shape import pad as pad_op
 
 
@@ -49,7 +50,8 @@ class Conv2d(Function):
         return dx, dweight, dbias
 
 
-def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntPair = 1,
+           padding: IntPair | str = 0, dilation: IntPair = 1, groups: int = 1) -> Tensor:
     """2-d cross-correlation with stride, zero padding, dilation (atrous rate) and groups.
 
     x: (N, C, H, W); weight: (K, C/groups, kh, kw); bias: (K,) or None.

@@ -2,8 +2,10 @@
 
 import numpy as np
 
+from ..tensor import Tensor
 
-def dropout(x, p=0.5, training=True, rng=None):
+
+def dropout(x: Tensor, p: float = 0.5, training: bool = True, rng: np.random.Generator | None = None) -> Tensor:
     """y = x * mask / (1 - p), mask ~ Bernoulli(1 - p) drawn from ``rng`` (a numpy Generator).
 
     The expected value is unchanged, so evaluation (training=False) is the identity.

@@ -214,7 +214,7 @@ def neg(a): return Neg.apply(a)
 def exp(a): return Exp.apply(a)
 def log(a): return Log.apply(a)
 def sqrt(a): return Sqrt.apply(a)
-def relu(a): return ReLU.apply(a)
+def relu(a: Tensor) -> Tensor: return ReLU.apply(a)
 def sigmoid(a): return Sigmoid.apply(a)
 def tanh(a): return Tanh.apply(a)
 

@@ -10,7 +10,7 @@ from .reduce import max as max_op
 from .reduce import sum as sum_op
 
 
-def log_softmax(x, dim=1):
+def log_softmax(x: Tensor, dim: int = 1) -> Tensor:
     """log p = x - m - log(sum(exp(x - m))), m = max(x) along ``dim`` (a constant: the result
     does not depend on it, and subtracting it keeps exp from overflowing)."""
     shift = max_op(x, axis=dim, keepdims=True).detach()
@@ -18,7 +18,7 @@ def log_softmax(x, dim=1):
     return shifted - log(sum_op(exp(shifted), axis=dim, keepdims=True))
 
 
-def softmax(x, dim=1):
+def softmax(x: Tensor, dim: int = 1) -> Tensor:
     return exp(log_softmax(x, dim))
 
 
@@ -51,7 +51,7 @@ class SoftmaxCrossEntropy(Function):
         return be.reshape(dlogits, logits.shape), None, None
 
 
-def cross_entropy(logits, target, ignore_index=255, weight=None):
+def cross_entropy(logits: Tensor, target, ignore_index: int = 255, weight=None) -> Tensor:
     """Mean of -log p[target] over the pixels whose label is not ``ignore_index``.
 
     logits: (N, C, H, W) (or (N, C)); target: integer (N, H, W) (or (N,)); weight: (C,)

@@ -19,6 +19,7 @@ keeps anyway as the op's input, rather than saving an x_hat of its own.
 """
 
 from ..autograd import Function, backend_of
+from ..tensor import Tensor
 
 
 class BatchNorm(Function):
@@ -40,8 +41,9 @@ class BatchNorm(Function):
         return dx, None, None, dweight, dbias, grad if ctx.has_residual else None
 
 
-def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False,
-               momentum=0.1, eps=1e-5, residual=None, relu=False):
+def batch_norm(x: Tensor, running_mean: Tensor | None, running_var: Tensor | None, weight: Tensor | None = None,
+               bias: Tensor | None = None, training: bool = False, momentum: float = 0.1, eps: float = 1e-5,
+               residual: Tensor | None = None, relu: bool = False) -> Tensor:
     """x: (N, C, H, W); running_mean, running_var, weight, bias: (C,) Tensors or None.
 
     In training, the running statistics (if given) are updated in place, outside the graph.

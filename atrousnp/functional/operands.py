@@ -5,6 +5,8 @@ import numpy as np
 from ..autograd import backend_of
 from ..tensor import Tensor
 
+IntPair = int | tuple[int, int]  # an int for both axes, or (h, w)
+
 
 def as_operands(*values):
     """Tensors stay Tensors; numbers and arrays become constant arrays on the Tensors' backend.

@@ -9,7 +9,8 @@ import numpy as np
 
 from ..autograd import Function
 from ..backends.base import conv_out_hw
-from .operands import as_pair
+from ..tensor import Tensor
+from .operands import IntPair, as_pair
 from .linalg import matmul
 from .reduce import max as max_op
 from .reduce import mean
@@ -52,7 +53,8 @@ def _windows(x, kernel_size, stride, padding, dilation, pad_value, op):
     return cols, (n, c, out_h, out_w)
 
 
-def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1):
+def max_pool2d(x: Tensor, kernel_size: IntPair, stride: IntPair | None = None, padding: IntPair = 0,
+               dilation: IntPair = 1) -> Tensor:
     """y[n, c, oh, ow] = max over the window at (oh*s - p, ow*s - p); padding reads -inf.
 
     x: (N, C, H, W). The gradient goes to the window's maximum, shared equally among ties
@@ -62,13 +64,13 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1):
     return reshape(max_op(cols, axis=0), out_shape)
 
 
-def avg_pool2d(x, kernel_size, stride=None, padding=0):
+def avg_pool2d(x: Tensor, kernel_size: IntPair, stride: IntPair | None = None, padding: IntPair = 0) -> Tensor:
     """y = mean over the window, padding counted as zeros (PyTorch's count_include_pad=True)."""
     cols, out_shape = _windows(x, kernel_size, stride, padding, 1, 0.0, "avg_pool2d")
     return reshape(mean(cols, axis=0), out_shape)
 
 
-def adaptive_avg_pool2d(x, output_size):
+def adaptive_avg_pool2d(x: Tensor, output_size: IntPair) -> Tensor:
     """Average over PyTorch's adaptive bins: output cell i covers input rows
     [floor(i*H/out), ceil((i+1)*H/out)). Being linear and separable, it is
     y = P_h @ x @ P_w^T with one averaging matrix per axis; (1, 1) is the global mean."""

@@ -11,7 +11,8 @@ dx = R_h^T @ dy @ R_w.
 
 import numpy as np
 
-from .operands import as_pair
+from ..tensor import Tensor
+from .operands import IntPair, as_pair
 from .linalg import matmul
 
 
@@ -38,7 +39,7 @@ def interpolation_matrix(in_size, out_size, align_corners, dtype=np.float64):
     return matrix.astype(dtype)
 
 
-def interpolate(x, size, mode="bilinear", align_corners=False):
+def interpolate(x: Tensor, size: IntPair, mode: str = "bilinear", align_corners: bool = False) -> Tensor:
     """Resize x: (N, C, H, W) to ``size`` = (out_h, out_w) (or an int for both)."""
     if mode != "bilinear":
         raise ValueError(f"interpolate: only mode='bilinear' is implemented, got {mode!r}")

@@ -3,6 +3,8 @@
 Each backward moves the gradient back the way the value came.
 """
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from ..autograd import Function
@@ -98,7 +100,7 @@ class Cat(Function):
                      for start, stop in zip(ctx.bounds[:-1], ctx.bounds[1:]))
 
 
-def cat(tensors, dim=0):
+def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     """Join tensors along axis ``dim``; every other axis must match."""
     tensors = list(tensors)
     if not tensors:

@@ -12,6 +12,7 @@ on the smaller map (paper §3.1):
 As in torchvision's ``replace_stride_with_dilation``, the first unit of a dilated stage keeps
 the previous stage's rate. ``multi_grid=(r1, r2, r3)`` instead sets layer4's unit rates to
 rate * (r1, r2, r3): output stride 16 with (1, 2, 4) gives rates (2, 4, 8) (paper §3.2).
+``backbone_plan`` writes all of it down as one dictionary, and ``set_output_stride`` applies it.
 
 Changing the output stride only rewrites convs' stride, padding and dilation, never a
 weight: the same network runs at any output stride.
@@ -108,7 +109,7 @@ class ResNet(nn.Module):
         self.conv1 = nn.Conv2d(3, stem_width, 7, stride=2, padding=3, bias=False, rng=rng)
         self.bn1 = _bn(stem_width)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
-        in_channels = stem_width
+        in_channels, self.units = stem_width, tuple(layers)
         for i, (planes, units) in enumerate(zip(widths, layers)):
             setattr(self, f"layer{i + 1}", make_stage(block, in_channels, planes, units, i > 0, rng))
             in_channels = planes * block.expansion
@@ -116,16 +117,11 @@ class ResNet(nn.Module):
         self.set_output_stride(output_stride, multi_grid)
 
     def set_output_stride(self, output_stride, multi_grid=None):
-        """Make layer2..layer4 stride or dilate so that features are 1/output_stride of the input."""
-        rates = stage_rates(output_stride)
+        """Make layer2..layer4 stride or dilate so that features are 1/output_stride of the input:
+        ``backbone_plan`` says how, unit by unit."""
+        plan = backbone_plan(self.units, output_stride, multi_grid)
         self.output_stride, self.multi_grid = output_stride, multi_grid
-        previous_rate = 1
-        for name, rate in zip(("layer2", "layer3", "layer4"), rates):
-            stage = getattr(self, name)
-            unit_rates = unit_dilations(len(stage), rate, previous_rate,
-                                        multi_grid if name == "layer4" else None)
-            configure_stage(stage, stride=2 if rate == 1 else 1, rates=unit_rates)
-            previous_rate = rate
+        apply_plan(self, plan)
 
     def forward(self, x):
         x = self.maxpool(self.bn1(self.conv1(x), relu=True))
@@ -140,8 +136,8 @@ def stage_rates(output_stride):
     return table[output_stride]
 
 
-def unit_dilations(units, rate, previous_rate, multi_grid=None):
-    """Each unit's rate: the stage rate, the first unit keeping ``previous_rate``
+def unit_rates(units, rate, previous_rate, multi_grid=None):
+    """Each unit's rate in a stage: the stage rate, the first unit keeping ``previous_rate``
     (torchvision), or rate * multi_grid[i] when a multi-grid is given (the paper)."""
     if multi_grid is None:
         return [previous_rate] + [rate] * (units - 1)
@@ -150,10 +146,26 @@ def unit_dilations(units, rate, previous_rate, multi_grid=None):
     return [rate * r for r in multi_grid]
 
 
-def configure_stage(stage, stride, rates):
-    """Set the first unit's stride and every unit's dilation."""
-    for i, (unit, rate) in enumerate(zip(stage, rates)):
-        unit.set_geometry(stride if i == 0 else 1, rate)
+def backbone_plan(units, output_stride, multi_grid=None):
+    """{unit path: (stride, dilation)} for layer2..layer4 of a ResNet whose stages have ``units``
+    blocks each: a pure function of the output stride, to print and hold against the paper.
+
+    A stage at rate 1 downsamples in its first unit (stride 2); a dilated one keeps the size.
+    ``multi_grid`` sets layer4's units (the paper's block4) to rate * (r1, r2, r3)."""
+    plan, previous_rate = {}, 1
+    for stage, (count, rate) in enumerate(zip(units[1:], stage_rates(output_stride)), start=2):
+        rates = unit_rates(count, rate, previous_rate, multi_grid if stage == 4 else None)
+        for i, unit_rate in enumerate(rates):
+            plan[f"layer{stage}.{i}"] = (2 if i == 0 and rate == 1 else 1, unit_rate)
+        previous_rate = rate
+    return plan
+
+
+def apply_plan(module, plan):
+    """Give each unit in ``plan`` ({path below module: (stride, dilation)}) its geometry: convs'
+    strides, paddings and dilations change, never a weight."""
+    for path, (stride, dilation) in plan.items():
+        module.get_submodule(path).set_geometry(stride, dilation)
 
 
 def resnet18(**kwargs):

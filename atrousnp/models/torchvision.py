@@ -4,10 +4,10 @@ import warnings
 
 import numpy as np
 
-from .deeplabv3 import deeplabv3_resnet50, deeplabv3_resnet101
+from .deeplabv3 import DeepLabV3, deeplabv3_resnet50, deeplabv3_resnet101
 
 
-def from_torchvision(state_dict, output_stride=8, aspp_rates=None):
+def from_torchvision(state_dict: dict, output_stride: int = 8, aspp_rates: tuple | None = None) -> DeepLabV3:
     """Build the DeepLabv3 that ``state_dict`` (torchvision's names) describes, and load it.
 
     ResNet-50 or -101 is read from the number of units in layer3 (6 or 23), the class count

@@ -66,6 +66,15 @@ class Module:
             if child is not None:
                 yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
 
+    def get_submodule(self, path):
+        """The module at the dotted ``path`` below this one ("" is this one), as in PyTorch."""
+        module = self
+        for name in filter(None, path.split(".")):
+            if name not in module._modules:
+                raise AttributeError(f"{type(self).__name__} has no submodule {path!r} ({name!r} is missing)")
+            module = module._modules[name]
+        return module
+
     def modules(self):
         return (m for _, m in self.named_modules())
 

@@ -1,6 +1,7 @@
 """What a convolution must equal: the loop definitions of reference/, and scipy's correlation."""
 
 import numpy as np
+import scipy.signal
 
 from reference.conv import conv2d as conv2d_loops  # noqa: F401 - re-exported for the checks
 from reference.conv import conv2d_backward as conv2d_backward_loops  # noqa: F401
@@ -9,7 +10,6 @@ from reference.conv import conv2d_backward as conv2d_backward_loops  # noqa: F40
 def scipy_conv2d(x, weight, bias, stride, padding, dilation, groups):
     """Dilation as zero insertion: a rate-d kernel is the dense kernel with d-1 zeros between its
     taps; scipy correlates it ('valid') with the padded input, then every s-th pixel is kept."""
-    import scipy.signal
     (ph, pw), (sh, sw), (dh, dw) = padding, stride, dilation
     k_out, c_per_group, kh, kw = weight.shape
     dense = np.zeros((k_out, c_per_group, dh * (kh - 1) + 1, dw * (kw - 1) + 1), weight.dtype)

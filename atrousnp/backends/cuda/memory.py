@@ -107,7 +107,7 @@ def caching_memory_manager(pool_factory):
     numba's own manager (``NumbaCUDAMemoryManager``) stays the one that talks to the driver: it
     makes the pool's blocks. What numba gets for each allocation is a new pointer into a block,
     whose finalizer returns the block to the pool instead of freeing it."""
-    from numba.cuda.cudadrv.driver import MemoryPointer, NumbaCUDAMemoryManager
+    from numba.cuda.cudadrv.driver import MemoryPointer, NumbaCUDAMemoryManager  # a GPU's driver: not in the simulator
 
     class CachingMemoryManager(NumbaCUDAMemoryManager):
         def __init__(self, *args, **kwargs):
