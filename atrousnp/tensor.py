@@ -41,7 +41,7 @@ class Tensor:
 
     # -- what it is ------------------------------------------------------------
     @property
-    def shape(self):
+    def shape(self) -> tuple:
         return tuple(self.data.shape)
 
     @property
@@ -49,15 +49,15 @@ class Tensor:
         return np.dtype(self.data.dtype)
 
     @property
-    def ndim(self):
+    def ndim(self) -> int:
         return len(self.data.shape)
 
     @property
-    def size(self):
+    def size(self) -> int:
         return int(np.prod(self.shape, dtype=np.int64))
 
     @property
-    def backend(self):
+    def backend(self) -> str:
         """The name of the backend whose array holds this tensor's data."""
         return self._backend.name
 
@@ -84,16 +84,16 @@ class Tensor:
         return f"tensor({self.numpy()!r}{grad}, backend={self.backend!r})"
 
     # -- conversion ------------------------------------------------------------
-    def numpy(self):
+    def numpy(self) -> np.ndarray:
         """A host NumPy copy of the data, on every backend."""
         return self._backend.to_host(self.data)
 
-    def item(self):
+    def item(self) -> float:
         if self.size != 1:
             raise ValueError(f"item: the tensor has shape {self.shape}, expected one element")
         return self.numpy().reshape(()).item()
 
-    def detach(self):
+    def detach(self) -> "Tensor":
         """The same data, cut from the graph."""
         return Tensor._wrap(self.data, self._backend)
 
@@ -107,7 +107,7 @@ class Tensor:
         return F.astype(self, dtype)
 
     # -- autodiff --------------------------------------------------------------
-    def backward(self, gradient=None, retain_graph=False):
+    def backward(self, gradient=None, retain_graph: bool = False) -> None:
         """Accumulate d(self)/d(leaf) into every leaf's ``.grad``.
 
         A scalar needs no ``gradient``; otherwise pass one of this tensor's shape (a Tensor, or

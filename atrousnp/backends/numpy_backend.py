@@ -2,24 +2,12 @@
 
 import numpy as np
 
+from . import scalar_rules
 from .base import Backend, conv_out_hw
 
 
-def _sigmoid(a):
-    # 0.5 * (1 + tanh(a / 2)) equals 1 / (1 + exp(-a)) and never overflows.
-    return 0.5 * (1.0 + np.tanh(0.5 * a))
-
-
-def _relu(a):
-    return np.maximum(a, 0).astype(a.dtype, copy=False)
-
-
-def _step(a):
-    return (a > 0).astype(a.dtype)
-
-
-_UNARY = {"neg": np.negative, "exp": np.exp, "log": np.log, "sqrt": np.sqrt,
-          "tanh": np.tanh, "sigmoid": _sigmoid, "relu": _relu, "step": _step}
+_UNARY = {"neg": np.negative, "exp": np.exp, "log": np.log, "sqrt": np.sqrt, "tanh": np.tanh,
+          "sigmoid": scalar_rules.sigmoid, "relu": scalar_rules.relu, "step": scalar_rules.step}
 _BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
            "pow": np.power, "eq": np.equal, "ne": np.not_equal, "gt": np.greater, "ge": np.greater_equal,
            "lt": np.less, "le": np.less_equal}
@@ -50,7 +38,7 @@ class NumpyBackend(Backend):
         return a.astype(dtype, copy=False)
 
     def map(self, op, a):
-        return np.asarray(_UNARY[op](a))
+        return np.asarray(_UNARY[op](a)).astype(a.dtype, copy=False)
 
     def zip(self, op, a, b):
         return np.asarray(_BINARY[op](a, b))

@@ -1,8 +1,26 @@
-"""Per-element rules that both the Numba CPU kernels and the CUDA kernels compile, written once.
+"""Per-element rules written once for every backend.
 
-Each is plain Python on scalars. ``numba_cpu.py`` compiles it with ``njit`` and the CUDA
-backend with ``cuda.jit(device=True)``; each kernel only loops over elements and calls it.
+Each is plain Python in NumPy's terms, so the NumPy backend applies it to whole arrays as it
+stands, ``numba_cpu.py`` compiles it with ``njit`` and the CUDA backend with
+``cuda.jit(device=True)`` (numba-cuda compiles np.tanh, np.maximum and comparisons for a GPU).
 """
+
+import numpy as np
+
+
+def sigmoid(a):
+    """1 / (1 + exp(-a)), computed as 0.5 * (1 + tanh(a / 2)), which never overflows."""
+    return 0.5 * (1 + np.tanh(0.5 * a))
+
+
+def relu(a):
+    """max(a, 0)."""
+    return np.maximum(a, 0)
+
+
+def step(a):
+    """a > 0: ReLU's derivative (a boolean; a backend stores it in a's dtype)."""
+    return np.maximum(a, 0) > 0
 
 
 def sgd_update(param, grad, buf, lr, momentum, weight_decay, dampening, nesterov, first):

@@ -16,8 +16,9 @@ class Conv2d(Module):
     weights at another output stride.
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
-                 groups=1, bias=True, rng=None, dtype=np.float32):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int], stride=1, padding=0,
+                 dilation=1, groups: int = 1, bias: bool = True, rng: np.random.Generator | None = None,
+                 dtype=np.float32):
         super().__init__()
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"Conv2d: groups={groups} must divide in_channels={in_channels} "

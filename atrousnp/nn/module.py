@@ -66,7 +66,7 @@ class Module:
             if child is not None:
                 yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
 
-    def get_submodule(self, path):
+    def get_submodule(self, path: str) -> "Module":
         """The module at the dotted ``path`` below this one ("" is this one), as in PyTorch."""
         module = self
         for name in filter(None, path.split(".")):
@@ -104,7 +104,7 @@ class Module:
         return (b for _, b in self.named_buffers())
 
     # -- modes ------------------------------------------------------------------
-    def train(self, mode=True):
+    def train(self, mode: bool = True) -> "Module":
         for module in self.modules():
             object.__setattr__(module, "training", mode)
         return self
@@ -117,7 +117,7 @@ class Module:
             p.grad = None
 
     # -- state ------------------------------------------------------------------
-    def state_dict(self):
+    def state_dict(self) -> OrderedDict:
         """Every parameter and buffer as a host NumPy array, by dotted name."""
         state = OrderedDict((name, p.numpy()) for name, p in self.named_parameters())
         state.update((name, b.numpy()) for name, b in self.named_buffers())

@@ -3,7 +3,7 @@
 import numpy as np
 
 from .. import functional as F
-from ..tensor import tensor
+from ..tensor import Tensor, tensor
 from .module import Module, Parameter
 
 
@@ -18,7 +18,8 @@ class BatchNorm2d(Module):
     stop requiring gradients, so the optimiser leaves them alone too.
     """
 
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, dtype=np.float32):
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True,
+                 dtype=np.float32):
         super().__init__()
         self.num_features, self.eps, self.momentum, self.affine = num_features, eps, momentum, affine
         self.weight = Parameter(np.ones(num_features, dtype)) if affine else None
@@ -34,7 +35,7 @@ class BatchNorm2d(Module):
                 p.requires_grad = not frozen
         return self
 
-    def forward(self, x, residual=None, relu=False):
+    def forward(self, x: Tensor, residual: Tensor | None = None, relu: bool = False) -> Tensor:
         """``relu(bn(x) + residual)`` in one fused op where asked; plain ``bn(x)`` by default."""
         return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
                             training=self.training and not self.frozen, momentum=self.momentum, eps=self.eps,

@@ -12,23 +12,10 @@ import math
 
 from numba import cuda
 
+from .. import scalar_rules
+
 
 # -- elementwise device functions --------------------------------------------------------
-
-@cuda.jit(device=True)
-def _relu(a):
-    return a if a > 0 else 0  # not a * 0, which is NaN for a = -inf
-
-
-@cuda.jit(device=True)
-def _step(a):
-    return 1 if a > 0 else 0
-
-
-@cuda.jit(device=True)
-def _sigmoid(a):
-    return 0.5 * (1 + math.tanh(0.5 * a))  # never overflows, unlike 1 / (1 + exp(-a))
-
 
 UNARY = {
     "neg": cuda.jit(device=True)(lambda a: -a),
@@ -37,7 +24,9 @@ UNARY = {
     "sqrt": cuda.jit(device=True)(lambda a: math.sqrt(a)),
     "tanh": cuda.jit(device=True)(lambda a: math.tanh(a)),
     "identity": cuda.jit(device=True)(lambda a: a),
-    "sigmoid": _sigmoid, "relu": _relu, "step": _step,
+    "sigmoid": cuda.jit(device=True)(scalar_rules.sigmoid),
+    "relu": cuda.jit(device=True)(scalar_rules.relu),
+    "step": cuda.jit(device=True)(scalar_rules.step),
 }
 BINARY = {
     "add": cuda.jit(device=True)(lambda a, b: a + b),
