@@ -12,8 +12,13 @@ Ops named by string, so that a backend can compile each one once:
 """
 
 from abc import ABC, abstractmethod
+from typing import Any
 
 import numpy as np
+
+Array = Any               # a backend's own array type: numpy.ndarray, or a numba device array on cuda
+Shape = tuple[int, ...]
+Pair = tuple[int, int]    # (h, w)
 
 UNARY_OPS = ("neg", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "step")
 BINARY_OPS = ("add", "sub", "mul", "div", "pow", "eq", "ne", "gt", "ge", "lt", "le")
@@ -42,105 +47,105 @@ class Backend(ABC):
 
     # -- creation and transfer -------------------------------------------------
     @abstractmethod
-    def empty(self, shape, dtype):
+    def empty(self, shape: Shape, dtype) -> Array:
         raise NotImplementedError
 
     @abstractmethod
-    def zeros(self, shape, dtype):
+    def zeros(self, shape: Shape, dtype) -> Array:
         raise NotImplementedError
 
     @abstractmethod
-    def full(self, shape, value, dtype):
+    def full(self, shape: Shape, value: float, dtype) -> Array:
         raise NotImplementedError
 
     @abstractmethod
-    def asarray(self, host_array, dtype=None):
+    def asarray(self, host_array, dtype=None) -> Array:
         """A backend array holding ``host_array`` (a NumPy array or one of ours)."""
         raise NotImplementedError
 
     @abstractmethod
-    def to_host(self, a):
+    def to_host(self, a: Array) -> np.ndarray:
         """A NumPy array with the contents of ``a`` (a copy where memory differs)."""
         raise NotImplementedError
 
     @abstractmethod
-    def owns(self, a):
+    def owns(self, a) -> bool:
         """True when ``a`` is an array this backend can compute on."""
         raise NotImplementedError
 
     @abstractmethod
-    def astype(self, a, dtype):
+    def astype(self, a: Array, dtype) -> Array:
         raise NotImplementedError
 
     # -- elementwise -----------------------------------------------------------
     @abstractmethod
-    def map(self, op, a):
+    def map(self, op: str, a: Array) -> Array:
         """Apply the unary ``op`` elementwise. ``step`` is 1 where a > 0, else 0."""
         raise NotImplementedError
 
     @abstractmethod
-    def zip(self, op, a, b):
+    def zip(self, op: str, a: Array, b: Array) -> Array:
         """Apply the binary ``op`` elementwise with NumPy broadcasting.
 
         Comparisons (eq, ne, gt, ge, lt, le) return booleans."""
         raise NotImplementedError
 
     @abstractmethod
-    def where(self, cond, a, b):
+    def where(self, cond: Array, a: Array, b: Array) -> Array:
         raise NotImplementedError
 
     # -- reduction -------------------------------------------------------------
     @abstractmethod
-    def reduce(self, op, a, axes, keepdims):
+    def reduce(self, op: str, a: Array, axes: tuple[int, ...], keepdims: bool) -> Array:
         """``sum`` or ``max`` over ``axes`` (a tuple); ``argmax`` over one axis."""
         raise NotImplementedError
 
     # -- linear algebra and layout ---------------------------------------------
     @abstractmethod
-    def matmul(self, a, b):
+    def matmul(self, a: Array, b: Array) -> Array:
         """Batched matrix product with NumPy's broadcasting of the leading axes."""
         raise NotImplementedError
 
     @abstractmethod
-    def reshape(self, a, shape):
+    def reshape(self, a: Array, shape: Shape) -> Array:
         raise NotImplementedError
 
     @abstractmethod
-    def transpose(self, a, axes):
+    def transpose(self, a: Array, axes: tuple[int, ...]) -> Array:
         raise NotImplementedError
 
     @abstractmethod
-    def broadcast_to(self, a, shape):
+    def broadcast_to(self, a: Array, shape: Shape) -> Array:
         """A read-only view of ``a`` broadcast to ``shape``."""
         raise NotImplementedError
 
     @abstractmethod
-    def contiguous(self, a):
+    def contiguous(self, a: Array) -> Array:
         """``a`` laid out in C order: ``a`` itself when it already is, else a copy."""
         raise NotImplementedError
 
     @abstractmethod
-    def getitem(self, a, index):
+    def getitem(self, a: Array, index) -> Array:
         """``a[index]`` with NumPy's basic and advanced indexing."""
         raise NotImplementedError
 
     @abstractmethod
-    def index_add(self, shape, index, values):
+    def index_add(self, shape: Shape, index, values: Array) -> Array:
         """Zeros of ``shape`` with ``values`` added at ``index``; repeated indices accumulate."""
         raise NotImplementedError
 
     @abstractmethod
-    def pad(self, a, widths, value):
+    def pad(self, a: Array, widths, value: float) -> Array:
         """Constant padding; ``widths`` holds a (before, after) pair per axis."""
         raise NotImplementedError
 
     @abstractmethod
-    def concat(self, arrays, axis):
+    def concat(self, arrays: list, axis: int) -> Array:
         raise NotImplementedError
 
     # -- convolution -----------------------------------------------------------
     @abstractmethod
-    def im2col(self, x, kernel, stride, padding, dilation):
+    def im2col(self, x: Array, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair) -> Array:
         """Unfold the dilated patches of ``x`` into columns.
 
         x: (N, C, H, W); kernel, stride, padding, dilation: (h, w) pairs.
@@ -150,7 +155,8 @@ class Backend(ABC):
         raise NotImplementedError
 
     @abstractmethod
-    def col2im(self, cols, x_shape, kernel, stride, padding, dilation):
+    def col2im(self, cols: Array, x_shape: Shape, kernel: Pair, stride: Pair, padding: Pair,
+               dilation: Pair) -> Array:
         """The adjoint of ``im2col``: scatter-add every column entry back to its pixel.
 
         cols: (C*kh*kw, N*out_h*out_w); returns (N, C, H, W) of ``x_shape``.
@@ -159,7 +165,7 @@ class Backend(ABC):
 
     # -- normalisation ---------------------------------------------------------
     @abstractmethod
-    def bn_stats(self, x):
+    def bn_stats(self, x: Array) -> tuple[Array, Array]:
         """Per-channel mean and biased variance of x: (N, C, H, W) over (N, H, W); two (C,) arrays."""
         raise NotImplementedError
 
@@ -169,7 +175,8 @@ class Backend(ABC):
     # single pass (or a single kernel launch) beats the chain of calls, each of which
     # allocates its result and, on a GPU, costs a launch.
 
-    def conv2d_forward(self, x, weight, stride, padding, dilation, groups):
+    def conv2d_forward(self, x: Array, weight: Array, stride: Pair, padding: Pair, dilation: Pair,
+                       groups: int) -> Array:
         """y: (N, K, out_h, out_w), the dilated cross-correlation of x: (N, C, H, W) with
         weight: (K, C/groups, kh, kw), without bias (``functional/conv.py`` states the maths).
 
@@ -229,7 +236,7 @@ class Backend(ABC):
             y = self.zip("add", y, residual)
         return self.map("relu", y) if relu else y
 
-    def relu_backward(self, grad, out):
+    def relu_backward(self, grad: Array, out: Array) -> Array:
         """grad where out > 0, else 0: ReLU's backward, read from its output (out > 0 iff in > 0)."""
         return self.zip("mul", grad, self.map("step", out))
 
