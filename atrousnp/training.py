@@ -100,8 +100,22 @@ def evaluate(model, dataset, num_classes, output_stride=None, scales=(1.0,), fli
     return cm, examples
 
 
+class DivergenceError(RuntimeError):
+    """Training produced a non-finite loss or non-finite weights. The run stops there, and the
+    last checkpoint, written while everything was finite, is kept as it was."""
+
+
+def all_finite(model):
+    """True when every parameter and buffer of ``model`` is finite (no nan, no inf)."""
+    return all(np.isfinite(t.numpy()).all() for t in list(model.parameters()) + list(model.buffers()))
+
+
 def train(config):
-    """Run the experiment in ``config``; returns the metrics dict that metrics.json holds."""
+    """Run the experiment in ``config``; returns the metrics dict that metrics.json holds.
+
+    A non-finite loss, or non-finite weights before an evaluation or a checkpoint, stops the run
+    with a DivergenceError naming the iteration: argmax over nan picks class 0, so a diverged
+    model would otherwise report the all-background mIoU as if it were a result."""
     if config.batch_size < 2:
         raise ValueError(f"batch_size must be at least 2: batch norm needs more than one value per channel "
                          f"in training (the image-pooling branch has one per image); got {config.batch_size}")
@@ -119,6 +133,7 @@ def train(config):
     if config.resume and checkpoint_path.exists():
         start, history = _restore(load(checkpoint_path), model, optimizer, rng)
         schedule.set_iteration(start)
+    saved = start if config.resume and checkpoint_path.exists() else None
     transform = TrainTransform(config.crop_size)
     bar = _progress(start, config)
     began = time.perf_counter()
@@ -127,24 +142,38 @@ def train(config):
         images, labels = random_batch(train_set, transform, config.batch_size, rng)
         model.train()
         loss = F.cross_entropy(model(tensor(images)), labels)
+        loss_value, done = loss.item(), iteration + 1
+        if not np.isfinite(loss_value):
+            raise DivergenceError(_diverged(done, f"the loss is {loss_value}", saved, checkpoint_path, config))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         schedule.step()
-        history["iteration"].append(iteration + 1)
-        history["loss"].append(loss.item())
-        done = iteration + 1
-        if done % config.eval_every == 0 or done == config.iterations:
+        history["iteration"].append(done)
+        history["loss"].append(loss_value)
+        evaluating = done % config.eval_every == 0 or done == config.iterations
+        saving = done % config.checkpoint_every == 0 or done == config.iterations
+        if (evaluating or saving) and not all_finite(model):
+            raise DivergenceError(_diverged(done, "the weights are no longer finite", saved, checkpoint_path, config))
+        if evaluating:
             cm, _ = evaluate(model, val_set, config.num_classes, config.eval_output_stride)
             history["val_iteration"].append(done)
             history["val_miou"].append(mean_iou(cm))
-        if done % config.checkpoint_every == 0 or done == config.iterations:
+        if saving:
             _checkpoint(checkpoint_path, model, optimizer, rng, done, history, config)
-        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{optimizer.param_groups[0]['lr']:.4f}",
+            saved = done
+        bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{optimizer.param_groups[0]['lr']:.4f}",
                         img_s=f"{len(images) / (time.perf_counter() - tick):.1f}")
         bar.update(1)
     bar.close()
     return _finish(model, val_set, history, config, out, time.perf_counter() - began)
+
+
+def _diverged(iteration, what, saved, checkpoint_path, config):
+    kept = f"the checkpoint of iteration {saved} in {checkpoint_path} is kept" if saved is not None else \
+        "no checkpoint had been written"
+    return (f"training diverged at iteration {iteration}: {what}; {kept}. "
+            f"Try a lower learning rate (it was {config.lr})")
 
 
 def _progress(start, config):

@@ -14,7 +14,7 @@ import numpy as np
 
 import atrousnp as anp
 from atrousnp.metrics import mean_iou, per_class_iou, pixel_accuracy
-from atrousnp.training import TrainConfig, build_model, datasets, evaluate
+from atrousnp.training import TrainConfig, all_finite, build_model, datasets, evaluate
 
 
 def main(argv=None):
@@ -39,6 +39,9 @@ def main(argv=None):
     anp.set_backend(args.backend)
     model = build_model(config, np.random.default_rng(0))
     model.load_state_dict(state["model"])
+    if not all_finite(model):
+        raise SystemExit(f"error: {args.checkpoint} holds weights that are not finite (nan or inf): it comes from a "
+                         "diverged run, and its predictions would be class 0 everywhere")
     scales = tuple(float(s) for s in args.scales.split(","))
     cm, _ = evaluate(model, datasets(config)[1], config.num_classes, args.output_stride, scales, args.flip)
     iou = per_class_iou(cm)

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from atrousnp import backend_names
-from atrousnp.training import BACKBONES, TrainConfig, train
+from atrousnp.training import BACKBONES, DivergenceError, TrainConfig, train
 
 
 def floats(text):
@@ -59,7 +59,10 @@ def parse_args(argv=None):
 
 def main(argv=None):
     config = parse_args(argv)
-    metrics = train(config)
+    try:
+        metrics = train(config)
+    except DivergenceError as error:
+        raise SystemExit(f"error: {error}") from None
     out = Path(config.out)
     print(f"val mIoU {metrics['miou']:.3f}, pixel accuracy {metrics['pixel_accuracy']:.3f}, "
           f"{metrics['train_seconds'] / 60:.1f} min of training")

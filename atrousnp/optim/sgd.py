@@ -1,5 +1,8 @@
 """Stochastic gradient descent with momentum and weight decay, PyTorch's update rule."""
 
+import math
+import numbers
+
 
 class SGD:
     """For each parameter p with gradient g:
@@ -17,8 +20,9 @@ class SGD:
 
     def __init__(self, params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False,
                  dampening: float = 0.0):
-        if lr < 0 or momentum < 0 or weight_decay < 0:
-            raise ValueError(f"SGD: lr, momentum and weight_decay must be >= 0, got {lr}, {momentum}, {weight_decay}")
+        for name, value in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay), ("dampening", dampening)):
+            if not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"SGD: {name} must be a finite number >= 0, got {value!r}")
         if nesterov and (momentum == 0 or dampening != 0):
             raise ValueError("SGD: nesterov needs momentum > 0 and dampening 0")
         self.params = list(params)

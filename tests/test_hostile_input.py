@@ -1,0 +1,74 @@
+"""What atrousnp promises a hostile but fair user, in one place (issue 15 grows it): settings are
+checked where they enter, and a diverging run stops loudly, keeping its last finite checkpoint."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import atrousnp as anp
+import atrousnp.training as training
+from atrousnp.training import DivergenceError, TrainConfig, train
+
+EXAMPLES = Path(__file__).parents[1] / "examples"
+
+
+@pytest.mark.parametrize("name", ["lr", "momentum", "weight_decay", "dampening"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -0.1, "0.1"])
+def test_sgd_refuses_a_non_finite_negative_or_non_number_setting(name, value):
+    settings = dict(lr=0.1, momentum=0.9, weight_decay=1e-4, dampening=0.0)
+    settings[name] = value
+    with pytest.raises(ValueError, match=f"SGD: {name} must be a finite number >= 0, got {value!r}"):
+        anp.optim.SGD([anp.nn.Parameter(np.zeros(2))], **settings)
+    anp.optim.SGD([anp.nn.Parameter(np.zeros(2))], lr=np.float32(0.1))  # NumPy numbers are numbers
+
+
+def tiny_run(tmp_path, **overrides):
+    settings = dict(data_dir=str(tmp_path / "data"), synthetic_train=8, synthetic_val=3, synthetic_size=40,
+                    crop_size=40, batch_size=4, iterations=8, lr=0.02, eval_every=8, checkpoint_every=3,
+                    backend="numpy", out=str(tmp_path / "run"), progress=False)
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+def test_a_loss_that_turns_nan_stops_the_run_and_keeps_the_last_finite_checkpoint(tmp_path, monkeypatch):
+    calls, cross_entropy = [], training.F.cross_entropy
+
+    def loss_turning_nan(logits, target, *args, **kwargs):
+        calls.append(1)
+        loss = cross_entropy(logits, target, *args, **kwargs)
+        return loss * float("nan") if len(calls) >= 5 else loss
+
+    monkeypatch.setattr(training.F, "cross_entropy", loss_turning_nan)
+    with pytest.raises(DivergenceError, match=r"diverged at iteration 5: the loss is nan; the checkpoint of "
+                                              r"iteration 3 in .* is kept"):
+        train(tiny_run(tmp_path))
+    state = anp.load(tmp_path / "run" / "checkpoint.npz")
+    assert state["iteration"] == 3
+    assert all(np.isfinite(value).all() for value in state["model"].values())
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_the_example_exits_non_zero_on_divergence_and_evaluate_refuses_a_nan_checkpoint(tmp_path):
+    root = anp.data.make_synthetic_voc(tmp_path / "voc", 6, 2, 40, seed=0)
+    common = ["--voc-root", str(root), "--crop-size", "40", "--batch-size", "2", "--eval-every", "4",
+              "--checkpoint-every", "1", "--backend", "numpy", "--out", str(tmp_path / "run")]
+    run = subprocess.run([sys.executable, str(EXAMPLES / "train_voc_subset.py"), "--iterations", "4",
+                          "--lr", "1e30", *common], capture_output=True, text=True, timeout=600)
+    assert run.returncode != 0 and "training diverged at iteration" in run.stderr, run.stderr[-2000:]
+    checkpoint = tmp_path / "run" / "checkpoint.npz"
+    if checkpoint.exists():  # whatever was kept is finite
+        assert all(np.isfinite(v).all() for v in anp.load(checkpoint)["model"].values())
+
+    ok = subprocess.run([sys.executable, str(EXAMPLES / "train_voc_subset.py"), "--iterations", "1", *common],
+                        capture_output=True, text=True, timeout=600)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    state = anp.load(checkpoint)
+    state["model"] = {k: np.full_like(v, np.nan) if v.dtype.kind == "f" else v for k, v in state["model"].items()}
+    anp.save(tmp_path / "nan.npz", state)
+    refused = subprocess.run([sys.executable, str(EXAMPLES / "evaluate.py"), str(tmp_path / "nan.npz"),
+                              "--voc-root", str(root), "--backend", "numpy"], capture_output=True, text=True,
+                             timeout=600)
+    assert refused.returncode != 0 and "not finite" in refused.stderr, refused.stderr[-2000:]
