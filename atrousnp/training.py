@@ -15,6 +15,7 @@ continues exactly where an interrupted run stopped.
 
 import dataclasses
 import json
+import os
 import time
 from pathlib import Path
 
@@ -68,6 +69,7 @@ class TrainConfig:
     seed: int = 0
     out: str = "runs/voc_subset"
     resume: bool = False
+    overwrite: bool = False         # start afresh in an --out that holds a checkpoint
     progress: bool = True
 
 
@@ -110,15 +112,46 @@ def all_finite(model):
     return all(np.isfinite(t.numpy()).all() for t in list(model.parameters()) + list(model.buffers()))
 
 
+POSITIVE_INTEGERS = ("iterations", "crop_size", "eval_every", "checkpoint_every", "num_classes", "synthetic_train",
+                     "synthetic_val", "synthetic_size")
+
+
+def check_config(config):
+    """Refuse, before any data is read or anything written, a setting that cannot work: a
+    ValueError names it and the value received; a FileExistsError guards a finished run's output."""
+    for name in POSITIVE_INTEGERS:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if config.batch_size < 2:
+        raise ValueError(f"batch_size must be at least 2: batch norm needs more than one value per channel "
+                         f"in training (the image-pooling branch has one per image); got {config.batch_size}")
+    if config.max_images is not None and (isinstance(config.max_images, bool) or config.max_images < 1):
+        raise ValueError(f"max_images must be a positive integer or None (every image), got {config.max_images!r}")
+    if not config.eval_scales or not all(np.isfinite(s) and s > 0 for s in config.eval_scales):
+        raise ValueError(f"eval_scales must be positive finite numbers, got {config.eval_scales!r}")
+    if not np.isfinite(config.lr) or config.lr < 0:
+        raise ValueError(f"lr must be a finite number >= 0, got {config.lr!r}")
+    out = Path(config.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out must be a folder, but {out} is a file")
+    checkpoint = out / "checkpoint.npz"
+    if checkpoint.is_dir():
+        raise ValueError(f"{checkpoint} is a folder, where the checkpoint file would go")
+    if checkpoint.exists() and not config.resume and not config.overwrite:
+        raise FileExistsError(f"{checkpoint} holds an earlier run: pass --resume to continue it, or --overwrite "
+                              "to start a new run in its place")
+    if out.exists() and not os.access(out, os.W_OK):
+        raise ValueError(f"out folder {out} is not writable")
+
+
 def train(config):
     """Run the experiment in ``config``; returns the metrics dict that metrics.json holds.
 
     A non-finite loss, or non-finite weights before an evaluation or a checkpoint, stops the run
     with a DivergenceError naming the iteration: argmax over nan picks class 0, so a diverged
     model would otherwise report the all-background mIoU as if it were a result."""
-    if config.batch_size < 2:
-        raise ValueError(f"batch_size must be at least 2: batch norm needs more than one value per channel "
-                         f"in training (the image-pooling branch has one per image); got {config.batch_size}")
+    check_config(config)
     set_backend(config.backend)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from atrousnp import backend_names
-from atrousnp.training import BACKBONES, DivergenceError, TrainConfig, train
+from atrousnp.training import BACKBONES, DivergenceError, TrainConfig, check_config, train
 
 
 def floats(text):
@@ -51,6 +51,7 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--out", default=d.out, help="folder for checkpoints, metrics and pictures")
     p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.npz")
+    p.add_argument("--overwrite", action="store_true", help="start afresh even if --out holds a checkpoint")
     args = p.parse_args(argv)
     if args.voc_root is not None and not Path(args.voc_root).exists():
         p.error(f"--voc-root {args.voc_root} does not exist")
@@ -60,8 +61,11 @@ def parse_args(argv=None):
 def main(argv=None):
     config = parse_args(argv)
     try:
+        check_config(config)
         metrics = train(config)
-    except DivergenceError as error:
+    except (DivergenceError, FileExistsError) as error:
+        raise SystemExit(f"error: {error}") from None
+    except ValueError as error:  # a setting check_config refused, or data that the loader refused
         raise SystemExit(f"error: {error}") from None
     out = Path(config.out)
     print(f"val mIoU {metrics['miou']:.3f}, pixel accuracy {metrics['pixel_accuracy']:.3f}, "

@@ -10,7 +10,7 @@ import pytest
 
 import atrousnp as anp
 import atrousnp.training as training
-from atrousnp.training import DivergenceError, TrainConfig, train
+from atrousnp.training import DivergenceError, TrainConfig, check_config, train
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 
@@ -62,8 +62,8 @@ def test_the_example_exits_non_zero_on_divergence_and_evaluate_refuses_a_nan_che
     if checkpoint.exists():  # whatever was kept is finite
         assert all(np.isfinite(v).all() for v in anp.load(checkpoint)["model"].values())
 
-    ok = subprocess.run([sys.executable, str(EXAMPLES / "train_voc_subset.py"), "--iterations", "1", *common],
-                        capture_output=True, text=True, timeout=600)
+    ok = subprocess.run([sys.executable, str(EXAMPLES / "train_voc_subset.py"), "--iterations", "1", "--overwrite",
+                         *common], capture_output=True, text=True, timeout=600)
     assert ok.returncode == 0, ok.stderr[-2000:]
     state = anp.load(checkpoint)
     state["model"] = {k: np.full_like(v, np.nan) if v.dtype.kind == "f" else v for k, v in state["model"].items()}
@@ -72,3 +72,45 @@ def test_the_example_exits_non_zero_on_divergence_and_evaluate_refuses_a_nan_che
                               "--voc-root", str(root), "--backend", "numpy"], capture_output=True, text=True,
                              timeout=600)
     assert refused.returncode != 0 and "not finite" in refused.stderr, refused.stderr[-2000:]
+
+
+@pytest.mark.parametrize("setting,value,message", [
+    ("eval_every", 0, "eval_every must be a positive integer, got 0"),
+    ("iterations", -3, "iterations must be a positive integer, got -3"),
+    ("checkpoint_every", 2.5, "checkpoint_every must be a positive integer, got 2.5"),
+    ("max_images", -1, r"max_images must be a positive integer or None \(every image\), got -1"),
+    ("eval_scales", (-1.0, 0.0), r"eval_scales must be positive finite numbers, got \(-1.0, 0.0\)"),
+    ("eval_scales", (float("nan"),), r"eval_scales must be positive finite numbers, got \(nan,\)"),
+    ("lr", float("nan"), "lr must be a finite number >= 0, got nan"),
+    ("batch_size", 1, "batch_size must be at least 2"),
+])
+def test_a_setting_that_cannot_work_is_refused_before_anything_runs(tmp_path, setting, value, message):
+    with pytest.raises(ValueError, match=message):
+        check_config(tiny_run(tmp_path, **{setting: value}))
+    assert not (tmp_path / "run").exists() and not (tmp_path / "data").exists()
+
+
+def test_out_paths_that_cannot_hold_a_run_are_refused(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="out must be a folder"):
+        check_config(tiny_run(tmp_path, out=str(tmp_path / "file")))
+    (tmp_path / "run" / "checkpoint.npz").mkdir(parents=True)
+    with pytest.raises(ValueError, match="checkpoint.npz is a folder"):
+        check_config(tiny_run(tmp_path))
+
+
+def test_a_new_run_never_replaces_an_earlier_one_unless_told(tmp_path):
+    train(tiny_run(tmp_path, iterations=2))
+    before = (tmp_path / "run" / "checkpoint.npz").read_bytes()
+    with pytest.raises(FileExistsError, match="pass --resume to continue it, or --overwrite"):
+        train(tiny_run(tmp_path, iterations=2, seed=1))
+    assert (tmp_path / "run" / "checkpoint.npz").read_bytes() == before
+    train(tiny_run(tmp_path, iterations=3, resume=True))           # continuing is allowed
+    train(tiny_run(tmp_path, iterations=2, seed=1, overwrite=True))  # and so is replacing, when asked
+    assert anp.load(tmp_path / "run" / "checkpoint.npz")["iteration"] == 2
+
+
+def test_the_example_names_a_bad_setting_in_one_line(tmp_path):
+    run = subprocess.run([sys.executable, str(EXAMPLES / "train_voc_subset.py"), "--eval-every", "0",
+                          "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=600)
+    assert run.returncode != 0 and run.stderr.strip() == "error: eval_every must be a positive integer, got 0"
