@@ -10,7 +10,8 @@ import pytest
 
 import atrousnp as anp
 import atrousnp.training as training
-from atrousnp.training import DivergenceError, TrainConfig, check_config, train
+from atrousnp.training import DivergenceError, check_config, train
+from helpers import tiny_train_config
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 
@@ -25,14 +26,6 @@ def test_sgd_refuses_a_non_finite_negative_or_non_number_setting(name, value):
     anp.optim.SGD([anp.nn.Parameter(np.zeros(2))], lr=np.float32(0.1))  # NumPy numbers are numbers
 
 
-def tiny_run(tmp_path, **overrides):
-    settings = dict(data_dir=str(tmp_path / "data"), synthetic_train=8, synthetic_val=3, synthetic_size=40,
-                    crop_size=40, batch_size=4, iterations=8, lr=0.02, eval_every=8, checkpoint_every=3,
-                    backend="numpy", out=str(tmp_path / "run"), progress=False)
-    settings.update(overrides)
-    return TrainConfig(**settings)
-
-
 def test_a_loss_that_turns_nan_stops_the_run_and_keeps_the_last_finite_checkpoint(tmp_path, monkeypatch):
     calls, cross_entropy = [], training.F.cross_entropy
 
@@ -44,7 +37,7 @@ def test_a_loss_that_turns_nan_stops_the_run_and_keeps_the_last_finite_checkpoin
     monkeypatch.setattr(training.F, "cross_entropy", loss_turning_nan)
     with pytest.raises(DivergenceError, match=r"diverged at iteration 5: the loss is nan; the checkpoint of "
                                               r"iteration 3 in .* is kept"):
-        train(tiny_run(tmp_path))
+        train(tiny_train_config(tmp_path))
     state = anp.load(tmp_path / "run" / "checkpoint.npz")
     assert state["iteration"] == 3
     assert all(np.isfinite(value).all() for value in state["model"].values())
@@ -86,27 +79,27 @@ def test_the_example_exits_non_zero_on_divergence_and_evaluate_refuses_a_nan_che
 ])
 def test_a_setting_that_cannot_work_is_refused_before_anything_runs(tmp_path, setting, value, message):
     with pytest.raises(ValueError, match=message):
-        check_config(tiny_run(tmp_path, **{setting: value}))
+        check_config(tiny_train_config(tmp_path, **{setting: value}))
     assert not (tmp_path / "run").exists() and not (tmp_path / "data").exists()
 
 
 def test_out_paths_that_cannot_hold_a_run_are_refused(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match="out must be a folder"):
-        check_config(tiny_run(tmp_path, out=str(tmp_path / "file")))
+        check_config(tiny_train_config(tmp_path, out=str(tmp_path / "file")))
     (tmp_path / "run" / "checkpoint.npz").mkdir(parents=True)
     with pytest.raises(ValueError, match="checkpoint.npz is a folder"):
-        check_config(tiny_run(tmp_path))
+        check_config(tiny_train_config(tmp_path))
 
 
 def test_a_new_run_never_replaces_an_earlier_one_unless_told(tmp_path):
-    train(tiny_run(tmp_path, iterations=2))
+    train(tiny_train_config(tmp_path, iterations=2))
     before = (tmp_path / "run" / "checkpoint.npz").read_bytes()
     with pytest.raises(FileExistsError, match="pass --resume to continue it, or --overwrite"):
-        train(tiny_run(tmp_path, iterations=2, seed=1))
+        train(tiny_train_config(tmp_path, iterations=2, seed=1))
     assert (tmp_path / "run" / "checkpoint.npz").read_bytes() == before
-    train(tiny_run(tmp_path, iterations=3, resume=True))           # continuing is allowed
-    train(tiny_run(tmp_path, iterations=2, seed=1, overwrite=True))  # and so is replacing, when asked
+    train(tiny_train_config(tmp_path, iterations=3, resume=True))           # continuing is allowed
+    train(tiny_train_config(tmp_path, iterations=2, seed=1, overwrite=True))  # and so is replacing, when asked
     assert anp.load(tmp_path / "run" / "checkpoint.npz")["iteration"] == 2
 
 

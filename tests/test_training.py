@@ -6,19 +6,12 @@ import numpy as np
 import pytest
 
 import atrousnp.training as training
-from atrousnp.training import TrainConfig, train
-
-
-def tiny_config(tmp_path, **overrides):
-    settings = dict(data_dir=str(tmp_path / "data"), synthetic_train=8, synthetic_val=3, synthetic_size=40,
-                    crop_size=40, batch_size=4, iterations=6, lr=0.02, eval_every=3, checkpoint_every=3,
-                    backend="numpy", out=str(tmp_path / "run"), progress=False)
-    settings.update(overrides)
-    return TrainConfig(**settings)
+from atrousnp.training import train
+from helpers import tiny_train_config
 
 
 def test_a_short_run_lowers_the_loss_and_writes_its_outputs(tmp_path):
-    config = tiny_config(tmp_path, iterations=40, eval_every=20, checkpoint_every=20, backend="numba")
+    config = tiny_train_config(tmp_path, iterations=40, eval_every=20, checkpoint_every=20, backend="numba")
     metrics = train(config)
     run = tmp_path / "run"
     for name in ("metrics.json", "curves.png", "predictions.png", "checkpoint.npz"):
@@ -29,7 +22,7 @@ def test_a_short_run_lowers_the_loss_and_writes_its_outputs(tmp_path):
 
 
 def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
-    straight = train(tiny_config(tmp_path / "a"))
+    straight = train(tiny_train_config(tmp_path / "a"))
     expected = training.load(tmp_path / "a" / "run" / "checkpoint.npz")
 
     calls = {"n": 0}
@@ -43,10 +36,10 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
 
     monkeypatch.setattr(training, "random_batch", batch_then_crash)
     with pytest.raises(KeyboardInterrupt):
-        train(tiny_config(tmp_path / "b"))
+        train(tiny_train_config(tmp_path / "b"))
     assert training.load(tmp_path / "b" / "run" / "checkpoint.npz")["iteration"] == 3
     monkeypatch.setattr(training, "random_batch", real_batch)
-    resumed = train(tiny_config(tmp_path / "b", resume=True))
+    resumed = train(tiny_train_config(tmp_path / "b", resume=True))
     got = training.load(tmp_path / "b" / "run" / "checkpoint.npz")
     for name, value in expected["model"].items():
         np.testing.assert_array_equal(got["model"][name], value, err_msg=name)
@@ -56,4 +49,4 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
 
 def test_a_batch_of_one_is_refused_up_front(tmp_path):
     with pytest.raises(ValueError, match="batch_size must be at least 2"):
-        train(tiny_config(tmp_path, batch_size=1))
+        train(tiny_train_config(tmp_path, batch_size=1))
