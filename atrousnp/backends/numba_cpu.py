@@ -191,7 +191,6 @@ def _as_ncl(a):
     return np.ascontiguousarray(a).reshape(a.shape[0], a.shape[1], -1)
 
 
-
 class NumbaBackend(NumpyBackend):
     name = "numba"
 

@@ -97,7 +97,7 @@ class Pow(Function):
 
 
 def _binary(function, a, b):
-    a, b = as_operands(a, b)
+    a, b = as_operands(a, b, op=function.__name__.lower())
     broadcast_shape(function.__name__.lower(), a.shape, b.shape)
     return function.apply(a, b)
 
@@ -242,7 +242,7 @@ class Where(Function):
 
 def where(cond, a, b):
     """Elementwise ``a if cond else b``; ``cond`` is a boolean Tensor or array."""
-    cond, a, b = as_operands(cond, a, b)
+    cond, a, b = as_operands(cond, a, b, op="where")
     if np.dtype(cond.dtype) != np.bool_:
         raise TypeError(f"where: cond must be boolean, got dtype {cond.dtype}")
     broadcast_shape("where", broadcast_shape("where", cond.shape, a.shape), b.shape)
@@ -251,7 +251,7 @@ def where(cond, a, b):
 
 def compare(op, a, b):
     """A boolean Tensor for op in eq, ne, gt, ge, lt, le; it carries no gradient."""
-    a, b = as_operands(a, b)
+    a, b = as_operands(a, b, op=op)
     broadcast_shape(op, a.shape, b.shape)
     backend = backend_of(op, a, b)
     data = backend.zip(op, *(v.data if isinstance(v, Tensor) else v for v in (a, b)))

@@ -34,7 +34,7 @@ def _swap_last(backend, a):
 
 def matmul(a, b):
     """``a @ b``; a 1-d operand is a row (left) or a column (right), dropped from the result."""
-    a, b = as_operands(a, b)
+    a, b = as_operands(a, b, op="matmul")
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError(f"matmul: operands must have at least one dimension, got shapes {a.shape} and {b.shape}")
     a2 = reshape(a, (1,) + a.shape) if a.ndim == 1 else a

@@ -8,13 +8,13 @@ from ..tensor import Tensor
 IntPair = int | tuple[int, int]  # an int for both axes, or (h, w)
 
 
-def as_operands(*values):
+def as_operands(*values, op="operands"):
     """Tensors stay Tensors; numbers and arrays become constant arrays on the Tensors' backend.
 
     A Python number takes the dtype of the first Tensor, so ``x * 2.0`` stays float32.
     """
     like = next((v for v in values if isinstance(v, Tensor)), None)
-    backend = backend_of("operands", *values)
+    backend = backend_of(op, *values)
     out = []
     for v in values:
         if isinstance(v, Tensor) or backend.owns(v):

@@ -15,6 +15,7 @@ from numba import cuda
 
 from ..base import Backend
 from . import conv, elementwise, layout, memory
+from .layout import flat
 from .fused import FusedPrimitives
 from .gemm import Operand, contiguous, gemm
 from .launch import COUNTERS, SIMULATED, launch
@@ -23,9 +24,6 @@ from .reduce import reduce_rows
 if SIMULATED:
     from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
 
-
-def _flat(a):
-    return a.reshape(max(1, a.size))
 
 
 class CudaBackend(FusedPrimitives, Backend):
@@ -75,7 +73,7 @@ class CudaBackend(FusedPrimitives, Backend):
     def full(self, shape, value, dtype):
         out = self.empty(shape, dtype)
         if out.size:
-            launch(elementwise.fill_kernel, out.size)(_flat(out), np.dtype(dtype).type(value))
+            launch(elementwise.fill_kernel, out.size)(flat(out), np.dtype(dtype).type(value))
         return out
 
     def zeros(self, shape, dtype):
@@ -112,7 +110,7 @@ class CudaBackend(FusedPrimitives, Backend):
             self._unary[op] = elementwise.unary_kernel(elementwise.UNARY[op])
         out = self.empty(a.shape, dtype)
         if a.size:
-            launch(self._unary[op], a.size)(_flat(a), _flat(out))
+            launch(self._unary[op], a.size)(flat(a), flat(out))
         return out
 
     def zip(self, op, a, b):
@@ -124,8 +122,8 @@ class CudaBackend(FusedPrimitives, Backend):
         if out.size:
             kernel_shape = shape or (1,)
             launch(self._binary[op], out.size)(
-                _flat(a), layout.broadcast_strides(a.shape, kernel_shape),
-                _flat(b), layout.broadcast_strides(b.shape, kernel_shape), _flat(out), kernel_shape)
+                flat(a), layout.broadcast_strides(a.shape, kernel_shape),
+                flat(b), layout.broadcast_strides(b.shape, kernel_shape), flat(out), kernel_shape)
         return out
 
     def where(self, cond, a, b):
@@ -133,9 +131,9 @@ class CudaBackend(FusedPrimitives, Backend):
         shape = tuple(out.shape) or (1,)
         if out.size:
             launch(elementwise.where_kernel, out.size)(
-                _flat(cond), layout.broadcast_strides(cond.shape, shape), _flat(a),
-                layout.broadcast_strides(a.shape, shape), _flat(b), layout.broadcast_strides(b.shape, shape),
-                _flat(out), shape)
+                flat(cond), layout.broadcast_strides(cond.shape, shape), flat(a),
+                layout.broadcast_strides(a.shape, shape), flat(b), layout.broadcast_strides(b.shape, shape),
+                flat(out), shape)
         return out
 
     # -- reduction ------------------------------------------------------------------------
@@ -147,7 +145,7 @@ class CudaBackend(FusedPrimitives, Backend):
         dtype = np.int64 if op == "argmax" else a.dtype
         out = self.empty((max(rows, 1),), dtype)
         by_block = not SIMULATED and op != "argmax" and cols > rows > 0 and a.dtype.kind == "f"
-        reduce_rows(op, _flat(moved), cols, out, by_block)
+        reduce_rows(op, flat(moved), cols, out, by_block)
         shape = tuple(1 if k in axes else a.shape[k] for k in range(a.ndim)) if keepdims else \
             tuple(a.shape[k] for k in kept)
         return out.reshape(shape) if shape else out.reshape(())
@@ -167,7 +165,7 @@ class CudaBackend(FusedPrimitives, Backend):
                 stride = layout.batch_stride(shape, batch)
                 if stride is None:
                     x, stride = self.broadcast_to(x, batch + shape[-2:]), shape[-2] * shape[-1]
-                operands.append(Operand(_flat(x), 0, stride, shape[-1], 1))
+                operands.append(Operand(flat(x), 0, stride, shape[-1], 1))
             gemm(*operands, contiguous(out), n, k, m, z)
         return out.reshape(batch + (n, m))
 
@@ -181,7 +179,7 @@ class CudaBackend(FusedPrimitives, Backend):
     def _gather(self, a, offset, shape, strides):
         out = self.empty(shape, a.dtype)
         if out.size:
-            launch(elementwise.gather_kernel, out.size)(_flat(a), offset, tuple(strides) or (0,), _flat(out),
+            launch(elementwise.gather_kernel, out.size)(flat(a), offset, tuple(strides) or (0,), flat(out),
                                                         tuple(shape) or (1,))
         return out
 
@@ -212,12 +210,12 @@ class CudaBackend(FusedPrimitives, Backend):
         positions = self._positions(tuple(a.shape), index)
         out = self.empty(positions.shape, a.dtype)
         if out.size:
-            launch(elementwise.take_kernel, out.size)(_flat(a), _flat(positions), _flat(out))
+            launch(elementwise.take_kernel, out.size)(flat(a), flat(positions), flat(out))
         return out
 
     def _scatter(self, src, out, offset, strides):
         if src.size:
-            launch(elementwise.scatter_kernel, src.size)(_flat(src), _flat(out), offset, tuple(strides) or (0,),
+            launch(elementwise.scatter_kernel, src.size)(flat(src), flat(out), offset, tuple(strides) or (0,),
                                                          tuple(src.shape) or (1,))
         return out
 
@@ -230,7 +228,7 @@ class CudaBackend(FusedPrimitives, Backend):
         positions = self._positions(tuple(shape), index)
         values = self.broadcast_to(values, tuple(positions.shape))
         if values.size:
-            launch(elementwise.put_add_kernel, values.size)(_flat(values), _flat(positions), _flat(out))
+            launch(elementwise.put_add_kernel, values.size)(flat(values), flat(positions), flat(out))
         return out
 
     def pad(self, a, widths, value):

@@ -14,6 +14,7 @@ from numba import cuda
 
 from ..base import _is_pointwise, conv_out_hw
 from .gemm import Operand, gemm
+from .layout import flat
 from .launch import launch
 
 
@@ -74,10 +75,10 @@ def _patches(backend, x, geometry):
     n, c = x.shape[:2]
     if _is_pointwise(*geometry[:3]):
         length = x.shape[2] * x.shape[3]
-        return Operand(_flat(x), 0, c * length, length, 1)
+        return Operand(flat(x), 0, c * length, length, 1)
     cols = im2col(backend, x, *geometry)
     total = cols.shape[1]
-    return Operand(_flat(cols), 0, total // n, total, 1)
+    return Operand(flat(cols), 0, total // n, total, 1)
 
 
 def _group(operand, g, rows):
@@ -92,8 +93,8 @@ def conv2d_forward(backend, x, weight, stride, padding, dilation, groups):
     out = backend.empty((n, k, out_h, out_w), x.dtype)
     patches = _patches(backend, x, geometry)
     for g in range(groups):
-        w = Operand(_flat(weight), g * k_g * ckk_g, 0, ckk_g, 1)                      # W_g, the same for every image
-        gemm(w, _group(patches, g, ckk_g), Operand(_flat(out), g * k_g * length, k * length, length, 1),
+        w = Operand(flat(weight), g * k_g * ckk_g, 0, ckk_g, 1)                      # W_g, the same for every image
+        gemm(w, _group(patches, g, ckk_g), Operand(flat(out), g * k_g * length, k * length, length, 1),
              k_g, ckk_g, length, n)
     return out
 
@@ -102,7 +103,7 @@ def conv2d_backward(backend, grad, x, weight, stride, padding, dilation, groups,
     geometry = (tuple(weight.shape[2:]), stride, padding, dilation)
     n, k = x.shape[0], weight.shape[0]
     length, k_g, ckk_g = grad.shape[2] * grad.shape[3], k // groups, weight.size // k
-    dy = [Operand(_flat(grad), g * k_g * length, k * length, length, 1) for g in range(groups)]   # dy_g[n]: (K_g, L)
+    dy = [Operand(flat(grad), g * k_g * length, k * length, length, 1) for g in range(groups)]   # dy_g[n]: (K_g, L)
     dx = dweight = None
     if needs_dweight:
         dweight = backend.empty(tuple(weight.shape), weight.dtype)
@@ -110,7 +111,7 @@ def conv2d_backward(backend, grad, x, weight, stride, padding, dilation, groups,
         for g in range(groups):                        # dW_g = sum over images of dy_g[n] @ patches_g[n]^T
             p = _group(patches, g, ckk_g)
             patches_t = Operand(p.array, p.offset, p.batch, p.col, p.row)
-            gemm(dy[g], patches_t, Operand(_flat(dweight), g * k_g * ckk_g, 0, ckk_g, 1),
+            gemm(dy[g], patches_t, Operand(flat(dweight), g * k_g * ckk_g, 0, ckk_g, 1),
                  k_g, length, ckk_g, n, sum_batches=True)
         del patches, p, patches_t  # free the im2col matrix before dcols is made
     if needs_dx:
@@ -119,13 +120,10 @@ def conv2d_backward(backend, grad, x, weight, stride, padding, dilation, groups,
         target = backend.empty(tuple(x.shape), x.dtype) if pointwise else \
             backend.empty((weight.size // k * groups, n * length), x.dtype)     # dcols, like im2col's cols
         for g in range(groups):                        # W_g^T @ dy_g[n], into each image's columns
-            w_t = Operand(_flat(weight), g * k_g * ckk_g, 0, 1, ckk_g)
-            out = Operand(_flat(target), g * ckk_g * length, c * length, length, 1) if pointwise else \
-                Operand(_flat(target), g * ckk_g * n * length, length, n * length, 1)
+            w_t = Operand(flat(weight), g * k_g * ckk_g, 0, 1, ckk_g)
+            out = Operand(flat(target), g * ckk_g * length, c * length, length, 1) if pointwise else \
+                Operand(flat(target), g * ckk_g * n * length, length, n * length, 1)
             gemm(w_t, dy[g], out, ckk_g, k_g, length, n)
         dx = target if pointwise else col2im(backend, target, tuple(x.shape), *geometry)
     return dx, dweight
 
-
-def _flat(a):
-    return a.reshape(max(1, a.size))

@@ -23,6 +23,7 @@ from numba import cuda, float64
 
 from ..scalar_rules import sgd_update
 from .launch import THREADS, launch, launch_per_row
+from .layout import flat
 from .reduce import block_reduce
 
 sgd_rule = cuda.jit(device=True)(sgd_update)
@@ -185,7 +186,7 @@ class FusedPrimitives:
     def bn_stats(self, x):
         c = x.shape[1]
         mean, var = self.empty((c,), x.dtype), self.empty((c,), x.dtype)
-        launch_per_row(bn_stats_kernel, c)(_flat(x), c, _length(x), mean, var)
+        launch_per_row(bn_stats_kernel, c)(flat(x), c, _length(x), mean, var)
         return mean, var
 
     def update_running_stats(self, running_mean, running_var, mean, var, momentum, count):
@@ -195,13 +196,13 @@ class FusedPrimitives:
     def batch_norm_forward(self, x, mean, var, weight, bias, eps, residual=None, relu=False):
         out = self.empty(tuple(x.shape), x.dtype)
         launch(bn_forward_kernel, x.size)(
-            _flat(x), mean, var, self._or_none(weight, x.dtype), self._or_none(bias, x.dtype), x.dtype.type(eps),
-            self._or_none(None if residual is None else _flat(residual), x.dtype), relu, x.shape[1], _length(x), _flat(out))
+            flat(x), mean, var, self._or_none(weight, x.dtype), self._or_none(bias, x.dtype), x.dtype.type(eps),
+            self._or_none(None if residual is None else flat(residual), x.dtype), relu, x.shape[1], _length(x), flat(out))
         return out
 
     def relu_backward(self, grad, out):
         dx = self.empty(tuple(grad.shape), grad.dtype)
-        launch(relu_backward_kernel, grad.size)(_flat(grad), _flat(out), _flat(dx))
+        launch(relu_backward_kernel, grad.size)(flat(grad), flat(out), flat(dx))
         return dx
 
     def batch_norm_backward(self, grad, x, mean, var, weight, eps, training, relu_out=None):
@@ -209,16 +210,16 @@ class FusedPrimitives:
         dx = self.empty(tuple(x.shape), x.dtype)
         dweight, dbias = self.empty((c,), x.dtype), self.empty((c,), x.dtype)
         launch_per_row(bn_backward_kernel, c)(
-            _flat(grad), _flat(x), self._or_none(None if relu_out is None else _flat(relu_out), x.dtype), mean, var,
-            self._or_none(weight, x.dtype), x.dtype.type(eps), training, c, _length(x), _flat(dx), dweight, dbias)
+            flat(grad), flat(x), self._or_none(None if relu_out is None else flat(relu_out), x.dtype), mean, var,
+            self._or_none(weight, x.dtype), x.dtype.type(eps), training, c, _length(x), flat(dx), dweight, dbias)
         return dx, dweight, dbias
 
     def softmax_cross_entropy(self, logits, target, weight, ignore_index):
         n, c, length = logits.shape
         lse = self.empty((n, 1, length), logits.dtype)
         pixel_loss, pixel_weight = self.empty((n * length,), logits.dtype), self.empty((n * length,), logits.dtype)
-        launch(xent_pixels_kernel, n * length)(_flat(logits), _flat(target), self._or_none(weight, logits.dtype),
-                                               ignore_index, c, length, _flat(lse), pixel_loss, pixel_weight)
+        launch(xent_pixels_kernel, n * length)(flat(logits), flat(target), self._or_none(weight, logits.dtype),
+                                               ignore_index, c, length, flat(lse), pixel_loss, pixel_weight)
         loss, norm = self.empty((1,), logits.dtype), self.empty((1,), logits.dtype)
         launch_per_row(xent_total_kernel, 1)(pixel_loss, pixel_weight, loss, norm)
         return loss.reshape(()), lse, norm.reshape(())
@@ -226,9 +227,9 @@ class FusedPrimitives:
     def softmax_cross_entropy_backward(self, grad, logits, target, weight, ignore_index, lse, norm):
         n, c, length = logits.shape
         dlogits = self.empty(tuple(logits.shape), logits.dtype)
-        launch(xent_backward_kernel, n * length)(_flat(grad), _flat(logits), _flat(target),
-                                                 self._or_none(weight, logits.dtype), ignore_index, _flat(lse),
-                                                 _flat(norm), c, length, _flat(dlogits))
+        launch(xent_backward_kernel, n * length)(flat(grad), flat(logits), flat(target),
+                                                 self._or_none(weight, logits.dtype), ignore_index, flat(lse),
+                                                 flat(norm), c, length, flat(dlogits))
         return dlogits
 
     def sgd_step(self, params, grads, buffers, lr, momentum, weight_decay, dampening, nesterov):
@@ -246,16 +247,13 @@ class FusedPrimitives:
                 chunk = indices[c:c + TENSORS_PER_LAUNCH]
                 sizes = [params[k].size for k in chunk]
                 starts = tuple(int(v) for v in np.cumsum([0] + sizes[:-1]))
-                bufs = tuple(_flat(buffers[k] if momentum else params[k]) for k in chunk)
-                launch(sgd_kernel, sum(sizes))(tuple(_flat(params[k]) for k in chunk),
-                                               tuple(_flat(self.astype(grads[k], params[k].dtype)) for k in chunk),
+                bufs = tuple(flat(buffers[k] if momentum else params[k]) for k in chunk)
+                launch(sgd_kernel, sum(sizes))(tuple(flat(params[k]) for k in chunk),
+                                               tuple(flat(self.astype(grads[k], params[k].dtype)) for k in chunk),
                                                bufs, starts, sum(sizes), lr, momentum, weight_decay, dampening,
                                                nesterov, first)
         return list(params), buffers
 
-
-def _flat(a):
-    return a.reshape(max(1, a.size))
 
 
 def _length(x):

@@ -21,6 +21,7 @@ import numba
 from numba import cuda
 
 from .launch import SIMULATED, configured, launch
+from .layout import flat
 
 BLOCK, STEP, PER_THREAD, SIDE = 64, 16, 4, 16
 
@@ -37,7 +38,7 @@ class Operand(NamedTuple):
 def contiguous(array3d):
     """The operand of a C-contiguous (Z, rows, cols) device array."""
     z, rows, cols = array3d.shape
-    return Operand(array3d.reshape(max(1, array3d.size)), 0, rows * cols, cols, 1)
+    return Operand(flat(array3d), 0, rows * cols, cols, 1)
 
 
 @functools.cache

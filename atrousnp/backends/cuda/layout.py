@@ -8,6 +8,11 @@ strides that read (or write) the source as if it had the new layout.
 import numpy as np
 
 
+def flat(a):
+    """A C-contiguous array as one dimension (a view; a size-0 array as one element's worth)."""
+    return a.reshape(max(1, a.size))
+
+
 def contiguous_strides(shape):
     """Element strides of a C-contiguous array of ``shape``."""
     strides, step = [], 1
