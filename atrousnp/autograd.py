@@ -13,6 +13,8 @@ children before parents (reverse topological order), applying the chain rule
 
 import contextlib
 
+import numpy as np
+
 from .backends import get_backend
 from .tensor import Tensor
 
@@ -144,6 +146,9 @@ def backward(root, gradient=None, retain_graph=False):
         if tuple(gradient.shape) != tuple(root.shape):
             raise ValueError(f"backward: gradient has shape {tuple(gradient.shape)}, "
                              f"expected the output's shape {tuple(root.shape)}")
+        if np.dtype(gradient.dtype).kind != "f":
+            raise TypeError(f"backward: gradient must be floating point, got dtype {gradient.dtype}")
+        gradient = backend.astype(gradient, root.data.dtype)
 
     grads = {id(root): gradient}
     for tensor in reversed(_topological_order(root)):
@@ -163,6 +168,11 @@ def backward(root, gradient=None, retain_graph=False):
         for parent, parent_grad in zip(node.parents, input_grads):
             if parent is None or not parent.requires_grad or parent_grad is None:
                 continue
+            if parent_grad.dtype != parent.data.dtype:
+                # A gradient has its tensor's dtype (as in PyTorch): float32 * float64 makes a
+                # float64 product, but the float32 factor's gradient, and so a float32
+                # parameter's .grad and its SGD update, stay float32.
+                parent_grad = backend.astype(parent_grad, parent.data.dtype)
             previous = grads.get(id(parent))
             grads[id(parent)] = parent_grad if previous is None else backend.zip("add", previous, parent_grad)
         if not retain_graph:

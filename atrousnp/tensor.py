@@ -8,7 +8,7 @@ differentiable ops in ``atrousnp.functional``.
 
 import numpy as np
 
-from .backends import get_backend
+from .backends import check_dtype, get_backend
 
 
 class Tensor:
@@ -19,6 +19,7 @@ class Tensor:
         backend = get_backend()
         if not backend.owns(data):
             data = backend.asarray(np.asarray(data))
+        check_dtype(backend, data.dtype, "Tensor")
         self._init(data, backend, requires_grad)
 
     @classmethod
@@ -191,13 +192,14 @@ def tensor(data, requires_grad: bool = False, dtype=None) -> Tensor:
     if dtype is None and not isinstance(data, np.ndarray) and host.dtype == np.float64:
         host = host.astype(np.float32)
     backend = get_backend()
+    check_dtype(backend, host.dtype, "tensor")
     return Tensor._wrap(backend.asarray(host), backend, requires_grad)
 
 
 def full(shape, value: float, dtype=np.float32, requires_grad: bool = False) -> Tensor:
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
     backend = get_backend()
-    return Tensor._wrap(backend.full(shape, value, dtype), backend, requires_grad)
+    return Tensor._wrap(backend.full(shape, value, check_dtype(backend, dtype, "full")), backend, requires_grad)
 
 
 def zeros(*shape: int, dtype=np.float32, requires_grad: bool = False) -> Tensor:

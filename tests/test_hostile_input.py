@@ -107,3 +107,74 @@ def test_the_example_names_a_bad_setting_in_one_line(tmp_path):
     run = subprocess.run([sys.executable, str(EXAMPLES / "train_voc_subset.py"), "--eval-every", "0",
                           "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=600)
     assert run.returncode != 0 and run.stderr.strip() == "error: eval_every must be a positive integer, got 0"
+
+
+# -- dtype rules: parameters keep their dtype; real-valued ops take floats of one dtype ----------
+
+REAL_VALUED_OPS = {
+    "conv2d": lambda x: anp.functional.conv2d(x, anp.tensor(np.ones((1, 2, 1, 1), np.float32))),
+    "batch_norm": lambda x: anp.nn.BatchNorm2d(2)(x),
+    "avg_pool2d": lambda x: anp.functional.avg_pool2d(x, 2),
+    "adaptive_avg_pool2d": lambda x: anp.functional.adaptive_avg_pool2d(x, 1),
+    "interpolate": lambda x: anp.functional.interpolate(x, size=4),
+    "log_softmax": lambda x: anp.functional.log_softmax(x),
+    "cross_entropy": lambda x: anp.functional.cross_entropy(x, np.zeros((2, 2, 2), np.int64)),
+    "dropout": lambda x: anp.functional.dropout(x, 0.5),
+}
+
+
+@pytest.mark.parametrize("op", REAL_VALUED_OPS)
+@pytest.mark.parametrize("dtype", [np.uint8, np.int64, bool])
+def test_real_valued_ops_refuse_integer_and_bool_inputs(backend, op, dtype):
+    x = anp.tensor(np.full((2, 2, 2, 2), 30, dtype))  # uint8 conv would wrap 900 to 132; bool would OR
+    with pytest.raises(TypeError, match=rf"{op}: \w+ must be a floating-point tensor, got dtype {np.dtype(dtype)}"):
+        REAL_VALUED_OPS[op](x)
+
+
+@pytest.mark.parametrize("op", ["conv2d", "batch_norm"])
+def test_a_float64_batch_through_a_float32_layer_is_refused_naming_both(backend, op):
+    with pytest.raises(TypeError, match=rf"{op}: x is float64 but \w+ is float32; .* x.astype\('float32'\)"):
+        REAL_VALUED_OPS[op](anp.tensor(np.ones((2, 2, 2, 2))))
+
+
+def test_parameters_and_their_gradients_keep_their_dtype_through_mixed_arithmetic(backend):
+    """float32 * float64 is float64 (NumPy's promotion), but the float32 parameter's gradient and
+    its SGD update stay float32, step after step."""
+    weight = anp.nn.Parameter(np.ones(3, np.float32))
+    optimizer = anp.optim.SGD([weight], lr=0.1, momentum=0.9, weight_decay=1e-4)
+    for _ in range(2):
+        optimizer.zero_grad()
+        product = weight * anp.tensor(np.arange(3.0))
+        assert product.dtype == np.float64
+        product.sum().backward()
+        assert weight.grad.dtype == np.float32
+        optimizer.step()
+        assert weight.dtype == np.float32
+    np.testing.assert_allclose(weight.numpy(), 1 - 0.1 * np.arange(3) * (1 + 1.9) - 0.1 * 1e-4 * (1 + 1.9), rtol=1e-3)
+
+
+def test_backward_casts_a_given_gradient_to_the_output_dtype_and_refuses_an_integer_one(backend):
+    x = anp.tensor(np.ones(3, np.float32), requires_grad=True)
+    (x * 2).backward(np.ones(3))  # float64 given for a float32 output
+    assert x.grad.dtype == np.float32
+    with pytest.raises(TypeError, match="backward: gradient must be floating point, got dtype int64"):
+        (x * 2).backward(np.ones(3, np.int64))
+
+
+def test_float16_is_refused_in_one_line_where_a_backend_cannot_compute_it(backend):
+    half = np.ones((1, 2, 3, 3), np.float16)
+    if backend == "numpy":  # NumPy computes float16 itself
+        assert anp.functional.conv2d(anp.tensor(half), anp.tensor(half[:, :, :1, :1])).dtype == np.float16
+        return
+    for make in (lambda: anp.tensor(half), lambda: anp.tensor(np.ones(2)).astype("float16"),
+                 lambda: anp.tensor(np.ones(2, np.float32)) + np.ones(2, np.float16)):
+        with pytest.raises(TypeError, match=f"the {backend} backend computes in float32 and float64, not float16"):
+            make()
+
+
+def test_an_empty_batch_is_refused_naming_its_shape(backend):
+    model = anp.nn.Conv2d(3, 2, 3)
+    with pytest.raises(ValueError, match=r"conv2d: x is empty \(shape \(0, 3, 8, 8\)\)"):
+        model(anp.tensor(np.zeros((0, 3, 8, 8), np.float32)))
+    with pytest.raises(ValueError, match=r"batch_norm: x is empty"):
+        anp.nn.BatchNorm2d(3)(anp.tensor(np.zeros((0, 3, 8, 8), np.float32)))

@@ -7,6 +7,8 @@ compiles a kernel it does not need.
 
 import contextlib
 
+import numpy as np
+
 from .base import Backend
 
 
@@ -58,6 +60,17 @@ def set_backend(name):
     _current = name
 
 
+def check_dtype(backend, dtype, what):
+    """Refuse, naming ``what``, a floating-point dtype that ``backend`` does not compute in
+    (float16 outside the numpy backend), before a kernel fails on it deep in a traceback."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f" and dtype not in backend.float_dtypes:
+        names = " and ".join(d.name for d in backend.float_dtypes)
+        raise TypeError(f"{what}: the {backend.name} backend computes in {names}, not {dtype}; cast with "
+                        ".astype('float32') (the numpy backend also runs float16)")
+    return dtype
+
+
 @contextlib.contextmanager
 def use_backend(name):
     """Run the ``with`` block on backend ``name``, then restore the previous one."""
@@ -69,4 +82,4 @@ def use_backend(name):
         set_backend(previous)
 
 
-__all__ = ["Backend", "backend_names", "get_backend", "set_backend", "use_backend"]
+__all__ = ["Backend", "backend_names", "check_dtype", "get_backend", "set_backend", "use_backend"]

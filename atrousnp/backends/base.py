@@ -44,6 +44,9 @@ class Backend(ABC):
     override the fused ones, whose defaults are written on the others; shapes are tuples of ints."""
 
     name = "abstract"
+    # The floating-point dtypes its kernels compute in: numba compiles no float16 arithmetic on the
+    # CPU, and atrousnp's CUDA kernels use math functions that have no float16 form.
+    float_dtypes = (np.dtype(np.float32), np.dtype(np.float64))
 
     # -- creation and transfer -------------------------------------------------
     @abstractmethod

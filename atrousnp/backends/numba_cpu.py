@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import scalar_rules
-from .base import _is_pointwise, conv_out_hw
+from .base import Backend, _is_pointwise, conv_out_hw
 from .numpy_backend import NumpyBackend
 
 
@@ -193,6 +193,7 @@ def _as_ncl(a):
 
 class NumbaBackend(NumpyBackend):
     name = "numba"
+    float_dtypes = Backend.float_dtypes
 
     def __init__(self):
         """Selecting this backend (set_backend, use_backend or the default, at first use) sets

@@ -15,6 +15,7 @@ _BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divi
 
 class NumpyBackend(Backend):
     name = "numpy"
+    float_dtypes = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 
     def empty(self, shape, dtype):
         return np.empty(shape, dtype)

@@ -25,7 +25,7 @@ keeps no im2col buffer per layer alive between forward and backward.
 from ..autograd import Function
 from ..backends.base import conv_out_hw
 from ..tensor import Tensor
-from .operands import IntPair, as_pair
+from .operands import IntPair, as_pair, check_floating, check_not_empty
 from .shape import pad as pad_op
 
 
@@ -80,6 +80,8 @@ def _check_shapes(x, weight, bias, groups):
         raise ValueError(f"conv2d: x must be (N, C, H, W), got shape {x.shape}")
     if weight.ndim != 4:
         raise ValueError(f"conv2d: weight must be (K, C/groups, kh, kw), got shape {weight.shape}")
+    check_not_empty("conv2d", x)
+    check_floating("conv2d", x=x, weight=weight, bias=bias)
     if not isinstance(groups, int) or groups < 1:
         raise ValueError(f"conv2d: groups must be a positive int, got {groups!r}")
     k, c_per_group = weight.shape[:2]

@@ -3,6 +3,7 @@
 import numpy as np
 
 from ..tensor import Tensor
+from .operands import check_floating
 
 
 def dropout(x: Tensor, p: float = 0.5, training: bool = True, rng: np.random.Generator | None = None) -> Tensor:
@@ -10,6 +11,7 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, rng: np.random.Gen
 
     The expected value is unchanged, so evaluation (training=False) is the identity.
     """
+    check_floating("dropout", x=x)
     if not 0 <= p < 1:
         raise ValueError(f"dropout: p must be in [0, 1), got {p}")
     if not training or p == 0:

@@ -7,6 +7,7 @@ broadcasting copied that input along the axes it lacked.
 import numpy as np
 
 from ..autograd import Function, backend_of, unbroadcast
+from ..backends import check_dtype
 from ..tensor import Tensor
 from .operands import as_operands, broadcast_shape, scalar
 
@@ -272,4 +273,4 @@ class AsType(Function):
 
 
 def astype(a, dtype):
-    return AsType.apply(a, dtype=np.dtype(dtype))
+    return AsType.apply(a, dtype=check_dtype(backend_of("astype", a), dtype, "astype"))

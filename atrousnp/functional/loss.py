@@ -5,7 +5,7 @@ import numpy as np
 from ..autograd import Function
 from ..tensor import Tensor
 from .elementwise import astype, exp, log
-from .operands import constant
+from .operands import check_floating, constant
 from .reduce import max as max_op
 from .reduce import sum as sum_op
 
@@ -13,6 +13,7 @@ from .reduce import sum as sum_op
 def log_softmax(x: Tensor, dim: int = 1) -> Tensor:
     """log p = x - m - log(sum(exp(x - m))), m = max(x) along ``dim`` (a constant: the result
     does not depend on it, and subtracting it keeps exp from overflowing)."""
+    check_floating("log_softmax", x=x)
     shift = max_op(x, axis=dim, keepdims=True).detach()
     shifted = x - shift
     return shifted - log(sum_op(exp(shifted), axis=dim, keepdims=True))
@@ -62,6 +63,7 @@ def cross_entropy(logits: Tensor, target, ignore_index: int = 255, weight=None) 
     its one upload, a Tensor target by reading it back. After that everything stays on the
     backend, so on the GPU a training step with NumPy labels never waits for a download.
     """
+    check_floating("cross_entropy", logits=logits)
     n, c = logits.shape[:2]
     expected = (n,) + tuple(logits.shape[2:])
     labels = target.numpy() if isinstance(target, Tensor) else np.asarray(target)

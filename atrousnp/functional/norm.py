@@ -20,6 +20,7 @@ keeps anyway as the op's input, rather than saving an x_hat of its own.
 
 from ..autograd import Function, backend_of
 from ..tensor import Tensor
+from .operands import check_floating, check_not_empty
 
 
 class BatchNorm(Function):
@@ -60,6 +61,9 @@ def batch_norm(x: Tensor, running_mean: Tensor | None, running_var: Tensor | Non
             raise ValueError(f"batch_norm: {name} must have shape ({c},) for x of shape {x.shape}, got {t.shape}")
     if residual is not None and tuple(residual.shape) != tuple(x.shape):
         raise ValueError(f"batch_norm: residual must have x's shape {x.shape}, got {residual.shape}")
+    check_not_empty("batch_norm", x)
+    check_floating("batch_norm", x=x, weight=weight, bias=bias, running_mean=running_mean,
+                   running_var=running_var, residual=residual)
     be = backend_of("batch_norm", x)
     if training:
         m = x.size // c

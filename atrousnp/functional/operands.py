@@ -3,6 +3,7 @@
 import numpy as np
 
 from ..autograd import backend_of
+from ..backends import check_dtype
 from ..tensor import Tensor
 
 IntPair = int | tuple[int, int]  # an int for both axes, or (h, w)
@@ -17,14 +18,42 @@ def as_operands(*values, op="operands"):
     backend = backend_of(op, *values)
     out = []
     for v in values:
-        if isinstance(v, Tensor) or backend.owns(v):
+        if isinstance(v, Tensor):
             out.append(v)
-        elif isinstance(v, np.ndarray):
+        elif isinstance(v, np.ndarray) or backend.owns(v):
+            check_dtype(backend, v.dtype, op)
             out.append(backend.asarray(v))
         else:
             dtype = like.dtype if like is not None else np.result_type(v, np.float32)
             out.append(backend.full((), v, dtype))
     return out
+
+
+def check_floating(op, **named):
+    """Refuse integer or bool inputs, and a mix of float32 and float64, in an op whose maths is
+    real-valued (convolution, batch norm, averaging, bilinear resize, softmax), naming each input.
+
+    These are atrousnp's dtype rules, as PyTorch's: uint8 convolution would wrap around (900
+    becomes 132) and bool would compute a logical OR, so integers are converted explicitly; and
+    a float64 batch through a float32 model is refused rather than promoting the activations,
+    and then the gradients, to float64. ``None`` entries (an absent bias) are skipped."""
+    dtypes = {name: t.dtype for name, t in named.items() if t is not None}
+    for name, dtype in dtypes.items():
+        if dtype.kind != "f":
+            raise TypeError(f"{op}: {name} must be a floating-point tensor, got dtype {dtype}; "
+                            f"convert it first, e.g. {name}.astype('float32')")
+    if len(set(dtypes.values())) > 1:
+        (first, first_dtype), *rest = dtypes.items()
+        other, other_dtype = next((name, dtype) for name, dtype in rest if dtype != first_dtype)
+        raise TypeError(f"{op}: {first} is {first_dtype} but {other} is {other_dtype}; they must match, and a "
+                        f"model's parameters keep their dtype: cast the input, e.g. "
+                        f"{first}.astype('{other_dtype}')")
+
+
+def check_not_empty(op, x):
+    """Refuse a zero-size image batch, naming its shape (an empty batch or an empty image)."""
+    if x.size == 0:
+        raise ValueError(f"{op}: x is empty (shape {x.shape}); it needs at least one image of at least one pixel")
 
 
 def scalar(backend, value, dtype):

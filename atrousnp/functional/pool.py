@@ -10,7 +10,7 @@ import numpy as np
 from ..autograd import Function
 from ..backends.base import conv_out_hw
 from ..tensor import Tensor
-from .operands import IntPair, as_pair
+from .operands import IntPair, as_pair, check_floating, check_not_empty
 from .linalg import matmul
 from .reduce import max as max_op
 from .reduce import mean
@@ -35,6 +35,7 @@ def _windows(x, kernel_size, stride, padding, dilation, pad_value, op):
     """Every pooling window of every channel as one column: (kh*kw, N*C*out_h*out_w)."""
     if x.ndim != 4:
         raise ValueError(f"{op}: x must be (N, C, H, W), got shape {x.shape}")
+    check_not_empty(op, x)
     kernel = as_pair(op, "kernel_size", kernel_size, 1)
     stride = kernel if stride is None else as_pair(op, "stride", stride, 1)
     padding, dilation = as_pair(op, "padding", padding, 0), as_pair(op, "dilation", dilation, 1)
@@ -66,6 +67,7 @@ def max_pool2d(x: Tensor, kernel_size: IntPair, stride: IntPair | None = None, p
 
 def avg_pool2d(x: Tensor, kernel_size: IntPair, stride: IntPair | None = None, padding: IntPair = 0) -> Tensor:
     """y = mean over the window, padding counted as zeros (PyTorch's count_include_pad=True)."""
+    check_floating("avg_pool2d", x=x)
     cols, out_shape = _windows(x, kernel_size, stride, padding, 1, 0.0, "avg_pool2d")
     return reshape(mean(cols, axis=0), out_shape)
 
@@ -76,6 +78,7 @@ def adaptive_avg_pool2d(x: Tensor, output_size: IntPair) -> Tensor:
     y = P_h @ x @ P_w^T with one averaging matrix per axis; (1, 1) is the global mean."""
     if x.ndim != 4:
         raise ValueError(f"adaptive_avg_pool2d: x must be (N, C, H, W), got shape {x.shape}")
+    check_floating("adaptive_avg_pool2d", x=x)
     out_h, out_w = as_pair("adaptive_avg_pool2d", "output_size", output_size, 1)
     p_h = _adaptive_matrix(x.shape[2], out_h, x.dtype)
     p_w = _adaptive_matrix(x.shape[3], out_w, x.dtype)

@@ -12,7 +12,7 @@ dx = R_h^T @ dy @ R_w.
 import numpy as np
 
 from ..tensor import Tensor
-from .operands import IntPair, as_pair
+from .operands import IntPair, as_pair, check_floating
 from .linalg import matmul
 
 
@@ -45,6 +45,7 @@ def interpolate(x: Tensor, size: IntPair, mode: str = "bilinear", align_corners:
         raise ValueError(f"interpolate: only mode='bilinear' is implemented, got {mode!r}")
     if x.ndim != 4:
         raise ValueError(f"interpolate: x must be (N, C, H, W), got shape {x.shape}")
+    check_floating("interpolate", x=x)
     out_h, out_w = as_pair("interpolate", "size", size, 1)
     r_h = interpolation_matrix(x.shape[2], out_h, align_corners, x.dtype)
     r_w = interpolation_matrix(x.shape[3], out_w, align_corners, x.dtype)
