@@ -67,6 +67,21 @@ def load(path):
     return _join(header["tree"], entries)
 
 
+def state_array(where, name, value, shape, dtype):
+    """``value`` (an array or Tensor from a state dict) as a host array of ``dtype``, after checking
+    that it is numeric and has exactly ``shape`` (no broadcasting); else a ValueError naming
+    ``where`` and ``name``."""
+    if isinstance(value, Tensor):
+        value = value.numpy()
+    array = np.asarray(value) if isinstance(value, (np.ndarray, np.generic, int, float)) else None
+    if array is None or array.dtype.kind not in "biuf":
+        kind = type(value).__name__ if array is None else f"an array of dtype {array.dtype}"
+        raise ValueError(f"{where}: {name} must be a numeric array, got {kind}")
+    if array.shape != tuple(shape):
+        raise ValueError(f"{where}: {name} has shape {array.shape}, expected {tuple(shape)}")
+    return array.astype(dtype)
+
+
 def _umask():
     mask = os.umask(0)
     os.umask(mask)

@@ -178,3 +178,39 @@ def test_an_empty_batch_is_refused_naming_its_shape(backend):
         model(anp.tensor(np.zeros((0, 3, 8, 8), np.float32)))
     with pytest.raises(ValueError, match=r"batch_norm: x is empty"):
         anp.nn.BatchNorm2d(3)(anp.tensor(np.zeros((0, 3, 8, 8), np.float32)))
+
+
+# -- state dicts: every value is checked where it enters, and a refused one changes nothing ------
+
+@pytest.mark.parametrize("value,message", [
+    (np.array([None, None], dtype=object), "bias must be a numeric array, got an array of dtype object"),
+    (np.array(["a", "b"]), "bias must be a numeric array, got an array of dtype <U1"),
+    (None, "bias must be a numeric array, got NoneType"),
+    (np.ones(1, np.float32), r"shape mismatch for bias: checkpoint \(1,\), model \(2,\)"),  # broadcastable is not enough
+])
+def test_load_state_dict_refuses_a_value_that_is_not_a_numeric_array_of_the_shape(value, message):
+    layer = anp.nn.BatchNorm2d(2)
+    before = {k: v.copy() for k, v in layer.state_dict().items()}
+    state = dict(before, weight=np.full(2, 7, np.float32), bias=value)  # weight comes first and is fine
+    with pytest.raises(ValueError, match="load_state_dict: " + message):
+        layer.load_state_dict(state)
+    for k, v in layer.state_dict().items():
+        np.testing.assert_array_equal(v, before[k])
+
+
+@pytest.mark.parametrize("change,message", [
+    (dict(lr=float("nan")), "SGD: lr must be a finite number >= 0, got nan"),
+    ({"momentum_buffer.0": np.ones((1, 3))}, r"momentum_buffer.0 has shape \(1, 3\), expected \(2, 3\)"),
+    ({"momentum_buffer.0": np.array([[None] * 3] * 2)}, "momentum_buffer.0 must be a numeric array"),
+    ({"momentum_buffer.5": np.ones((2, 3))}, r"unexpected entries momentum_buffer.5 \(this optimiser has 1"),
+])
+def test_sgd_load_state_dict_checks_everything_before_changing_anything(change, message):
+    weight = anp.nn.Parameter(np.ones((2, 3), np.float32))
+    optimizer = anp.optim.SGD([weight], lr=0.1, momentum=0.9)
+    (weight * 2).sum().backward()
+    optimizer.step()
+    state = optimizer.state_dict()
+    with pytest.raises(ValueError, match=message):
+        optimizer.load_state_dict(dict(state, **change))
+    assert optimizer.param_groups[0]["lr"] == 0.1
+    np.testing.assert_array_equal(optimizer.state_dict()["momentum_buffer.0"], state["momentum_buffer.0"])

@@ -9,7 +9,8 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ..backends import get_backend
+from ..backends import check_dtype, get_backend
+from ..checkpoint import state_array
 from ..tensor import Tensor
 
 
@@ -19,6 +20,7 @@ class Parameter(Tensor):
     def __init__(self, data, requires_grad=True):
         host = data.numpy() if isinstance(data, Tensor) else np.asarray(data)
         backend = get_backend()
+        check_dtype(backend, host.dtype, "Parameter")
         self._init(backend.asarray(host.copy()), backend, requires_grad)
 
 
@@ -132,8 +134,8 @@ class Module:
         own.update(self.named_buffers())
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
-        mismatched = [f"{k}: checkpoint {tuple(np.shape(state_dict[k]))}, model {own[k].shape}"
-                      for k in own if k in state_dict and tuple(np.shape(state_dict[k])) != own[k].shape]
+        mismatched = [f"{k}: checkpoint {tuple(state_dict[k].shape)}, model {own[k].shape}" for k in own
+                      if hasattr(state_dict.get(k), "shape") and tuple(state_dict[k].shape) != own[k].shape]
         problems = []
         if mismatched:
             problems.append("shape mismatch for " + "; ".join(mismatched))
@@ -143,10 +145,11 @@ class Module:
             problems.append("unexpected keys: " + ", ".join(unexpected))
         if problems:
             raise ValueError("load_state_dict: " + " | ".join(problems))
-        for name, target in own.items():
-            if name in state_dict:
-                value = state_dict[name].numpy() if isinstance(state_dict[name], Tensor) else state_dict[name]
-                target.data = target._backend.asarray(np.array(value, dtype=target.dtype))
+        # Every value is checked and converted before any is copied: a refused dict changes nothing.
+        arrays = {name: state_array("load_state_dict", name, state_dict[name], target.shape, target.dtype)
+                  for name, target in own.items() if name in state_dict}
+        for name, array in arrays.items():
+            own[name].data = own[name]._backend.asarray(array)
         return missing, unexpected
 
     def __repr__(self):

@@ -3,6 +3,8 @@
 import math
 import numbers
 
+from ..checkpoint import state_array
+
 
 class SGD:
     """For each parameter p with gradient g:
@@ -21,8 +23,7 @@ class SGD:
     def __init__(self, params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False,
                  dampening: float = 0.0):
         for name, value in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay), ("dampening", dampening)):
-            if not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"SGD: {name} must be a finite number >= 0, got {value!r}")
+            _check_setting(name, value)
         if nesterov and (momentum == 0 or dampening != 0):
             raise ValueError("SGD: nesterov needs momentum > 0 and dampening 0")
         self.params = list(params)
@@ -61,8 +62,25 @@ class SGD:
         return state
 
     def load_state_dict(self, state):
-        self.param_groups[0]["lr"] = float(state["lr"])
-        for i, p in enumerate(self.params):
-            buf = state.get(f"momentum_buffer.{i}")
-            self.momentum_buffers[i] = None if buf is None else p._backend.asarray(buf.astype(p.dtype))
+        """Restore ``state_dict()``'s output. Everything is checked before anything changes: the
+        learning rate as in the constructor, each momentum buffer's exact shape (a broadcastable
+        one would silently spread one row's momentum over the whole tensor), and no buffer for a
+        parameter this optimiser does not have."""
+        lr = state.get("lr")
+        _check_setting("lr", lr)
+        names = {f"momentum_buffer.{i}" for i in range(len(self.params))}
+        unexpected = sorted(set(state) - names - {"lr"})
+        if unexpected:
+            raise ValueError(f"SGD.load_state_dict: unexpected entries {', '.join(unexpected)} "
+                             f"(this optimiser has {len(self.params)} parameters)")
+        buffers = [None if state.get(f"momentum_buffer.{i}") is None else
+                   state_array("SGD.load_state_dict", f"momentum_buffer.{i}", state[f"momentum_buffer.{i}"],
+                               p.shape, p.dtype) for i, p in enumerate(self.params)]
+        self.param_groups[0]["lr"] = float(lr)
+        self.momentum_buffers = [None if buf is None else p._backend.asarray(buf) for p, buf in zip(self.params, buffers)]
 
+
+
+def _check_setting(name, value):
+    if not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"SGD: {name} must be a finite number >= 0, got {value!r}")
