@@ -74,3 +74,56 @@ def test_loading_never_unpickles(tmp_path):
 def test_unsupported_values_are_named(tmp_path):
     with pytest.raises(TypeError, match="cannot store a set at model/x"):
         anp.save(tmp_path / "ck.npz", {"model": {"x": {1, 2}}})
+
+
+def test_any_nested_dict_of_str_keys_round_trips_even_one_shaped_like_the_array_marker(tmp_path):
+    """Format 1 marked arrays with {"__array__": path}; a user's dict of that shape came back as an array."""
+    state = {"marker": {"__array__": "weights"}, "weights": np.arange(3), "__meta__.json": np.ones(2),
+             "nested": [{"__array__": None}, np.zeros((0, 2))], "none": None}
+    anp.save(tmp_path / "ck.npz", state)
+    loaded = anp.load(tmp_path / "ck.npz")
+    assert loaded["marker"] == {"__array__": "weights"} and loaded["none"] is None
+    assert loaded["nested"][0] == {"__array__": None} and loaded["nested"][1].shape == (0, 2)
+    np.testing.assert_array_equal(loaded["weights"], np.arange(3))
+    np.testing.assert_array_equal(loaded["__meta__.json"], np.ones(2))
+
+
+def test_a_format_1_checkpoint_still_loads(tmp_path):
+    import json
+    tree = {"model": {"w": {"__array__": "model/w"}}, "iteration": 4}
+    meta = json.dumps({"format": "atrousnp-checkpoint-1", "tree": tree}).encode()
+    np.savez(tmp_path / "old.npz", **{"__meta__.json": np.frombuffer(meta, np.uint8), "model/w": np.arange(4.0)})
+    loaded = anp.load(tmp_path / "old.npz")
+    assert loaded["iteration"] == 4
+    np.testing.assert_array_equal(loaded["model"]["w"], np.arange(4.0))
+
+
+@pytest.mark.parametrize("value,message", [
+    (np.array([None, 1], dtype=object), "the array at model/w holds Python objects"),
+    (np.zeros(2, dtype=[("a", object)]), "the array at model/w holds Python objects"),
+])
+def test_what_load_would_refuse_is_refused_before_anything_is_written(tmp_path, value, message):
+    path = tmp_path / "ck.npz"
+    anp.save(path, {"model": {"w": np.arange(2.0)}})
+    before = path.read_bytes()
+    with pytest.raises(TypeError, match=message):
+        anp.save(path, {"model": {"w": value}})
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["ck.npz"]
+    with pytest.raises(ValueError, match="keys must be non-empty strings without '/'"):
+        anp.save(path, {"model": {"": np.zeros(1)}})
+
+
+def test_a_save_removes_the_temporaries_that_killed_saves_of_the_same_target_left(tmp_path):
+    import socket
+    import subprocess
+    import sys
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    host = socket.gethostname()
+    stale = tmp_path / f".ck.npz.{host}-{dead}.tmp-abc.npz"            # its process is gone
+    live = tmp_path / f".ck.npz.{host}-{os.getppid()}.tmp-def.npz"      # its process may still be writing
+    other = tmp_path / f".other.npz.{host}-{dead}.tmp-ghi.npz"          # another target's
+    for leftover in (stale, live, other):
+        leftover.write_bytes(b"x" * 100)
+    anp.save(tmp_path / "ck.npz", {"w": np.zeros(1)})
+    assert not stale.exists() and live.exists() and other.exists()
