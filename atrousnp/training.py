@@ -13,9 +13,12 @@ Generator seeded by ``config.seed`` and saved in each checkpoint, so ``resume=Tr
 continues exactly where an interrupted run stopped.
 """
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import os
+import socket
 import time
 from pathlib import Path
 
@@ -152,11 +155,19 @@ def train(config):
     with a DivergenceError naming the iteration: argmax over nan picks class 0, so a diverged
     model would otherwise report the all-background mIoU as if it were a result."""
     check_config(config)
-    set_backend(config.backend)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
+    with _lock(out):
+        check_config(config)  # again, now that no other run can write here
+        return _train(config, out)
+
+
+def _train(config, out):
+    set_backend(config.backend)
     checkpoint_path = out / "checkpoint.npz"
     train_set, val_set = datasets(config)
+    for dataset in (train_set, val_set):
+        dataset.check(config.num_classes, progress=config.progress)
     rng = np.random.default_rng(config.seed)
     model = build_model(config, rng)
     optimizer = SGD(list(model.parameters()), lr=config.lr, momentum=config.momentum,
@@ -188,18 +199,43 @@ def train(config):
         saving = done % config.checkpoint_every == 0 or done == config.iterations
         if (evaluating or saving) and not all_finite(model):
             raise DivergenceError(_diverged(done, "the weights are no longer finite", saved, checkpoint_path, config))
+        if saving or evaluating:  # before evaluating: an evaluation that fails loses no training
+            _checkpoint(checkpoint_path, model, optimizer, rng, done, history, config)
+            saved = done
         if evaluating:
             cm, _ = evaluate(model, val_set, config.num_classes, config.eval_output_stride)
             history["val_iteration"].append(done)
             history["val_miou"].append(mean_iou(cm))
-        if saving:
-            _checkpoint(checkpoint_path, model, optimizer, rng, done, history, config)
-            saved = done
+            _checkpoint(checkpoint_path, model, optimizer, rng, done, history, config)  # with the result
         bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{optimizer.param_groups[0]['lr']:.4f}",
                         img_s=f"{len(images) / (time.perf_counter() - tick):.1f}")
         bar.update(1)
     bar.close()
     return _finish(model, val_set, history, config, out, time.perf_counter() - began)
+
+
+@contextlib.contextmanager
+def _lock(out):
+    """Hold ``out/.lock`` for the run: a second run into the same folder is refused at once
+    rather than both running and the last replacing the other's checkpoint. The lock is the
+    kernel's (flock), so it ends with the process however that ends, and no stale lock stays."""
+    path = out / ".lock"
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "another process"
+            raise RuntimeError(f"{out} is in use by another training run ({owner}); wait for it to "
+                               "finish, or give this run another --out") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _diverged(iteration, what, saved, checkpoint_path, config):

@@ -214,3 +214,59 @@ def test_sgd_load_state_dict_checks_everything_before_changing_anything(change, 
         optimizer.load_state_dict(dict(state, **change))
     assert optimizer.param_groups[0]["lr"] == 0.1
     np.testing.assert_array_equal(optimizer.state_dict()["momentum_buffer.0"], state["momentum_buffer.0"])
+
+
+# -- data is checked before the first iteration; a checkpoint comes before each evaluation --------
+
+def _broken_voc(tmp_path):
+    """A synthetic set whose val split has a missing image, an out-of-range label and a label
+    of the wrong size: each one a file that would otherwise fail the run at its first evaluation."""
+    from PIL import Image
+    root = anp.data.make_synthetic_voc(tmp_path / "voc", 6, 4, 40, seed=0)
+    folder = root / "VOC2012"
+    val = (folder / "ImageSets" / "Segmentation" / "val.txt").read_text().split()
+    (folder / "JPEGImages" / f"{val[0]}.jpg").unlink()
+    Image.fromarray(np.full((40, 40), 30, np.uint8), mode="L").save(folder / "SegmentationClass" / f"{val[1]}.png")
+    Image.fromarray(np.zeros((20, 40), np.uint8), mode="L").save(folder / "SegmentationClass" / f"{val[2]}.png")
+    return root, val
+
+
+def test_a_broken_val_split_is_refused_before_the_first_iteration_naming_each_bad_file(tmp_path, monkeypatch):
+    root, val = _broken_voc(tmp_path)
+    steps = []
+    monkeypatch.setattr(training, "random_batch", lambda *a: steps.append(1))
+    with pytest.raises(ValueError) as refused:
+        train(tiny_train_config(tmp_path, voc_root=str(root)))
+    message = str(refused.value)
+    assert "3 of the 4 images of split 'val'" in message
+    assert f"missing file {root / 'VOC2012' / 'JPEGImages' / val[0]}.jpg" in message
+    assert f"{val[1]}.png: label values [30] are not classes 0..20 nor the ignore label 255" in message
+    assert f"{val[2]}.png: label is 40x20 but its image {val[2]}.jpg is 40x40" in message
+    assert not steps and not (tmp_path / "run" / "checkpoint.npz").exists()
+
+
+def test_an_empty_split_is_named(tmp_path):
+    root = anp.data.make_synthetic_voc(tmp_path / "voc", 2, 2, 40, seed=0)
+    (root / "VOC2012" / "ImageSets" / "Segmentation" / "val.txt").write_text("\n")
+    with pytest.raises(ValueError, match=r"split 'val' is empty: .*val.txt lists no image ids"):
+        anp.data.VOCSegmentation(root, "val")
+
+
+def test_a_failing_evaluation_loses_no_training(tmp_path, monkeypatch):
+    def broken_evaluation(*args, **kwargs):
+        raise OSError("the disk holding the val set went away")
+
+    monkeypatch.setattr(training, "evaluate", broken_evaluation)
+    with pytest.raises(OSError, match="went away"):
+        train(tiny_train_config(tmp_path, eval_every=3, checkpoint_every=5))
+    assert anp.load(tmp_path / "run" / "checkpoint.npz")["iteration"] == 3  # resume starts from here
+
+
+def test_two_runs_into_one_folder_do_not_both_run(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    with training._lock(out):  # as a first run holds it
+        with pytest.raises(RuntimeError, match=rf"{out} is in use by another training run \(pid \d+ on "):
+            train(tiny_train_config(tmp_path))
+    assert not (out / "checkpoint.npz").exists()
+    train(tiny_train_config(tmp_path, iterations=1))  # free once the first run ends

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from tqdm.auto import tqdm
 
 
 def find_voc2012(root):
@@ -34,8 +35,11 @@ class VOCSegmentation:
             available = sorted(p.stem for p in list_file.parent.glob("*.txt"))
             raise FileNotFoundError(f"no split {split!r}: {list_file} is missing (available: {', '.join(available)})")
         self.ids = [line.strip() for line in list_file.read_text().splitlines() if line.strip()]
+        if not self.ids:
+            raise ValueError(f"split {split!r} is empty: {list_file} lists no image ids")
         if max_images is not None:
             self.ids = self.ids[:max_images]
+        self.split = split
         self.label_folder = self.folder / ("SegmentationClassAug" if use_aug else "SegmentationClass")
         self.transform = transform
 
@@ -49,25 +53,56 @@ class VOCSegmentation:
     def __getitem__(self, i):
         image_path, label_path = self.paths(i)
         image = np.asarray(_open(image_path).convert("RGB"))
-        label_image = _open(label_path)
-        if label_image.mode not in ("P", "L"):
-            raise ValueError(f"{label_path}: a label must be a palette (P) or greyscale (L) PNG of class "
-                             f"indices, got mode {label_image.mode}")
-        label = np.asarray(label_image)  # a palette PNG's pixels are its indices, not its colours
-        if label.shape != image.shape[:2]:
-            raise ValueError(f"{label_path}: label is {label.shape[1]}x{label.shape[0]} but its image "
-                             f"{image_path.name} is {image.shape[1]}x{image.shape[0]}")
+        label = _label(label_path, image.shape[1], image.shape[0], image_path)
         if self.transform is not None:
             return self.transform(image, label)
         return image, label
 
+    def check(self, num_classes, ignore_index=255, progress=False):
+        """A pass over every file before training: each image opens (its header only), and each
+        label is a P or L PNG of the image's size whose values are classes below ``num_classes``
+        or ``ignore_index``. Raises one ValueError naming every bad file (the first 20), so a run
+        never fails at its first evaluation, hours in, over one broken label."""
+        problems = []
+        for i in tqdm(range(len(self)), desc=f"check {self.split}", leave=False, disable=not progress):
+            image_path, label_path = self.paths(i)
+            try:
+                width, height = _open(image_path, header_only=True).size
+                values = np.unique(_label(label_path, width, height, image_path))
+            except (OSError, ValueError) as error:
+                problems.append(str(error))
+                continue
+            bad = values[(values >= num_classes) & (values != ignore_index)]
+            if bad.size:
+                problems.append(f"{label_path}: label values {bad.tolist()} are not classes 0..{num_classes - 1} "
+                                f"nor the ignore label {ignore_index}")
+        if problems:
+            shown = "\n  ".join(problems[:20])
+            more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+            raise ValueError(f"{len(problems)} of the {len(self)} images of split {self.split!r} under {self.folder} "
+                             f"cannot be used:\n  {shown}{more}")
 
-def _open(path):
+
+def _label(path, width, height, image_path):
+    """The class-index array of a label PNG, checked against its image's size."""
+    label_image = _open(path)
+    if label_image.mode not in ("P", "L"):
+        raise ValueError(f"{path}: a label must be a palette (P) or greyscale (L) PNG of class "
+                         f"indices, got mode {label_image.mode}")
+    label = np.asarray(label_image)  # a palette PNG's pixels are its indices, not its colours
+    if label.shape != (height, width):
+        raise ValueError(f"{path}: label is {label.shape[1]}x{label.shape[0]} but its image "
+                         f"{image_path.name} is {width}x{height}")
+    return label
+
+
+def _open(path, header_only=False):
     if not path.is_file():
         raise FileNotFoundError(f"missing file {path}")
     try:
         image = Image.open(path)
-        image.load()
+        if not header_only:
+            image.load()
     except Exception as error:  # PIL raises several types for a broken file
         raise ValueError(f"cannot read {path}: {error}") from None
     return image
