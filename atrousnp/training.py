@@ -110,6 +110,10 @@ class DivergenceError(RuntimeError):
     last checkpoint, written while everything was finite, is kept as it was."""
 
 
+class FolderInUseError(RuntimeError):
+    """Another training run holds the ``--out`` folder."""
+
+
 def all_finite(model):
     """True when every parameter and buffer of ``model`` is finite (no nan, no inf)."""
     return all(np.isfinite(t.numpy()).all() for t in list(model.parameters()) + list(model.buffers()))
@@ -226,7 +230,7 @@ def _lock(out):
         except BlockingIOError:
             handle.seek(0)
             owner = handle.read().strip() or "another process"
-            raise RuntimeError(f"{out} is in use by another training run ({owner}); wait for it to "
+            raise FolderInUseError(f"{out} is in use by another training run ({owner}); wait for it to "
                                "finish, or give this run another --out") from None
         handle.seek(0)
         handle.truncate()

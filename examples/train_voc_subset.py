@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from atrousnp import backend_names
-from atrousnp.training import BACKBONES, DivergenceError, TrainConfig, check_config, train
+from atrousnp.training import BACKBONES, DivergenceError, FolderInUseError, TrainConfig, check_config, train
 
 
 def floats(text):
@@ -63,9 +63,9 @@ def main(argv=None):
     try:
         check_config(config)
         metrics = train(config)
-    except (DivergenceError, FileExistsError) as error:
-        raise SystemExit(f"error: {error}") from None
-    except ValueError as error:  # a setting check_config refused, or data that the loader refused
+    # What the user can fix (a setting, the data, the --out folder), or a diverged run: one line,
+    # exit status 1. Anything else is a bug and keeps its traceback.
+    except (DivergenceError, FileExistsError, FileNotFoundError, FolderInUseError, ValueError) as error:
         raise SystemExit(f"error: {error}") from None
     out = Path(config.out)
     print(f"val mIoU {metrics['miou']:.3f}, pixel accuracy {metrics['pixel_accuracy']:.3f}, "

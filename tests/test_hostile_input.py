@@ -266,7 +266,7 @@ def test_two_runs_into_one_folder_do_not_both_run(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     with training._lock(out):  # as a first run holds it
-        with pytest.raises(RuntimeError, match=rf"{out} is in use by another training run \(pid \d+ on "):
+        with pytest.raises(training.FolderInUseError, match=rf"{out} is in use by another training run \(pid \d+ on "):
             train(tiny_train_config(tmp_path))
     assert not (out / "checkpoint.npz").exists()
     train(tiny_train_config(tmp_path, iterations=1))  # free once the first run ends
