@@ -32,6 +32,7 @@ from .checkpoint import load, save
 from .data import TrainTransform, VOCSegmentation, make_synthetic_voc, random_batch
 from .data.palette import VOC_CLASSES
 from .inference import predict
+from .io import load_weights
 from .metrics import confusion_matrix, mean_iou, per_class_iou, pixel_accuracy
 from .optim import SGD, PolyLR
 from .tensor import tensor
@@ -53,7 +54,10 @@ class TrainConfig:
     synthetic_val: int = 60
     synthetic_size: int = 96
     num_classes: int = 21
+    class_names: tuple = None       # one per class; None: VOC's 21 names, or the class numbers
     backbone: str = "small"
+    backbone_weights: str = None    # an ImageNet ResNet (.pth, .safetensors) or atrousnp .npz to start from
+    backbone_lr_scale: float = 0.1  # the backbone's rate relative to the head's, with backbone_weights
     head: str = "aspp"
     output_stride: int = 16
     eval_output_stride: int = None  # None: the training one
@@ -81,6 +85,24 @@ def build_model(config, rng):
         raise ValueError(f"backbone must be one of {', '.join(BACKBONES)}, got {config.backbone!r}")
     return BACKBONES[config.backbone](num_classes=config.num_classes, output_stride=config.output_stride,
                                       multi_grid=config.multi_grid, head=config.head, rng=rng)
+
+
+def class_names(config):
+    """The name of each class: the configured ones, VOC's for 21 classes, else the numbers."""
+    if config.class_names is not None:
+        return tuple(config.class_names)
+    return VOC_CLASSES if config.num_classes == len(VOC_CLASSES) else tuple(str(c) for c in range(config.num_classes))
+
+
+def build_optimizer(model, config):
+    """SGD over the model; with ``backbone_weights``, the pretrained backbone in a group of its own
+    at ``backbone_lr_scale`` times the head's rate (VainF's DeepLabV3Plus-Pytorch takes 0.1), so
+    fine-tuning adapts ImageNet features without washing them out while the new head learns."""
+    settings = dict(lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    if config.backbone_weights is None:
+        return SGD(list(model.parameters()), **settings)
+    return SGD([{"params": list(model.backbone.parameters()), "lr": config.lr * config.backbone_lr_scale},
+                {"params": list(model.classifier.parameters())}], **settings)
 
 
 def datasets(config):
@@ -137,8 +159,13 @@ def check_config(config):
         raise ValueError(f"max_images must be a positive integer or None (every image), got {config.max_images!r}")
     if not config.eval_scales or not all(np.isfinite(s) and s > 0 for s in config.eval_scales):
         raise ValueError(f"eval_scales must be positive finite numbers, got {config.eval_scales!r}")
-    if not np.isfinite(config.lr) or config.lr < 0:
-        raise ValueError(f"lr must be a finite number >= 0, got {config.lr!r}")
+    for name in ("lr", "backbone_lr_scale"):
+        if not np.isfinite(getattr(config, name)) or getattr(config, name) < 0:
+            raise ValueError(f"{name} must be a finite number >= 0, got {getattr(config, name)!r}")
+    if config.class_names is not None and len(config.class_names) != config.num_classes:
+        raise ValueError(f"class_names has {len(config.class_names)} names but num_classes is {config.num_classes}")
+    if config.backbone_weights is not None and not Path(config.backbone_weights).is_file():
+        raise ValueError(f"backbone_weights: no file at {config.backbone_weights}")
     out = Path(config.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"out must be a folder, but {out} is a file")
@@ -174,14 +201,16 @@ def _train(config, out):
         dataset.check(config.num_classes, progress=config.progress)
     rng = np.random.default_rng(config.seed)
     model = build_model(config, rng)
-    optimizer = SGD(list(model.parameters()), lr=config.lr, momentum=config.momentum,
-                    weight_decay=config.weight_decay)
+    resuming = config.resume and checkpoint_path.exists()
+    if config.backbone_weights is not None and not resuming:
+        model.backbone.load_torchvision_backbone(load_weights(config.backbone_weights))
+    optimizer = build_optimizer(model, config)
     schedule = PolyLR(optimizer, config.iterations)
     start, history = 0, {"iteration": [], "loss": [], "val_iteration": [], "val_miou": []}
-    if config.resume and checkpoint_path.exists():
+    if resuming:
         start, history = _restore(load(checkpoint_path), model, optimizer, rng)
         schedule.set_iteration(start)
-    saved = start if config.resume and checkpoint_path.exists() else None
+    saved = start if resuming else None
     transform = TrainTransform(config.crop_size)
     bar = _progress(start, config)
     began = time.perf_counter()
@@ -211,7 +240,7 @@ def _train(config, out):
             history["val_iteration"].append(done)
             history["val_miou"].append(mean_iou(cm))
             _checkpoint(checkpoint_path, model, optimizer, rng, done, history, config)  # with the result
-        bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{optimizer.param_groups[0]['lr']:.4f}",
+        bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{optimizer.param_groups[-1]['lr']:.4f}",
                         img_s=f"{len(images) / (time.perf_counter() - tick):.1f}")
         bar.update(1)
     bar.close()
@@ -268,15 +297,19 @@ def _restore(state, model, optimizer, rng):
 def _finish(model, val_set, history, config, out, seconds):
     cm, examples = evaluate(model, val_set, config.num_classes, config.eval_output_stride,
                             config.eval_scales, config.flip, keep=4)
-    iou = per_class_iou(cm)
+    names = class_names(config)
     metrics = {"miou": mean_iou(cm), "pixel_accuracy": pixel_accuracy(cm),
-               "per_class_iou": {VOC_CLASSES[c] if c < len(VOC_CLASSES) else str(c): float(iou[c])
-                                 for c in range(config.num_classes) if not np.isnan(iou[c])},
-               "train_seconds": seconds, "settings": _plain(config)}
+               "per_class_iou": named_iou(cm, names), "train_seconds": seconds, "settings": _plain(config)}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     save_training_curves(out / "curves.png", history)
-    save_prediction_grid(out / "predictions.png", examples)
+    save_prediction_grid(out / "predictions.png", examples, class_names=names)
     return metrics
+
+
+def named_iou(cm, names):
+    """{class name: IoU} for every class that occurs in the truth or the predictions."""
+    iou = per_class_iou(cm)
+    return {name: float(value) for name, value in zip(names, iou) if not np.isnan(value)}
 
 
 def _plain(config):

@@ -6,6 +6,7 @@ never switches the matplotlib backend of the program that calls it (a notebook's
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from .data.palette import IGNORE_INDEX, voc_palette
 
@@ -24,9 +25,10 @@ def overlay(image, label, alpha=0.5):
     return blended.astype(np.uint8)
 
 
-def save_prediction_grid(path, rows, titles=("image", "ground truth", "prediction")):
-    """rows: [(image, truth, prediction), ...] -> one PNG, a row per image."""
-    fig = Figure(figsize=(9, 3 * len(rows)))
+def save_prediction_grid(path, rows, titles=("image", "ground truth", "prediction"), class_names=None):
+    """rows: [(image, truth, prediction), ...] -> one PNG, a row per image; with ``class_names``
+    (one per class index), a legend of the colours of the classes that appear in the rows."""
+    fig = Figure(figsize=(9, 3 * len(rows) + (0.8 if class_names else 0)))
     axes = fig.subplots(len(rows), 3, squeeze=False)
     for r, (image, truth, prediction) in enumerate(rows):
         for c, picture in enumerate((image, overlay(image, truth), overlay(image, prediction))):
@@ -34,8 +36,17 @@ def save_prediction_grid(path, rows, titles=("image", "ground truth", "predictio
             axes[r, c].axis("off")
             if r == 0:
                 axes[r, c].set_title(titles[c])
-    fig.tight_layout()
+    if class_names:
+        present = np.unique(np.concatenate([np.ravel(label) for _, *labels in rows for label in labels]))
+        add_legend(fig, [c for c in present if c < len(class_names)], class_names)
+    fig.tight_layout(rect=(0, 0.8 / fig.get_figheight() if class_names else 0, 1, 1))
     fig.savefig(path, dpi=100)
+
+
+def add_legend(fig, classes, class_names):
+    """A row of colour swatches under ``fig``, one per class index in ``classes``, named."""
+    handles = [Patch(color=voc_palette()[c] / 255, label=class_names[c]) for c in classes]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), frameon=False)
 
 
 def save_training_curves(path, history):

@@ -1,28 +1,23 @@
-"""Turn a torchvision DeepLabV3 checkpoint (.pth) into an atrousnp .npz (needs PyTorch).
+"""Turn a torchvision DeepLabV3 checkpoint (.pth or .safetensors) into an atrousnp .npz; no PyTorch needed.
 
     python examples/convert_torchvision_weights.py deeplabv3_resnet50_coco.pth deeplabv3_resnet50.npz
 
-The .npz holds {"model": state dict with torchvision's names}, which
+The .pth is read by ``atrousnp.io.load_weights``, which runs no code from the file. The .npz
+holds {"model": state dict with torchvision's names}, which
 ``atrousnp.models.from_torchvision(atrousnp.load(path)["model"])`` turns into a model. The
 conversion also builds that model once, so a file that does not describe a torchvision
-DeepLabV3 (ResNet-50 or -101) fails here, not later.
+DeepLabV3 (ResNet-50 or -101) fails here, not later. (For an ImageNet ResNet, no conversion
+is needed: pass the .pth to ``train_voc_subset.py --backbone-weights``.)
 """
 
 import argparse
-import sys
 
 import atrousnp as anp
+from atrousnp.io import load_weights
 
 
-def convert(pth_path, npz_path):
-    try:
-        import torch
-    except ImportError:
-        sys.exit("convert_torchvision_weights.py needs PyTorch: pip install torch")
-    state = torch.load(pth_path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "model" in state and not any(k.startswith("backbone.") for k in state):
-        state = state["model"]  # a training checkpoint that wraps the state dict
-    arrays = {name: value.detach().cpu().numpy() for name, value in state.items()}
+def convert(weights_path, npz_path):
+    arrays = load_weights(weights_path)
     anp.models.from_torchvision(arrays)  # validates: raises naming what does not fit
     anp.save(npz_path, {"model": {k: v for k, v in arrays.items() if not k.startswith("aux_classifier.")}})
     return len(arrays)
@@ -30,10 +25,10 @@ def convert(pth_path, npz_path):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("pth")
+    parser.add_argument("weights", help="torchvision DeepLabV3 weights: .pth or .safetensors")
     parser.add_argument("npz")
     args = parser.parse_args(argv)
-    count = convert(args.pth, args.npz)
+    count = convert(args.weights, args.npz)
     print(f"wrote {args.npz} ({count} tensors read)")
 
 

@@ -13,8 +13,8 @@ import json
 import numpy as np
 
 import atrousnp as anp
-from atrousnp.metrics import mean_iou, per_class_iou, pixel_accuracy
-from atrousnp.training import TrainConfig, all_finite, build_model, datasets, evaluate
+from atrousnp.metrics import mean_iou, pixel_accuracy
+from atrousnp.training import TrainConfig, all_finite, build_model, class_names, datasets, evaluate, named_iou
 
 
 def main(argv=None):
@@ -44,10 +44,9 @@ def main(argv=None):
                          "diverged run, and its predictions would be class 0 everywhere")
     scales = tuple(float(s) for s in args.scales.split(","))
     cm, _ = evaluate(model, datasets(config)[1], config.num_classes, args.output_stride, scales, args.flip)
-    iou = per_class_iou(cm)
     print(json.dumps({"miou": mean_iou(cm), "pixel_accuracy": pixel_accuracy(cm),
                       "output_stride": args.output_stride or config.output_stride, "scales": scales, "flip": args.flip,
-                      "per_class_iou": {str(c): float(v) for c, v in enumerate(iou) if not np.isnan(v)}}, indent=2))
+                      "per_class_iou": named_iou(cm, class_names(config))}, indent=2))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
     python examples/train_voc_subset.py                      # synthetic VOC-format data under ./data
     python examples/train_voc_subset.py --voc-root ~/VOCdevkit --max-images 100 --iterations 2000
+    python examples/train_voc_subset.py --voc-root ~/mydata --class-names classes.txt \
+        --backbone resnet50 --backbone-weights resnet50-11ad3fa6.pth   # your classes, from ImageNet
 
 Shows a progress bar (loss, learning rate, images/s, ETA), writes atomic checkpoints to --out
 (resume with --resume), then evaluates on the val split and writes metrics.json, curves.png
@@ -14,6 +16,9 @@ from pathlib import Path
 
 from atrousnp import backend_names
 from atrousnp.training import BACKBONES, DivergenceError, FolderInUseError, TrainConfig, check_config, train
+
+
+PRETRAINED_LR = 0.007  # the paper's initial rate when fine-tuning from ImageNet (§4)
 
 
 def floats(text):
@@ -33,7 +38,13 @@ def parse_args(argv=None):
     p.add_argument("--val-split", default=d.val_split)
     p.add_argument("--max-images", type=int, help="use the first N images of each split")
     p.add_argument("--use-aug", action="store_true", help="train labels from SBD's SegmentationClassAug folder")
+    p.add_argument("--num-classes", type=int, help="default: one per line of --class-names, else 21 (VOC)")
+    p.add_argument("--class-names", type=Path, help="a text file, one class name per line, class 0 first")
     p.add_argument("--backbone", choices=list(BACKBONES), default=d.backbone)
+    p.add_argument("--backbone-weights", help="start the backbone from these ImageNet ResNet weights "
+                                              "(.pth, .safetensors, or an atrousnp .npz); no PyTorch needed")
+    p.add_argument("--backbone-lr-scale", type=float, default=d.backbone_lr_scale,
+                   help="with --backbone-weights, the backbone's rate relative to --lr (default %(default)s)")
     p.add_argument("--head", choices=["aspp", "cascade"], default=d.head)
     p.add_argument("--output-stride", type=int, choices=[8, 16, 32], default=d.output_stride)
     p.add_argument("--eval-output-stride", type=int, choices=[8, 16, 32], help="default: the training one")
@@ -41,7 +52,8 @@ def parse_args(argv=None):
     p.add_argument("--crop-size", type=int, default=d.crop_size)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--iterations", type=int, default=d.iterations)
-    p.add_argument("--lr", type=float, default=d.lr, help="initial learning rate of the poly schedule")
+    p.add_argument("--lr", type=float, help=f"initial learning rate of the poly schedule (default {d.lr}; "
+                                            f"{PRETRAINED_LR}, the paper's, with --backbone-weights)")
     p.add_argument("--weight-decay", type=float, default=d.weight_decay)
     p.add_argument("--backend", choices=backend_names(), default=d.backend, help="cuda needs an NVIDIA GPU")
     p.add_argument("--eval-scales", type=floats, default=d.eval_scales, help="e.g. 0.75,1.0,1.25")
@@ -55,6 +67,13 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.voc_root is not None and not Path(args.voc_root).exists():
         p.error(f"--voc-root {args.voc_root} does not exist")
+    if args.class_names is not None:
+        if not args.class_names.is_file():
+            p.error(f"--class-names {args.class_names} does not exist")
+        args.class_names = tuple(line.strip() for line in args.class_names.read_text().splitlines() if line.strip())
+        args.num_classes = args.num_classes or len(args.class_names)
+    if args.lr is None and args.backbone_weights is not None:
+        args.lr = PRETRAINED_LR
     return TrainConfig(**{k: v for k, v in vars(args).items() if v is not None})
 
 

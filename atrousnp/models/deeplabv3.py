@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import functional as F
 from .. import nn
+from ..io import load_weights
 from .heads import ASPPHead, CascadeHead, TorchvisionHead, aspp_plan, cascade_plan
 from .resnet import backbone_plan, resnet18, resnet50, resnet101, resnet_small
 
@@ -66,9 +67,12 @@ def atrous_plan(output_stride: int, multi_grid: tuple | None = None, head: str =
 
 
 def _deeplabv3(make_backbone, num_classes=21, output_stride=16, multi_grid=None, head="aspp",
-               aspp_rates=(6, 12, 18), image_pooling=True, head_style="paper", rng=None):
+               aspp_rates=(6, 12, 18), image_pooling=True, head_style="paper", backbone_weights=None, rng=None):
     rng = np.random.default_rng() if rng is None else rng
     backbone = make_backbone(output_stride=output_stride, multi_grid=multi_grid, rng=rng)
+    if backbone_weights is not None:
+        backbone.load_torchvision_backbone(backbone_weights if isinstance(backbone_weights, dict) else
+                                           load_weights(backbone_weights))
     if head == "cascade":
         classifier = CascadeHead(backbone, num_classes, rng=rng)
     elif head == "aspp" and head_style in ("paper", "torchvision"):
@@ -83,7 +87,9 @@ def _deeplabv3(make_backbone, num_classes=21, output_stride=16, multi_grid=None,
 def deeplabv3_resnet50(**kwargs) -> DeepLabV3:
     """DeepLabv3 on ResNet-50. Keyword arguments: num_classes, output_stride (8, 16, 32),
     multi_grid (e.g. (1, 2, 4)), head ("aspp" | "cascade"), aspp_rates, image_pooling,
-    head_style ("paper" | "torchvision"), rng."""
+    head_style ("paper" | "torchvision"), backbone_weights (an ImageNet ResNet's state dict, or
+    a .pth / .safetensors / atrousnp .npz file holding one: ``ResNet.load_torchvision_backbone``),
+    rng. The head starts from random weights either way."""
     return _deeplabv3(resnet50, **kwargs)
 
 

@@ -127,6 +127,20 @@ class ResNet(nn.Module):
         x = self.maxpool(self.bn1(self.conv1(x), relu=True))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
+    def load_torchvision_backbone(self, state_dict):
+        """Load an ImageNet-trained ResNet: torchvision's names (timm's ResNets use the same).
+
+        The classifier (``fc.*``) and BatchNorm's ``num_batches_tracked`` are dropped; a
+        segmentation state dict (torchvision's DeepLabV3, or an atrousnp checkpoint's model)
+        gives its ``backbone.*`` entries. Every remaining name must match, with its shape:
+        otherwise a ValueError names what is missing, unexpected or mis-shaped (a ResNet-101
+        file into a ResNet-50, say). Nothing changes unless all of it fits. Returns self."""
+        state = {k: v for k, v in state_dict.items() if not k.endswith("num_batches_tracked")}
+        if any(k.startswith("backbone.") for k in state):
+            state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+        self.load_state_dict({k: v for k, v in state.items() if not k.startswith("fc.")})
+        return self
+
 
 def stage_rates(output_stride):
     """The atrous rates of layer2, layer3, layer4 for an output stride of 8, 16 or 32."""

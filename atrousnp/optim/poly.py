@@ -5,11 +5,11 @@ class PolyLR:
     """Call ``step()`` once per iteration, after ``optimizer.step()``."""
 
     def __init__(self, optimizer, max_iter, power=0.9):
-        """The base rate is the optimiser's rate now, at construction."""
+        """The base rates are the optimiser's rates now, at construction, one per parameter group."""
         if max_iter < 1:
             raise ValueError(f"PolyLR: max_iter must be >= 1, got {max_iter}")
         self.optimizer, self.max_iter, self.power = optimizer, max_iter, power
-        self.base_lr = optimizer.param_groups[0]["lr"]
+        self.base_lrs = [group["lr"] for group in optimizer.param_groups]
         self.set_iteration(0)
 
     def step(self):
@@ -21,7 +21,10 @@ class PolyLR:
         self._apply()
 
     def get_lr(self):
-        return self.base_lr * (1 - min(self.iteration, self.max_iter) / self.max_iter) ** self.power
+        """Each group's rate at the current iteration."""
+        factor = (1 - min(self.iteration, self.max_iter) / self.max_iter) ** self.power
+        return [base_lr * factor for base_lr in self.base_lrs]
 
     def _apply(self):
-        self.optimizer.param_groups[0]["lr"] = self.get_lr()
+        for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
+            group["lr"] = lr

@@ -15,22 +15,25 @@ class SGD:
         p = p - lr * g
 
     Parameters without a gradient (frozen ones, or unused this step) are skipped. The update
-    is the backend's fused ``sgd_step`` over all parameters at once (in place on the Numba
-    backend); ``backends/base.py`` holds its readable definition.
-    ``param_groups[0]["lr"]`` is the learning rate a scheduler changes.
+    is the backend's fused ``sgd_step`` over all parameters of a group at once (in place on
+    the Numba backend); ``backends/base.py`` holds its readable definition.
+
+    ``params`` is a list of Parameters, or, as in PyTorch, of groups ``{"params": [...], "lr":
+    ...}`` whose own settings override the keyword ones (a backbone fine-tuned at a tenth of the
+    head's rate). ``param_groups[g]["lr"]`` is what a scheduler changes.
     """
 
     def __init__(self, params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False,
                  dampening: float = 0.0):
-        for name, value in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay), ("dampening", dampening)):
-            _check_setting(name, value)
-        if nesterov and (momentum == 0 or dampening != 0):
-            raise ValueError("SGD: nesterov needs momentum > 0 and dampening 0")
-        self.params = list(params)
+        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov, dampening=dampening)
+        params = list(params)
+        groups = params if params and isinstance(params[0], dict) else [{"params": params}]
+        self.param_groups = [_group(dict(defaults, **group), i) for i, group in enumerate(groups)]
+        self.params = [p for group in self.param_groups for p in group["params"]]
         if not self.params:
             raise ValueError("SGD: got an empty parameter list")
-        self.param_groups = [dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
-                                  nesterov=nesterov, dampening=dampening)]
+        if len({id(p) for p in self.params}) < len(self.params):
+            raise ValueError("SGD: a parameter appears twice (in one group or in two)")
         self.momentum_buffers = [None] * len(self.params)
 
     def zero_grad(self):
@@ -38,24 +41,29 @@ class SGD:
             p.grad = None
 
     def step(self):
-        """Update every parameter that has a gradient, with one fused backend call per backend."""
-        group = self.param_groups[0]
-        live = [i for i, p in enumerate(self.params) if p.grad is not None and p.requires_grad]
-        by_backend = {}
-        for i in live:
-            by_backend.setdefault(self.params[i]._backend, []).append(i)
-        for be, indices in by_backend.items():
-            params, buffers = be.sgd_step([self.params[i].data for i in indices],
-                                          [self.params[i].grad.data for i in indices],
-                                          [self.momentum_buffers[i] for i in indices],
-                                          group["lr"], group["momentum"], group["weight_decay"],
-                                          group["dampening"], group["nesterov"])
-            for i, p, buf in zip(indices, params, buffers):
-                self.params[i].data, self.momentum_buffers[i] = p, buf
+        """Update every parameter that has a gradient: one fused backend call per group and backend."""
+        first = 0
+        for group in self.param_groups:
+            indices = range(first, first + len(group["params"]))
+            first += len(group["params"])
+            by_backend = {}
+            for i in indices:
+                p = self.params[i]
+                if p.grad is not None and p.requires_grad:
+                    by_backend.setdefault(p._backend, []).append(i)
+            for be, live in by_backend.items():
+                params, buffers = be.sgd_step([self.params[i].data for i in live],
+                                              [self.params[i].grad.data for i in live],
+                                              [self.momentum_buffers[i] for i in live],
+                                              group["lr"], group["momentum"], group["weight_decay"],
+                                              group["dampening"], group["nesterov"])
+                for i, p, buf in zip(live, params, buffers):
+                    self.params[i].data, self.momentum_buffers[i] = p, buf
 
     def state_dict(self):
-        """Host arrays and numbers: the learning rate and every momentum buffer there is."""
-        state = {"lr": self.param_groups[0]["lr"]}
+        """Host arrays and numbers: each group's learning rate, and every momentum buffer there is
+        (numbered over all parameters, group after group)."""
+        state = {"lr": [group["lr"] for group in self.param_groups]}
         for i, buf in enumerate(self.momentum_buffers):
             if buf is not None:
                 state[f"momentum_buffer.{i}"] = self.params[i]._backend.to_host(buf)
@@ -63,11 +71,17 @@ class SGD:
 
     def load_state_dict(self, state):
         """Restore ``state_dict()``'s output. Everything is checked before anything changes: the
-        learning rate as in the constructor, each momentum buffer's exact shape (a broadcastable
-        one would silently spread one row's momentum over the whole tensor), and no buffer for a
-        parameter this optimiser does not have."""
-        lr = state.get("lr")
-        _check_setting("lr", lr)
+        learning rates as in the constructor (one per group; a single number, as checkpoints
+        before groups held, for a single group), each momentum buffer's exact shape (a
+        broadcastable one would silently spread one row's momentum over the whole tensor), and
+        no buffer for a parameter this optimiser does not have."""
+        lrs = state.get("lr")
+        lrs = [lrs] if isinstance(lrs, numbers.Real) else lrs
+        if not isinstance(lrs, (list, tuple)) or len(lrs) != len(self.param_groups):
+            raise ValueError(f"SGD.load_state_dict: lr must hold one rate per group ({len(self.param_groups)}), "
+                             f"got {state.get('lr')!r}")
+        for lr in lrs:
+            _check_setting("lr", lr)
         names = {f"momentum_buffer.{i}" for i in range(len(self.params))}
         unexpected = sorted(set(state) - names - {"lr"})
         if unexpected:
@@ -76,9 +90,21 @@ class SGD:
         buffers = [None if state.get(f"momentum_buffer.{i}") is None else
                    state_array("SGD.load_state_dict", f"momentum_buffer.{i}", state[f"momentum_buffer.{i}"],
                                p.shape, p.dtype) for i, p in enumerate(self.params)]
-        self.param_groups[0]["lr"] = float(lr)
+        for group, lr in zip(self.param_groups, lrs):
+            group["lr"] = float(lr)
         self.momentum_buffers = [None if buf is None else p._backend.asarray(buf) for p, buf in zip(self.params, buffers)]
 
+
+def _group(group, index):
+    """A parameter group with every setting checked; ``index`` names it in errors."""
+    unknown = set(group) - {"params", "lr", "momentum", "weight_decay", "nesterov", "dampening"}
+    if unknown:
+        raise ValueError(f"SGD: group {index} has unknown settings {', '.join(sorted(unknown))}")
+    for name in ("lr", "momentum", "weight_decay", "dampening"):
+        _check_setting(name, group[name])
+    if group["nesterov"] and (group["momentum"] == 0 or group["dampening"] != 0):
+        raise ValueError("SGD: nesterov needs momentum > 0 and dampening 0")
+    return dict(group, params=list(group["params"]))
 
 
 def _check_setting(name, value):
