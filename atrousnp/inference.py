@@ -20,7 +20,7 @@ def predict(model, image, output_stride=None, scales=(1.0,), flip=False):
     if output_stride is not None:
         model.set_output_stride(output_stride)
     model.eval()
-    x = tensor(normalize(np.asarray(image))[None])
+    x = tensor(normalize(np.asarray(image))[None], dtype=next(model.parameters()).dtype)  # the model's dtype
     total = None
     try:
         with no_grad():

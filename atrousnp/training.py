@@ -25,12 +25,13 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from . import distributed
 from . import functional as F
 from . import models
 from .backends import set_backend
 from .checkpoint import load, save
-from .data import TrainTransform, VOCSegmentation, make_synthetic_voc, random_batch
-from .data.palette import VOC_CLASSES
+from .data import TrainTransform, VOCSegmentation, keyed_batch, make_synthetic_voc, random_batch
+from .data.palette import IGNORE_INDEX, VOC_CLASSES
 from .inference import predict
 from .io import load_weights
 from .metrics import confusion_matrix, mean_iou, per_class_iou, pixel_accuracy
@@ -78,13 +79,16 @@ class TrainConfig:
     resume: bool = False
     overwrite: bool = False         # start afresh in an --out that holds a checkpoint
     progress: bool = True
+    distributed: bool = False       # one rank of an MPI job (mpiexec -n K): see atrousnp.distributed
+    dtype: str = "float32"          # the model's and the images' floating-point type
 
 
 def build_model(config, rng):
     if config.backbone not in BACKBONES:
         raise ValueError(f"backbone must be one of {', '.join(BACKBONES)}, got {config.backbone!r}")
-    return BACKBONES[config.backbone](num_classes=config.num_classes, output_stride=config.output_stride,
-                                      multi_grid=config.multi_grid, head=config.head, rng=rng)
+    model = BACKBONES[config.backbone](num_classes=config.num_classes, output_stride=config.output_stride,
+                                       multi_grid=config.multi_grid, head=config.head, rng=rng)
+    return model.astype(config.dtype)
 
 
 def class_names(config):
@@ -114,17 +118,26 @@ def datasets(config):
             VOCSegmentation(root, config.val_split, max_images=config.max_images))
 
 
-def evaluate(model, dataset, num_classes, output_stride=None, scales=(1.0,), flip=False, keep=0):
-    """Confusion matrix over ``dataset``, and the first ``keep`` (image, truth, prediction) triples."""
+def evaluate(model, dataset, num_classes, output_stride=None, scales=(1.0,), flip=False, keep=0, indices=None):
+    """Confusion matrix over ``dataset`` (or its ``indices``), and the first ``keep`` (image, truth,
+    prediction) triples."""
     cm = np.zeros((num_classes, num_classes), np.int64)
     examples = []
-    for i in range(len(dataset)):
+    for i in range(len(dataset)) if indices is None else indices:
         image, label = dataset[i]
         prediction = predict(model, image, output_stride, scales, flip).argmax(axis=0)
         cm += confusion_matrix(prediction, label, num_classes)
-        if i < keep:
+        if len(examples) < keep:
             examples.append((image, label, prediction.astype(np.uint8)))
     return cm, examples
+
+
+def evaluate_shared(model, dataset, config, scales=(1.0,), flip=False, keep=0):
+    """``evaluate`` with the images dealt out to the ranks of a distributed run (rank r takes
+    r, r + K, ...) and the confusion matrices summed: the whole set's matrix on every rank."""
+    share = range(distributed.rank(), len(dataset), distributed.world_size())
+    cm, examples = evaluate(model, dataset, config.num_classes, config.eval_output_stride, scales, flip, keep, share)
+    return distributed.allreduce_sum(cm), examples
 
 
 class DivergenceError(RuntimeError):
@@ -166,6 +179,10 @@ def check_config(config):
         raise ValueError(f"class_names has {len(config.class_names)} names but num_classes is {config.num_classes}")
     if config.backbone_weights is not None and not Path(config.backbone_weights).is_file():
         raise ValueError(f"backbone_weights: no file at {config.backbone_weights}")
+    if config.distributed:
+        distributed.shard(config.batch_size)  # refuses a batch that the ranks cannot share evenly
+    if config.dtype not in ("float32", "float64"):
+        raise ValueError(f"dtype must be float32 or float64, got {config.dtype!r}")
     out = Path(config.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"out must be a folder, but {out} is a file")
@@ -185,8 +202,12 @@ def train(config):
     A non-finite loss, or non-finite weights before an evaluation or a checkpoint, stops the run
     with a DivergenceError naming the iteration: argmax over nan picks class 0, so a diverged
     model would otherwise report the all-background mIoU as if it were a result."""
+    if config.distributed:
+        distributed.init()
     check_config(config)
     out = Path(config.out)
+    if not distributed.is_main():  # rank 0 alone writes into out, and holds its lock
+        return _train(config, out)
     out.mkdir(parents=True, exist_ok=True)
     with _lock(out):
         check_config(config)  # again, now that no other run can write here
@@ -196,9 +217,7 @@ def train(config):
 def _train(config, out):
     set_backend(config.backend)
     checkpoint_path = out / "checkpoint.npz"
-    train_set, val_set = datasets(config)
-    for dataset in (train_set, val_set):
-        dataset.check(config.num_classes, progress=config.progress)
+    train_set, val_set = _checked_datasets(config)
     rng = np.random.default_rng(config.seed)
     model = build_model(config, rng)
     resuming = config.resume and checkpoint_path.exists()
@@ -210,20 +229,24 @@ def _train(config, out):
     if resuming:
         start, history = _restore(load(checkpoint_path), model, optimizer, rng)
         schedule.set_iteration(start)
+    if config.distributed:
+        distributed.broadcast_parameters(distributed.sync_batch_norm(model))
     saved = start if resuming else None
     transform = TrainTransform(config.crop_size)
     bar = _progress(start, config)
     began = time.perf_counter()
     for iteration in range(start, config.iterations):
         tick = time.perf_counter()
-        images, labels = random_batch(train_set, transform, config.batch_size, rng)
+        images, labels = _batch(train_set, transform, config, rng, iteration)
         model.train()
-        loss = F.cross_entropy(model(tensor(images)), labels)
-        loss_value, done = loss.item(), iteration + 1
+        loss, loss_value = _loss(model, images, labels, config)
+        done = iteration + 1
         if not np.isfinite(loss_value):
             raise DivergenceError(_diverged(done, f"the loss is {loss_value}", saved, checkpoint_path, config))
         optimizer.zero_grad()
         loss.backward()
+        if config.distributed:
+            distributed.allreduce_gradients(model.parameters())
         optimizer.step()
         schedule.step()
         history["iteration"].append(done)
@@ -236,15 +259,46 @@ def _train(config, out):
             _checkpoint(checkpoint_path, model, optimizer, rng, done, history, config)
             saved = done
         if evaluating:
-            cm, _ = evaluate(model, val_set, config.num_classes, config.eval_output_stride)
+            cm, _ = evaluate_shared(model, val_set, config)
             history["val_iteration"].append(done)
             history["val_miou"].append(mean_iou(cm))
             _checkpoint(checkpoint_path, model, optimizer, rng, done, history, config)  # with the result
         bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{optimizer.param_groups[-1]['lr']:.4f}",
-                        img_s=f"{len(images) / (time.perf_counter() - tick):.1f}")
+                        img_s=f"{config.batch_size / (time.perf_counter() - tick):.1f}")
         bar.update(1)
     bar.close()
     return _finish(model, val_set, history, config, out, time.perf_counter() - began)
+
+
+def _checked_datasets(config):
+    """Both splits, checked file by file before training (by rank 0, while the others wait)."""
+    if distributed.is_main():
+        train_set, val_set = datasets(config)  # rank 0 writes the synthetic set, if it is the data
+        for dataset in (train_set, val_set):
+            dataset.check(config.num_classes, progress=config.progress)
+    distributed.barrier()
+    return (train_set, val_set) if distributed.is_main() else datasets(config)
+
+
+def _batch(train_set, transform, config, rng, iteration):
+    """This process's images and labels for ``iteration``: the next batch drawn from ``rng``,
+    or, in a distributed run, this rank's share of the global batch (``keyed_batch``)."""
+    if not config.distributed:
+        return random_batch(train_set, transform, config.batch_size, rng)
+    return keyed_batch(train_set, transform, config.batch_size, config.seed, iteration,
+                       distributed.shard(config.batch_size))
+
+
+def _loss(model, images, labels, config):
+    """(the loss to differentiate, the global batch's loss as a number). In a distributed run
+    each rank's mean is scaled to its share of the global mean (its pixels that are not
+    ignored, over all ranks'), so the averaged gradients are the global batch's."""
+    loss = F.cross_entropy(model(tensor(images.astype(config.dtype))), labels)
+    if not config.distributed:
+        return loss, loss.item()
+    factor, _ = distributed.share_of_mean(int((labels != IGNORE_INDEX).sum()))
+    share = loss * factor
+    return share, float(distributed.allreduce_sum(np.array([share.item()]))[0]) / distributed.world_size()
 
 
 @contextlib.contextmanager
@@ -279,10 +333,13 @@ def _diverged(iteration, what, saved, checkpoint_path, config):
 
 
 def _progress(start, config):
-    return tqdm(total=config.iterations, initial=start, desc="train", unit="it", disable=not config.progress)
+    return tqdm(total=config.iterations, initial=start, desc="train", unit="it",
+                disable=not config.progress or not distributed.is_main())
 
 
 def _checkpoint(path, model, optimizer, rng, iteration, history, config):
+    if not distributed.is_main():  # every rank holds the same model; one writes it
+        return
     save(path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "iteration": iteration,
                 "rng": rng.bit_generator.state, "history": history, "config": _plain(config)})
 
@@ -295,11 +352,12 @@ def _restore(state, model, optimizer, rng):
 
 
 def _finish(model, val_set, history, config, out, seconds):
-    cm, examples = evaluate(model, val_set, config.num_classes, config.eval_output_stride,
-                            config.eval_scales, config.flip, keep=4)
+    cm, examples = evaluate_shared(model, val_set, config, config.eval_scales, config.flip, keep=4)
     names = class_names(config)
     metrics = {"miou": mean_iou(cm), "pixel_accuracy": pixel_accuracy(cm),
                "per_class_iou": named_iou(cm, names), "train_seconds": seconds, "settings": _plain(config)}
+    if not distributed.is_main():
+        return metrics
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     save_training_curves(out / "curves.png", history)
     save_prediction_grid(out / "predictions.png", examples, class_names=names)

@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from atrousnp import backend_names
+from atrousnp import backend_names, distributed
 from atrousnp.training import BACKBONES, DivergenceError, FolderInUseError, TrainConfig, check_config, train
 
 
@@ -64,6 +64,11 @@ def parse_args(argv=None):
     p.add_argument("--out", default=d.out, help="folder for checkpoints, metrics and pictures")
     p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.npz")
     p.add_argument("--overwrite", action="store_true", help="start afresh even if --out holds a checkpoint")
+    p.add_argument("--dtype", choices=["float32", "float64"], default=d.dtype,
+                   help="float64: slower, for experiments that compare runs closely")
+    p.add_argument("--distributed", action="store_true",
+                   help="one rank of an MPI job: mpiexec -n K python examples/train_voc_subset.py --distributed; "
+                        "--batch-size stays the global batch, split among the K ranks, batch norm synchronised")
     args = p.parse_args(argv)
     if args.voc_root is not None and not Path(args.voc_root).exists():
         p.error(f"--voc-root {args.voc_root} does not exist")
@@ -85,7 +90,9 @@ def main(argv=None):
     # What the user can fix (a setting, the data, the --out folder), or a diverged run: one line,
     # exit status 1. Anything else is a bug and keeps its traceback.
     except (DivergenceError, FileExistsError, FileNotFoundError, FolderInUseError, ValueError) as error:
-        raise SystemExit(f"error: {error}") from None
+        distributed.fail(f"error: {error}")
+    if not distributed.is_main():
+        return
     out = Path(config.out)
     print(f"val mIoU {metrics['miou']:.3f}, pixel accuracy {metrics['pixel_accuracy']:.3f}, "
           f"{metrics['train_seconds'] / 60:.1f} min of training")

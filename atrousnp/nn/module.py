@@ -118,6 +118,15 @@ class Module:
         for p in self.parameters():
             p.grad = None
 
+    def astype(self, dtype) -> "Module":
+        """Cast every floating-point parameter and buffer to ``dtype`` in place, as PyTorch's
+        ``module.to(dtype)`` (``model.astype("float64")`` for float64 experiments); returns self."""
+        for t in list(self.parameters()) + list(self.buffers()):
+            if t.dtype.kind == "f":
+                t.data = t._backend.astype(t.data, check_dtype(t._backend, dtype, "astype"))
+                t.grad = None
+        return self
+
     # -- state ------------------------------------------------------------------
     def state_dict(self) -> OrderedDict:
         """Every parameter and buffer as a host NumPy array, by dotted name."""
