@@ -270,6 +270,22 @@ def _train(config, out):
     return _finish(model, val_set, history, config, out, time.perf_counter() - began)
 
 
+def load_trained(checkpoint_path):
+    """(model, config) from a checkpoint that ``train`` wrote: the model rebuilt from the saved
+    settings, on the current backend, with its weights. A ValueError refuses weights that are
+    not finite: a diverged run's model predicts class 0 everywhere."""
+    state = load(checkpoint_path)
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    config = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in state["config"].items()
+                            if k in fields})
+    model = build_model(config, np.random.default_rng(0))
+    model.load_state_dict(state["model"])
+    if not all_finite(model):
+        raise ValueError(f"{checkpoint_path} holds weights that are not finite (nan or inf): it comes from a "
+                         "diverged run, and its predictions would be class 0 everywhere")
+    return model, config
+
+
 def _checked_datasets(config):
     """Both splits, checked file by file before training (by rank 0, while the others wait)."""
     if distributed.is_main():

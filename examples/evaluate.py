@@ -7,14 +7,11 @@ The model is rebuilt from the settings saved in the checkpoint; the data are the
 """
 
 import argparse
-import dataclasses
 import json
-
-import numpy as np
 
 import atrousnp as anp
 from atrousnp.metrics import mean_iou, pixel_accuracy
-from atrousnp.training import TrainConfig, all_finite, build_model, class_names, datasets, evaluate, named_iou
+from atrousnp.training import class_names, datasets, evaluate, load_trained, named_iou
 
 
 def main(argv=None):
@@ -28,22 +25,22 @@ def main(argv=None):
     parser.add_argument("--backend", choices=anp.backend_names(), default="numba")
     args = parser.parse_args(argv)
 
-    state = anp.load(args.checkpoint)
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    saved = {k: tuple(v) if isinstance(v, list) else v for k, v in state["config"].items() if k in fields}
-    config = TrainConfig(**saved)
+    anp.set_backend(args.backend)
+    try:
+        model, config = load_trained(args.checkpoint)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
     if args.voc_root:
         config.voc_root = args.voc_root
     if args.split:
         config.val_split = args.split
-    anp.set_backend(args.backend)
-    model = build_model(config, np.random.default_rng(0))
-    model.load_state_dict(state["model"])
-    if not all_finite(model):
-        raise SystemExit(f"error: {args.checkpoint} holds weights that are not finite (nan or inf): it comes from a "
-                         "diverged run, and its predictions would be class 0 everywhere")
     scales = tuple(float(s) for s in args.scales.split(","))
-    cm, _ = evaluate(model, datasets(config)[1], config.num_classes, args.output_stride, scales, args.flip)
+    val_set = datasets(config)[1]
+    try:
+        val_set.check(config.num_classes)  # every bad file named now, not a failure halfway through
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
+    cm, _ = evaluate(model, val_set, config.num_classes, args.output_stride, scales, args.flip)
     print(json.dumps({"miou": mean_iou(cm), "pixel_accuracy": pixel_accuracy(cm),
                       "output_stride": args.output_stride or config.output_stride, "scales": scales, "flip": args.flip,
                       "per_class_iou": named_iou(cm, class_names(config))}, indent=2))

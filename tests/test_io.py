@@ -265,6 +265,14 @@ def test_a_dataset_with_its_own_classes_trains_evaluates_and_is_named(tmp_path):
                                 "--backend", "numpy"], capture_output=True, text=True, timeout=600)
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     assert set(json.loads(evaluated.stdout)["per_class_iou"]) <= {"sky", "grass", "road"}
+    image = next((root / "VOC2012" / "JPEGImages").glob("val_*.jpg"))
+    segmented = subprocess.run([sys.executable, str(EXAMPLES / "segment.py"), str(image), "--checkpoint",
+                                str(tmp_path / "run" / "checkpoint.npz"), "--backend", "numpy", "--flip",
+                                "--out", str(tmp_path / "segmented.png")], capture_output=True, text=True, timeout=600)
+    assert segmented.returncode == 0, segmented.stderr[-2000:]
+    found = segmented.stdout.split(": ", 1)[1].strip().split(", ")
+    assert found and set(found) <= {"sky", "grass", "road"}
+    assert Image.open(tmp_path / "segmented.png").size[0] > 0
 
 
 def test_the_legend_names_the_classes_that_appear(tmp_path, monkeypatch):

@@ -1,0 +1,57 @@
+"""Segment any image with a checkpoint of train_voc_subset.py, and write an overlay with a legend.
+
+    python examples/segment.py photo.jpg --checkpoint runs/voc_subset/checkpoint.npz --output-stride 8 \\
+        --scales 0.75,1,1.25 --flip --out photo_segmented.png
+
+The class names come from the checkpoint (VOC's, or those of --class-names when it was
+trained); the legend lists the classes found in the image.
+"""
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from PIL import Image
+
+import atrousnp as anp
+from atrousnp.inference import predict
+from atrousnp.training import class_names, load_trained
+from atrousnp.viz import add_legend, overlay
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("image", type=Path)
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--output-stride", type=int, choices=[8, 16, 32], help="default: the training one")
+    parser.add_argument("--scales", default="1.0", help="e.g. 0.75,1,1.25")
+    parser.add_argument("--flip", action="store_true")
+    parser.add_argument("--backend", choices=anp.backend_names(), default="numba")
+    parser.add_argument("--out", type=Path, help="default: IMAGE_segmented.png beside the image")
+    args = parser.parse_args(argv)
+    if not args.image.is_file():
+        parser.error(f"no image at {args.image}")
+    anp.set_backend(args.backend)
+    try:
+        model, config = load_trained(args.checkpoint)
+        image = np.asarray(Image.open(args.image).convert("RGB"))
+    except (ValueError, OSError) as error:
+        raise SystemExit(f"error: {error}") from None
+    scales = tuple(float(s) for s in args.scales.split(","))
+    prediction = predict(model, image, args.output_stride, scales, args.flip).argmax(axis=0).astype(np.uint8)
+    out = args.out or args.image.with_name(f"{args.image.stem}_segmented.png")
+    names = class_names(config)
+    fig = Figure(figsize=(6, 6 * image.shape[0] / image.shape[1] + 0.8))
+    axis = fig.subplots()
+    axis.imshow(overlay(image, prediction))
+    axis.axis("off")
+    add_legend(fig, [c for c in np.unique(prediction) if c < len(names)], names)
+    fig.tight_layout(rect=(0, 0.8 / fig.get_figheight(), 1, 1))
+    fig.savefig(out, dpi=100)
+    found = ", ".join(names[c] for c in np.unique(prediction) if c < len(names))
+    print(f"wrote {out}: {found}")
+
+
+if __name__ == "__main__":
+    main()
