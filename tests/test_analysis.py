@@ -1,0 +1,45 @@
+"""The paper's Figure 4 and the effective receptive field, computed by atrousnp (atrousnp.analysis)."""
+
+import numpy as np
+import pytest
+
+import atrousnp as anp
+from atrousnp.analysis import effective_receptive_field, valid_tap_shares, valid_taps
+
+
+def closed_form_shares(size, rate):
+    """Per axis: max(n - 2r, 0) positions see 3 taps, min(max(2r - n, 0), n) only the centre, the rest 2."""
+    three = max(size - 2 * rate, 0)
+    one = min(max(2 * rate - size, 0), size)
+    two = size - three - one
+    return {9: (three / size) ** 2, 4: (two / size) ** 2, 1: (one / size) ** 2}
+
+
+@pytest.mark.parametrize("size", [65, 33])
+def test_figure_4_shares_equal_the_closed_form_at_every_rate(size):
+    rates = range(1, 81)
+    shares = valid_tap_shares(size, rates)
+    for i, rate in enumerate(rates):
+        expected = closed_form_shares(size, rate)
+        for count in (1, 4, 9):
+            assert shares[count][i] == pytest.approx(expected[count], abs=1e-12), (size, rate, count)
+    # the paper's reading: all nine taps valid almost everywhere at small rates, none at large ones
+    assert shares[9][0] == pytest.approx(((size - 2) / size) ** 2)
+    assert shares[9][rates.index(size // 2 + 1)] == 0 and shares[1][-1] == 1.0
+
+
+def test_valid_taps_counts_the_taps_on_the_map():
+    counts = valid_taps(5, 2)
+    assert counts[2, 2] == 9 and counts[0, 0] == 4 and counts[0, 2] == 6
+    assert valid_taps(3, 5).tolist() == [[1] * 3] * 3  # rate beyond the map: only the centre tap
+
+
+@pytest.mark.parametrize("rate", [1, 2, 3, 5])
+def test_the_field_of_one_atrous_conv_is_exactly_its_nine_taps(backend, rate):
+    conv = anp.nn.Conv2d(2, 3, 3, padding=rate, dilation=rate, rng=np.random.default_rng(rate))
+    field = effective_receptive_field(conv, (1, 2, 21, 21))
+    taps = np.zeros((21, 21), bool)
+    for di in (-rate, 0, rate):
+        for dj in (-rate, 0, rate):
+            taps[10 + di, 10 + dj] = True
+    assert (field > 0).tolist() == taps.tolist()
