@@ -80,3 +80,77 @@ def cross_entropy(logits, target, ignore_index=255, weight=None):
                 total += pixel_weight * (log_sum - scores[label])
                 total_weight += pixel_weight
     return total / total_weight if total_weight > 0 else 0.0
+
+
+def pool_output_size(size, kernel, stride, padding, ceil_mode):
+    """PyTorch's: floor (or ceil) of (size + 2p - k) / s, plus 1; no window may start in the right padding."""
+    span = size + 2 * padding - kernel
+    out = (math.ceil(span / stride) if ceil_mode else span // stride) + 1
+    if ceil_mode and (out - 1) * stride >= size + padding:
+        out -= 1
+    return out
+
+
+def pool2d(x, kernel, stride, padding, ceil_mode=False, mode="max", count_include_pad=True, divisor_override=None):
+    """Max or average pooling by PyTorch's definitions, window by window: (y, indices).
+
+    Max: the largest input value in the window (the first one on ties); indices are
+    row * W + column in the input plane. Average: the window's sum over the divisor:
+    ``divisor_override``, else the window's size clipped to the padded input (the padding
+    counted if ``count_include_pad``, never a ceil_mode overhang), or, with
+    count_include_pad=False, the number of real input pixels in it."""
+    n, c, h, w = x.shape
+    out_h = pool_output_size(h, kernel, stride, padding, ceil_mode)
+    out_w = pool_output_size(w, kernel, stride, padding, ceil_mode)
+    y = np.zeros((n, c, out_h, out_w), x.dtype)
+    indices = np.zeros((n, c, out_h, out_w), np.int64)
+    for b in range(n):
+        for ch in range(c):
+            for oh in range(out_h):
+                for ow in range(out_w):
+                    r0, s0 = oh * stride - padding, ow * stride - padding
+                    rows = [r for r in range(r0, r0 + kernel) if 0 <= r < h]
+                    cols = [s for s in range(s0, s0 + kernel) if 0 <= s < w]
+                    if mode == "max":
+                        best = max((x[b, ch, r, s], -(r * w + s)) for r in rows for s in cols)
+                        y[b, ch, oh, ow], indices[b, ch, oh, ow] = best[0], -best[1]
+                        continue
+                    total = sum(x[b, ch, r, s] for r in rows for s in cols)
+                    if divisor_override:
+                        divisor = divisor_override
+                    elif count_include_pad:
+                        divisor = ((min(r0 + kernel, h + padding) - r0) * (min(s0 + kernel, w + padding) - s0))
+                    else:
+                        divisor = len(rows) * len(cols)
+                    y[b, ch, oh, ow] = total / divisor
+    return y, indices
+
+
+def cross_entropy_general(logits, target, ignore_index=255, weight=None, reduction="mean", label_smoothing=0.0):
+    """PyTorch's cross_entropy pixel by pixel, logits (N, C, ...): integer labels or probabilities."""
+    c = logits.shape[1]
+    scores = np.moveaxis(logits, 1, -1).reshape(-1, c)
+    weight = np.ones(c) if weight is None else np.asarray(weight, np.float64)
+    probabilities = target.dtype.kind == "f"
+    targets = np.moveaxis(target, 1, -1).reshape(-1, c) if probabilities else target.reshape(-1)
+    losses, weight_total = [], 0.0
+    for p, row in enumerate(scores):
+        top = max(row)
+        log_p = [s - top - math.log(sum(math.exp(v - top) for v in row)) for s in row]
+        if probabilities:
+            q = [t * (1 - label_smoothing) + label_smoothing / c for t in targets[p]]
+            losses.append(-sum(weight[k] * q[k] * log_p[k] for k in range(c)))
+            continue
+        label = targets[p]
+        if label == ignore_index:
+            losses.append(0.0)
+            continue
+        smooth = -sum(weight[k] * log_p[k] for k in range(c)) / c
+        losses.append((1 - label_smoothing) * -weight[label] * log_p[label] + label_smoothing * smooth)
+        weight_total += weight[label]
+    out_shape = (logits.shape[0],) + logits.shape[2:]
+    if reduction == "none":
+        return np.array(losses).reshape(out_shape)
+    if reduction == "sum":
+        return sum(losses)
+    return sum(losses) / (len(losses) if probabilities else weight_total)

@@ -153,7 +153,7 @@ def conv_error(x_shape=(1, 4, 8, 8), w_shape=(6, 4, 3, 3), **kw):
     (dict(dilation=(1, -2)), r"dilation must be >= 1"),
     (dict(padding=-1), r"padding must be >= 0"),
     (dict(padding="same", stride=2), r"'same' needs stride 1"),
-    (dict(x_shape=(4, 8, 8)), r"x must be \(N, C, H, W\), got shape \(4, 8, 8\)"),
+    (dict(x_shape=(8, 8)), r"x must be \(N, C, H, W\) or \(C, H, W\), got shape \(8, 8\)"),  # (C, H, W) is one image
 ])
 def test_bad_input_names_the_argument_and_sizes(backend, kw, message):
     with pytest.raises(ValueError, match=message):

@@ -100,7 +100,9 @@ class Backend(ABC):
     # -- reduction -------------------------------------------------------------
     @abstractmethod
     def reduce(self, op: str, a: Array, axes: tuple[int, ...], keepdims: bool) -> Array:
-        """``sum`` or ``max`` over ``axes`` (a tuple); ``argmax`` over one axis."""
+        """``sum`` or ``max`` over ``axes`` (a tuple); ``argmax`` over one axis. A zero-size ``a``
+        is allowed (a sum over an empty axis is 0), but max and argmax are never asked to
+        reduce an empty axis: ``functional/reduce.py`` refuses that first."""
         raise NotImplementedError
 
     # -- linear algebra and layout ---------------------------------------------

@@ -2,8 +2,8 @@
 
 from .conv import conv2d
 from .dropout import dropout
-from .elementwise import (add, astype, compare, div, exp, log, mul, neg, pow, relu, sigmoid,
-                          sqrt, sub, tanh, where)
+from .elementwise import (add, astype, compare, div, exp, log, maximum, minimum, mul, neg, pow, relu,
+                          sigmoid, sqrt, sub, tanh, where)
 from .linalg import matmul
 from .loss import cross_entropy, log_softmax, softmax
 from .norm import batch_norm
@@ -14,6 +14,6 @@ from .shape import cat, getitem, pad, permute, reshape, stack, transpose
 
 __all__ = ["adaptive_avg_pool2d", "add", "argmax", "astype", "avg_pool2d", "batch_norm", "cat",
            "compare", "conv2d", "cross_entropy", "div", "dropout", "exp", "getitem", "interpolate",
-           "log", "log_softmax", "matmul", "max", "max_pool2d", "mean", "mul", "neg", "pad",
+           "log", "log_softmax", "matmul", "max", "max_pool2d", "maximum", "mean", "minimum", "mul", "neg", "pad",
            "permute", "pow", "relu", "reshape", "sigmoid", "softmax", "sqrt", "stack", "sub", "sum",
            "tanh", "transpose", "where"]

@@ -25,7 +25,7 @@ keeps no im2col buffer per layer alive between forward and backward.
 from ..autograd import Function
 from ..backends.base import conv_out_hw
 from ..tensor import Tensor
-from .operands import IntPair, as_pair, check_floating, check_not_empty
+from .operands import IntPair, as_pair, batched, check_floating, check_not_empty
 from .shape import pad as pad_op
 
 
@@ -54,11 +54,15 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntPai
            padding: IntPair | str = 0, dilation: IntPair = 1, groups: int = 1) -> Tensor:
     """2-d cross-correlation with stride, zero padding, dilation (atrous rate) and groups.
 
-    x: (N, C, H, W); weight: (K, C/groups, kh, kw); bias: (K,) or None.
-    stride, padding, dilation: an int or an (h, w) pair; padding may be "same" (stride 1:
-    output size = input size; an odd total pads one more pixel after than before, as PyTorch).
-    Returns (N, K, out_h, out_w).
+    x: (N, C, H, W), or (C, H, W) unbatched; weight: (K, C/groups, kh, kw); bias: (K,) or None.
+    stride, padding, dilation: an int or an (h, w) pair; padding may be "valid" (none) or
+    "same" (stride 1: output size = input size; an odd total pads one more pixel after than
+    before, as PyTorch). Returns (N, K, out_h, out_w), or (K, out_h, out_w) unbatched.
     """
+    return batched(x, lambda x: _conv2d(x, weight, bias, stride, padding, dilation, groups))
+
+
+def _conv2d(x, weight, bias, stride, padding, dilation, groups):
     stride, dilation = as_pair("conv2d", "stride", stride, 1), as_pair("conv2d", "dilation", dilation, 1)
     _check_shapes(x, weight, bias, groups)
     kernel = weight.shape[2:]
@@ -77,7 +81,7 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntPai
 
 def _check_shapes(x, weight, bias, groups):
     if x.ndim != 4:
-        raise ValueError(f"conv2d: x must be (N, C, H, W), got shape {x.shape}")
+        raise ValueError(f"conv2d: x must be (N, C, H, W) or (C, H, W), got shape {x.shape}")
     if weight.ndim != 4:
         raise ValueError(f"conv2d: weight must be (K, C/groups, kh, kw), got shape {weight.shape}")
     check_not_empty("conv2d", x)
@@ -97,8 +101,10 @@ def _check_shapes(x, weight, bias, groups):
 
 
 def _same_padding(x, kernel, stride, dilation, padding):
+    if padding == "valid":
+        return x, (0, 0)
     if padding != "same":
-        raise ValueError(f"conv2d: padding must be an int, a pair or 'same', got {padding!r}")
+        raise ValueError(f"conv2d: padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
     if stride != (1, 1):
         raise ValueError(f"conv2d: padding='same' needs stride 1, got stride {stride}")
     totals = [dilation[a] * (kernel[a] - 1) for a in (0, 1)]

@@ -103,11 +103,93 @@ def _binary(function, a, b):
     return function.apply(a, b)
 
 
-def add(a, b): return _binary(Add, a, b)
-def sub(a, b): return _binary(Sub, a, b)
+class Maximum(Function):
+    """y = max(a, b) elementwise;  the gradient goes to the larger input, halved between equal
+    ones (PyTorch's rule): da = g * ([a > b] + [a == b] / 2), db = g * ([b > a] + [a == b] / 2)."""
+
+    @staticmethod
+    def forward(ctx, a, b, larger):
+        be = ctx.backend
+        a_wins = be.zip(larger, a, b)
+        ties = be.astype(be.zip("eq", a, b), np.result_type(a.dtype, b.dtype))
+        half_ties = be.zip("mul", ties, scalar(be, 0.5, ties.dtype))
+        ctx.save_for_backward(be.zip("add", be.astype(a_wins, ties.dtype), half_ties),
+                              be.zip("add", be.astype(be.zip(larger, b, a), ties.dtype), half_ties))
+        ctx.shapes = a.shape, b.shape
+        return be.where(a_wins, a, b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        be, (a_share, b_share) = ctx.backend, ctx.saved
+        return tuple(unbroadcast(be, be.zip("mul", grad, share), shape)
+                     for share, shape in zip((a_share, b_share), ctx.shapes))
+
+
+def add(a, b, alpha=1):
+    """a + alpha * b, as torch.add."""
+    return _binary(Add, a, b if alpha == 1 else mul(b, alpha))
+
+
+def sub(a, b, alpha=1):
+    """a - alpha * b, as torch.sub."""
+    return _binary(Sub, a, b if alpha == 1 else mul(b, alpha))
+
+
 def mul(a, b): return _binary(Mul, a, b)
-def div(a, b): return _binary(Div, a, b)
 def pow(a, b): return _binary(Pow, a, b)  # noqa: A001 - mirrors torch.pow
+
+
+def div(a, b, rounding_mode=None):
+    """a / b; ``rounding_mode`` "trunc" rounds the quotient toward zero and "floor" down, as
+    torch.div. A rounded quotient is piecewise constant, so its gradient is 0, as PyTorch's.
+    (Rounding goes through int64, so a quotient beyond +-9.2e18 is out of its range.)"""
+    if rounding_mode is None:
+        return _binary(Div, a, b)
+    if rounding_mode not in ("trunc", "floor"):
+        raise ValueError(f"div: rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}")
+    a, b = as_operands(a, b, op="div")
+    broadcast_shape("div", a.shape, b.shape)
+    return RoundedDiv.apply(a, b, mode=rounding_mode)
+
+
+class RoundedDiv(Function):
+    """y = a / b rounded toward zero ("trunc") or down ("floor");  da = db = 0, since y is
+    piecewise constant (PyTorch's gradient too).
+
+    Truncation is a cast to int64 and back. From 2^52 on every float is an integer already,
+    and inf and nan stay as they are, so those values are kept rather than cast."""
+
+    @staticmethod
+    def forward(ctx, a, b, mode):
+        be = ctx.backend
+        ctx.shapes = a.shape, b.shape
+        a = be.zip("div", a, b)
+        with np.errstate(invalid="ignore"):  # the casts of inf and nan are computed, then discarded
+            truncated = be.astype(be.astype(a, np.int64), a.dtype)
+        if mode == "floor":  # one less where truncation went up (negative fractions)
+            truncated = be.zip("sub", truncated, be.astype(be.zip("lt", a, truncated), a.dtype))
+        below = be.astype(be.zip("lt", a, scalar(be, 2.0 ** 52, a.dtype)), a.dtype)
+        above = be.astype(be.zip("gt", a, scalar(be, -2.0 ** 52, a.dtype)), a.dtype)
+        inside = be.zip("gt", be.zip("mul", below, above), scalar(be, 0, a.dtype))  # |a| < 2^52; not nan
+        return be.where(inside, truncated, a)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return tuple(ctx.backend.zeros(shape, grad.dtype) for shape in ctx.shapes)
+
+
+def maximum(a, b):
+    """The elementwise larger of a and b (torch.maximum), with broadcasting."""
+    a, b = as_operands(a, b, op="maximum")
+    broadcast_shape("maximum", a.shape, b.shape)
+    return Maximum.apply(a, b, larger="gt")
+
+
+def minimum(a, b):
+    """The elementwise smaller of a and b (torch.minimum), with broadcasting."""
+    a, b = as_operands(a, b, op="minimum")
+    broadcast_shape("minimum", a.shape, b.shape)
+    return Maximum.apply(a, b, larger="lt")
 
 
 # -- unary ----------------------------------------------------------------------------

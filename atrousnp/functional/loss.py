@@ -6,6 +6,7 @@ from ..autograd import Function
 from ..tensor import Tensor
 from .elementwise import astype, exp, log
 from .operands import check_floating, constant
+from .shape import reshape
 from .reduce import max as max_op
 from .reduce import sum as sum_op
 
@@ -14,6 +15,8 @@ def log_softmax(x: Tensor, dim: int = 1) -> Tensor:
     """log p = x - m - log(sum(exp(x - m))), m = max(x) along ``dim`` (a constant: the result
     does not depend on it, and subtracting it keeps exp from overflowing)."""
     check_floating("log_softmax", x=x)
+    if x.size == 0:  # nothing to normalise (and no maximum to shift by): an empty result
+        return x * 1.0
     shift = max_op(x, axis=dim, keepdims=True).detach()
     shifted = x - shift
     return shifted - log(sum_op(exp(shifted), axis=dim, keepdims=True))
@@ -52,30 +55,99 @@ class SoftmaxCrossEntropy(Function):
         return be.reshape(dlogits, logits.shape), None, None
 
 
-def cross_entropy(logits: Tensor, target, ignore_index: int = 255, weight=None) -> Tensor:
-    """Mean of -log p[target] over the pixels whose label is not ``ignore_index``.
+def cross_entropy(logits: Tensor, target, ignore_index: int = 255, weight=None, reduction: str = "mean",
+                  label_smoothing: float = 0.0) -> Tensor:
+    """-log p[target] per pixel, reduced as PyTorch's cross_entropy, with p = softmax over axis 1.
 
-    logits: (N, C, H, W) (or (N, C)); target: integer (N, H, W) (or (N,)); weight: (C,)
-    class weights, making the mean a weighted one: sum(w[t] * loss) / sum(w[t]).
-    If every pixel is ignored the loss is 0 and every gradient is 0 (PyTorch returns nan).
+    logits: (N, C, d1, ..., dk) (k >= 0: (N, C) too); target: integer labels (N, d1, ..., dk),
+    or class probabilities of the logits' shape; weight: (C,) class weights.
+    reduction: "mean" (the default) is sum(w[t] * loss) / sum(w[t]) over labels that are not
+    ``ignore_index``, "sum" the numerator alone, "none" the per-pixel losses (0 where ignored).
+    label_smoothing e mixes the target with the uniform distribution: (1 - e) * onehot + e / C.
+    With probability targets, "mean" divides by the number of pixels and ``ignore_index`` does
+    not apply, as in PyTorch.
 
-    Labels are checked on the host: a NumPy target (what the data pipeline yields) before
-    its one upload, a Tensor target by reading it back. After that everything stays on the
-    backend, so on the GPU a training step with NumPy labels never waits for a download.
+    Differences from PyTorch: ``ignore_index`` defaults to 255, VOC's ignore label, where
+    PyTorch's default is -100; and if every pixel is ignored, "mean" gives 0 with zero
+    gradients where PyTorch gives nan.
+
+    The default case (integer labels, "mean", no smoothing) is one fused primitive each way
+    (``SoftmaxCrossEntropy``); the others are written on log_softmax, readably. Labels are
+    checked on the host: a NumPy target (what the data pipeline yields) before its one upload,
+    a Tensor target by reading it back. After that everything stays on the backend, so on the
+    GPU a training step with NumPy labels never waits for a download.
     """
     check_floating("cross_entropy", logits=logits)
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    if not 0 <= label_smoothing <= 1:
+        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing!r}")
+    if logits.ndim < 2:
+        raise ValueError(f"cross_entropy: logits must be (N, C, ...), got shape {logits.shape}")
     n, c = logits.shape[:2]
-    expected = (n,) + tuple(logits.shape[2:])
+    weight = _class_weights(logits, weight, c)
+    if _holds_probabilities(target):
+        return _soft_target_cross_entropy(logits, target, weight, reduction, label_smoothing)
     labels = target.numpy() if isinstance(target, Tensor) else np.asarray(target)
-    _check_labels(labels, expected, c, ignore_index, logits.shape)
-    target = target if isinstance(target, Tensor) else constant(logits, labels)
+    _check_labels(labels, (n,) + tuple(logits.shape[2:]), c, ignore_index, logits.shape)
+    if reduction == "mean" and label_smoothing == 0:
+        target = target if isinstance(target, Tensor) else constant(logits, labels)
+        return SoftmaxCrossEntropy.apply(logits, target, weight, ignore_index=ignore_index)
+    return _label_cross_entropy(logits, labels, weight, ignore_index, reduction, label_smoothing)
+
+
+def _label_cross_entropy(logits, labels, weight, ignore_index, reduction, label_smoothing):
+    """The composed form for integer labels: -(1 - e) * w[t] log p[t] - e / C * sum_c w[c] log p[c]."""
+    c = logits.shape[1]
+    kept = labels != ignore_index
+    onehot = (np.where(kept, labels, 0)[:, None] == np.arange(c).reshape((1, c) + (1,) * (labels.ndim - 1)))
+    class_weights = np.ones(c) if weight is None else weight.numpy().astype(np.float64)
+    picked = class_weights[np.where(kept, labels, 0)] * kept               # w[t], 0 where ignored
+    log_p = log_softmax(logits, dim=1)
+    weighted_log_p = log_p if weight is None else log_p * reshape(weight, (1, c) + (1,) * (logits.ndim - 2))
+    nll = -sum_op(log_p * constant(logits, onehot, logits.dtype), axis=1) * constant(logits, picked, logits.dtype)
+    losses = nll
+    if label_smoothing:
+        smooth = -sum_op(weighted_log_p, axis=1) * constant(logits, kept, logits.dtype) / c
+        losses = nll * (1 - label_smoothing) + smooth * label_smoothing
+    if reduction == "none":
+        return losses
+    total = sum_op(losses)
+    return total if reduction == "sum" else total / max(float(picked.sum()), np.finfo(np.float64).tiny)
+
+
+def _soft_target_cross_entropy(logits, target, weight, reduction, label_smoothing):
+    """-sum_c w[c] * q[c] * log p[c] per pixel, q the (smoothed) target probabilities."""
+    c = logits.shape[1]
+    probabilities = target if isinstance(target, Tensor) else constant(logits, target, logits.dtype)
+    if tuple(probabilities.shape) != tuple(logits.shape):
+        raise ValueError(f"cross_entropy: probability targets must have the logits' shape {logits.shape}, "
+                         f"got {probabilities.shape}")
+    if label_smoothing:
+        probabilities = probabilities * (1 - label_smoothing) + label_smoothing / c
+    log_p = log_softmax(logits, dim=1)
     if weight is not None:
-        weight = astype(weight.detach(), logits.dtype) if isinstance(weight, Tensor) else \
-            constant(logits, weight, logits.dtype)
-        if tuple(weight.shape) != (c,):
-            raise ValueError(f"cross_entropy: weight must have shape ({c},), one per class, "
-                             f"got {tuple(weight.shape)}")
-    return SoftmaxCrossEntropy.apply(logits, target, weight, ignore_index=ignore_index)
+        log_p = log_p * reshape(weight, (1, c) + (1,) * (logits.ndim - 2))
+    losses = -sum_op(log_p * probabilities, axis=1)
+    if reduction == "none":
+        return losses
+    total = sum_op(losses)
+    return total if reduction == "sum" else total / max(losses.size, 1)
+
+
+def _holds_probabilities(target):
+    """A floating-point target holds class probabilities (PyTorch's rule); integers are labels."""
+    return np.dtype(target.dtype if isinstance(target, Tensor) else np.asarray(target).dtype).kind == "f"
+
+
+def _class_weights(logits, weight, c):
+    if weight is None:
+        return None
+    weight = astype(weight.detach(), logits.dtype) if isinstance(weight, Tensor) else \
+        constant(logits, weight, logits.dtype)
+    if tuple(weight.shape) != (c,):
+        raise ValueError(f"cross_entropy: weight must have shape ({c},), one per class, got {tuple(weight.shape)}")
+    return weight
 
 
 def _check_labels(labels, expected, c, ignore_index, logits_shape):

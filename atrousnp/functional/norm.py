@@ -23,6 +23,7 @@ import numpy as np
 from ..autograd import Function, backend_of
 from ..tensor import Tensor
 from .operands import check_floating, check_not_empty
+from .shape import reshape
 
 
 class BatchNorm(Function):
@@ -84,7 +85,8 @@ def _synchronised_backward(be, grad, x, mean, var, weight, eps, relu_out, allred
 def batch_norm(x: Tensor, running_mean: Tensor | None, running_var: Tensor | None, weight: Tensor | None = None,
                bias: Tensor | None = None, training: bool = False, momentum: float = 0.1, eps: float = 1e-5,
                residual: Tensor | None = None, relu: bool = False, allreduce=None) -> Tensor:
-    """x: (N, C, H, W); running_mean, running_var, weight, bias: (C,) Tensors or None.
+    """x: (N, C, H, W), or (N, C) and (N, C, L) as PyTorch's batch_norm takes them (run as
+    (N, C, 1, 1) and (N, C, L, 1)); running_mean, running_var, weight, bias: (C,) Tensors or None.
 
     In training, the running statistics (if given) are updated in place, outside the graph.
     ``residual`` (a Tensor of x's shape) is added after the affine step and ``relu=True``
@@ -95,8 +97,13 @@ def batch_norm(x: Tensor, running_mean: Tensor | None, running_var: Tensor | Non
     ``distributed.allreduce_sum``) makes training use the statistics of every process's batch
     together, and backward the matching sums: synchronised batch norm (PyTorch's SyncBatchNorm).
     """
+    if x.ndim in (2, 3):
+        as_4d = tuple(x.shape) + (1,) * (4 - x.ndim)
+        y = batch_norm(reshape(x, as_4d), running_mean, running_var, weight, bias, training, momentum, eps,
+                       None if residual is None else reshape(residual, as_4d), relu, allreduce)
+        return reshape(y, x.shape)
     if x.ndim != 4:
-        raise ValueError(f"batch_norm: x must be (N, C, H, W), got shape {x.shape}")
+        raise ValueError(f"batch_norm: x must be (N, C), (N, C, L) or (N, C, H, W), got shape {x.shape}")
     c = x.shape[1]
     for name, t in (("running_mean", running_mean), ("running_var", running_var),
                     ("weight", weight), ("bias", bias)):

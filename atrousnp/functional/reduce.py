@@ -1,8 +1,27 @@
-"""Reductions over axes: sum, mean, max (and argmax, which has no gradient)."""
+"""Reductions over axes: sum, mean, max (and argmax, which has no gradient).
+
+``axis`` follows NumPy: None reduces every axis, an int or a tuple those axes, and ``axis=()``
+reduces *none* (the identity). PyTorch's ``dim=()`` reduces every axis instead, so code
+ported from PyTorch with ``dim=()`` changes meaning here: write ``axis=None``.
+
+Zero-size tensors follow NumPy and PyTorch. A sum over an empty axis is 0 (its identity), a
+mean is nan (0/0), and max or argmax over an empty axis is an error, having no identity. A
+reduction over non-empty axes of an empty tensor is an empty tensor. The refusal is made
+here, once for every backend (``_reduce``); a backend's reduce handles the rest.
+"""
 
 from ..autograd import Function, backend_of
 from ..tensor import Tensor
 from .operands import normalize_axes
+
+
+def _reduce(backend, op, a, axes, keepdims):
+    """``backend.reduce``, after refusing max or argmax over an empty axis (no identity)."""
+    empty_axes = [ax for ax in axes if a.shape[ax] == 0]
+    if empty_axes and op != "sum":
+        raise ValueError(f"{op}: cannot reduce axis {empty_axes[0]} of a tensor of shape {tuple(a.shape)}: it is "
+                         f"empty, and {op} has no identity (sum's is 0)")
+    return backend.reduce(op, a, axes, keepdims)
 
 
 def _expand(backend, grad, shape, axes, keepdims):
@@ -18,7 +37,7 @@ class Sum(Function):
     @staticmethod
     def forward(ctx, a, axes, keepdims):
         ctx.shape, ctx.axes, ctx.keepdims = a.shape, axes, keepdims
-        return ctx.backend.reduce("sum", a, axes, keepdims)
+        return _reduce(ctx.backend, "sum", a, axes, keepdims)
 
     @staticmethod
     def backward(ctx, grad):
@@ -31,7 +50,7 @@ class Max(Function):
     @staticmethod
     def forward(ctx, a, axes, keepdims):
         be = ctx.backend
-        out = be.reduce("max", a, axes, keepdims)
+        out = _reduce(be, "max", a, axes, keepdims)
         if ctx.needs_input_grad[0]:  # the mask is for backward only
             ctx.save_for_backward(be.astype(be.zip("eq", a, _expand(be, out, a.shape, axes, keepdims)), a.dtype))
         ctx.axes, ctx.keepdims = axes, keepdims
@@ -40,26 +59,37 @@ class Max(Function):
     @staticmethod
     def backward(ctx, grad):
         be, (is_max,) = ctx.backend, ctx.saved
-        ties = be.reduce("sum", is_max, ctx.axes, keepdims=True)
+        ties = _reduce(be, "sum", is_max, ctx.axes, keepdims=True)
         share = be.zip("div", _expand(be, grad, is_max.shape, ctx.axes, ctx.keepdims), ties)
         return be.zip("mul", share, is_max)
 
 
 def sum(a, axis=None, keepdims=False):  # noqa: A001 - mirrors torch.sum
+    """The sum over ``axis`` (None: every axis); over an empty axis, 0.
+
+    Note: axis=() reduces nothing, as in NumPy; PyTorch's dim=() reduces every axis, so write
+    axis=None when porting code that uses it."""
     return Sum.apply(a, axes=normalize_axes("sum", axis, a.ndim), keepdims=keepdims)
 
 
 def mean(a, axis=None, keepdims=False):
+    """The sum over ``axis`` divided by the number of values summed: nan where that is 0.
+
+    Note: axis=() reduces nothing, as in NumPy; PyTorch's dim=() reduces every axis, so write
+    axis=None when porting code that uses it."""
     axes = normalize_axes("mean", axis, a.ndim)
     count = 1
     for ax in axes:
         count *= a.shape[ax]
-    return sum(a, axes, keepdims) * (1.0 / count)
+    return sum(a, axes, keepdims) * (1.0 / count if count else float("nan"))
 
 
 def max(a, axis=None, keepdims=False):  # noqa: A001 - mirrors torch.max
-    if a.size == 0:
-        raise ValueError(f"max: the tensor of shape {a.shape} is empty")
+    """The largest value over ``axis`` (None: every axis); an empty axis is an error.
+
+    Note: axis=() reduces nothing, as in NumPy; PyTorch's dim=() reduces every axis, so write
+    axis=None when porting code that uses it. Unlike torch.max(x, dim), this returns the
+    values only; ``argmax`` gives the indices."""
     return Max.apply(a, axes=normalize_axes("max", axis, a.ndim), keepdims=keepdims)
 
 
@@ -68,4 +98,4 @@ def argmax(a, axis=None):
     backend = backend_of("argmax", a)
     data = a.data if axis is not None else backend.reshape(a.data, (-1,))
     axes = normalize_axes("argmax", 0 if axis is None else axis, data.ndim)
-    return Tensor._wrap(backend.reduce("argmax", data, axes, keepdims=False), backend)
+    return Tensor._wrap(_reduce(backend, "argmax", data, axes, keepdims=False), backend)

@@ -16,20 +16,23 @@ from .operands import IntPair, as_pair, check_floating
 from .linalg import matmul
 
 
-def source_coordinates(in_size, out_size, align_corners):
+def source_coordinates(in_size, out_size, align_corners, scale=None):
     """Where each output pixel samples the input, as PyTorch computes it.
 
     align_corners=True:  src = d * (in - 1) / (out - 1)   (corner pixels' centres align)
-    align_corners=False: src = (d + 0.5) * in / out - 0.5, clamped at 0 (pixel areas align)
+    align_corners=False: src = (d + 0.5) * step - 0.5, clamped at 0 (pixel areas align), with
+                         step = in / out, or 1 / scale when a scale factor is given (PyTorch
+                         uses the factor itself unless told to recompute it from the sizes)
     """
     d = np.arange(out_size, dtype=np.float64)
     if align_corners:
         return d * ((in_size - 1) / (out_size - 1)) if out_size > 1 else np.zeros(out_size)
-    return np.maximum((d + 0.5) * (in_size / out_size) - 0.5, 0.0)
+    step = 1.0 / scale if scale else in_size / out_size
+    return np.maximum((d + 0.5) * step - 0.5, 0.0)
 
 
-def interpolation_matrix(in_size, out_size, align_corners, dtype=np.float64):
-    src = source_coordinates(in_size, out_size, align_corners)
+def interpolation_matrix(in_size, out_size, align_corners, dtype=np.float64, scale=None):
+    src = source_coordinates(in_size, out_size, align_corners, scale)
     i0 = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
     i1 = np.minimum(i0 + 1, in_size - 1)
     t = src - i0
@@ -39,14 +42,34 @@ def interpolation_matrix(in_size, out_size, align_corners, dtype=np.float64):
     return matrix.astype(dtype)
 
 
-def interpolate(x: Tensor, size: IntPair, mode: str = "bilinear", align_corners: bool = False) -> Tensor:
-    """Resize x: (N, C, H, W) to ``size`` = (out_h, out_w) (or an int for both)."""
+def interpolate(x: Tensor, size: IntPair | None = None, scale_factor: float | tuple | None = None,
+                mode: str = "bilinear", align_corners: bool = False,
+                recompute_scale_factor: bool | None = None) -> Tensor:
+    """Resize x: (N, C, H, W) or (C, H, W) bilinearly to ``size`` = (out_h, out_w) (or an int for
+    both), or by ``scale_factor`` (a number or an (h, w) pair): out = floor(in * scale).
+
+    As in PyTorch, a scale factor also sets the sampling step (1 / scale) unless
+    ``recompute_scale_factor=True``, which samples as if the output size had been given.
+    Differences from PyTorch: ``mode`` defaults to (and only supports) "bilinear", DeepLab's,
+    where PyTorch's default is "nearest"; there is no ``antialias``."""
     if mode != "bilinear":
         raise ValueError(f"interpolate: only mode='bilinear' is implemented, got {mode!r}")
-    if x.ndim != 4:
-        raise ValueError(f"interpolate: x must be (N, C, H, W), got shape {x.shape}")
+    if x.ndim not in (3, 4):
+        raise ValueError(f"interpolate: x must be (N, C, H, W) or (C, H, W), got shape {x.shape}")
     check_floating("interpolate", x=x)
-    out_h, out_w = as_pair("interpolate", "size", size, 1)
-    r_h = interpolation_matrix(x.shape[2], out_h, align_corners, x.dtype)
-    r_w = interpolation_matrix(x.shape[3], out_w, align_corners, x.dtype)
+    if (size is None) == (scale_factor is None):
+        raise ValueError("interpolate: give exactly one of size and scale_factor")
+    if size is not None:
+        out_hw, scales = as_pair("interpolate", "size", size, 1), (None, None)
+    else:
+        scales = tuple(float(s) for s in (scale_factor if isinstance(scale_factor, (tuple, list)) else
+                                          (scale_factor, scale_factor)))
+        if len(scales) != 2 or not all(np.isfinite(s) and s > 0 for s in scales):
+            raise ValueError(f"interpolate: scale_factor must be a positive number or a pair, got {scale_factor!r}")
+        out_hw = tuple(int(np.floor(n * s)) for n, s in zip(x.shape[-2:], scales))
+        if min(out_hw) < 1:
+            raise ValueError(f"interpolate: scale_factor {scale_factor!r} makes a {out_hw} output from {x.shape[-2:]}")
+        scales = (None, None) if recompute_scale_factor else scales
+    r_h = interpolation_matrix(x.shape[-2], out_hw[0], align_corners, x.dtype, scales[0])
+    r_w = interpolation_matrix(x.shape[-1], out_hw[1], align_corners, x.dtype, scales[1])
     return matmul(matmul(r_h, x), r_w.T)

@@ -101,10 +101,13 @@ class Cat(Function):
 
 
 def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
-    """Join tensors along axis ``dim``; every other axis must match."""
+    """Join tensors along axis ``dim``; every other axis must match. As in PyTorch, a 1-d empty
+    tensor (shape (0,)) may join tensors of any shape: it contributes nothing."""
     tensors = list(tensors)
     if not tensors:
         raise ValueError("cat: expected a non-empty sequence of tensors")
+    if any(t.ndim != 1 for t in tensors):
+        tensors = [t for t in tensors if tuple(t.shape) != (0,)]
     first = tensors[0]
     axis = normalize_axes("cat", dim, first.ndim)[0]
     for i, t in enumerate(tensors):

@@ -145,7 +145,10 @@ class CudaBackend(FusedPrimitives, Backend):
         dtype = np.int64 if op == "argmax" else a.dtype
         out = self.empty((max(rows, 1),), dtype)
         by_block = not SIMULATED and op != "argmax" and cols > rows > 0 and a.dtype.kind == "f"
-        reduce_rows(op, flat(moved), cols, out, by_block)
+        if a.size:
+            reduce_rows(op, flat(moved), cols, out, by_block)
+        else:  # no values: a sum over an empty axis is 0, and an empty result needs no work
+            out = self.zeros((rows,), dtype)
         shape = tuple(1 if k in axes else a.shape[k] for k in range(a.ndim)) if keepdims else \
             tuple(a.shape[k] for k in kept)
         return out.reshape(shape) if shape else out.reshape(())
