@@ -219,19 +219,8 @@ def _train(config, out):
     checkpoint_path = out / "checkpoint.npz"
     train_set, val_set = _checked_datasets(config)
     rng = np.random.default_rng(config.seed)
-    model = build_model(config, rng)
-    resuming = config.resume and checkpoint_path.exists()
-    if config.backbone_weights is not None and not resuming:
-        model.backbone.load_torchvision_backbone(load_weights(config.backbone_weights))
-    optimizer = build_optimizer(model, config)
-    schedule = PolyLR(optimizer, config.iterations)
-    start, history = 0, {"iteration": [], "loss": [], "val_iteration": [], "val_miou": []}
-    if resuming:
-        start, history = _restore(load(checkpoint_path), model, optimizer, rng)
-        schedule.set_iteration(start)
-    if config.distributed:
-        distributed.broadcast_parameters(distributed.sync_batch_norm(model))
-    saved = start if resuming else None
+    model, optimizer, schedule, start, history = _prepare(config, checkpoint_path, rng)
+    saved = start if start else None  # the iteration of the last checkpoint written (kept on divergence)
     transform = TrainTransform(config.crop_size)
     bar = _progress(start, config)
     began = time.perf_counter()
@@ -243,11 +232,7 @@ def _train(config, out):
         done = iteration + 1
         if not np.isfinite(loss_value):
             raise DivergenceError(_diverged(done, f"the loss is {loss_value}", saved, checkpoint_path, config))
-        optimizer.zero_grad()
-        loss.backward()
-        if config.distributed:
-            distributed.allreduce_gradients(model.parameters())
-        optimizer.step()
+        _update(model, optimizer, loss, config)
         schedule.step()
         history["iteration"].append(done)
         history["loss"].append(loss_value)
@@ -268,6 +253,33 @@ def _train(config, out):
         bar.update(1)
     bar.close()
     return _finish(model, val_set, history, config, out, time.perf_counter() - began)
+
+
+def _prepare(config, checkpoint_path, rng):
+    """(model, optimizer, schedule, start iteration, history): fresh (from ``backbone_weights``
+    if given), or restored from the checkpoint with ``resume``; the same on every rank."""
+    model = build_model(config, rng)
+    resuming = config.resume and checkpoint_path.exists()
+    if config.backbone_weights is not None and not resuming:
+        model.backbone.load_torchvision_backbone(load_weights(config.backbone_weights))
+    optimizer = build_optimizer(model, config)
+    schedule = PolyLR(optimizer, config.iterations)
+    start, history = 0, {"iteration": [], "loss": [], "val_iteration": [], "val_miou": []}
+    if resuming:
+        start, history = _restore(load(checkpoint_path), model, optimizer, rng)
+        schedule.set_iteration(start)
+    if config.distributed:
+        distributed.broadcast_parameters(distributed.sync_batch_norm(model))
+    return model, optimizer, schedule, start, history
+
+
+def _update(model, optimizer, loss, config):
+    """Backward, the gradients averaged over the ranks of a distributed run, one SGD step."""
+    optimizer.zero_grad()
+    loss.backward()
+    if config.distributed:
+        distributed.allreduce_gradients(model.parameters())
+    optimizer.step()
 
 
 def load_trained(checkpoint_path):
