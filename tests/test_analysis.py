@@ -43,3 +43,15 @@ def test_the_field_of_one_atrous_conv_is_exactly_its_nine_taps(backend, rate):
         for dj in (-rate, 0, rate):
             taps[10 + di, 10 + dj] = True
     assert (field > 0).tolist() == taps.tolist()
+
+
+@pytest.mark.parametrize("script", ["plot_figure4.py", "plot_receptive_fields.py"])
+def test_the_figure_scripts_draw(tmp_path, script):
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).parents[1] / "examples" / script
+    spec = importlib.util.spec_from_file_location(script[:-3], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(["--out", str(tmp_path / "figure.png")])
+    assert (tmp_path / "figure.png").stat().st_size > 10_000
