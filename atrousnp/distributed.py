@@ -77,11 +77,7 @@ def barrier():
 
 def allreduce_sum(array: np.ndarray) -> np.ndarray:
     """The elementwise sum of ``array`` over all ranks (a new array; the input is unchanged)."""
-    total = np.array(array, copy=True)
-    if world_size() > 1:
-        from mpi4py import MPI
-        _comm.Allreduce(MPI.IN_PLACE, total, op=MPI.SUM)
-    return total
+    return _allreduce_in_place(np.array(array, copy=True))
 
 
 def allreduce_gradients(params, bucket_bytes: int = BUCKET_BYTES):
@@ -95,12 +91,11 @@ def allreduce_gradients(params, bucket_bytes: int = BUCKET_BYTES):
         return
     params = [p for p in params if p.requires_grad]
     for bucket in _buckets(params, bucket_bytes):
-        flat = np.concatenate([_grad_host(p).ravel() for p in bucket])
-        flat = allreduce_sum(flat) / world_size()
+        flat = _allreduce_in_place(np.concatenate([_grad_host(p).ravel() for p in bucket]))  # one dtype
+        flat /= world_size()
         start = 0
         for p in bucket:
-            values = flat[start:start + p.size].reshape(p.shape)
-            p.grad = Tensor._wrap(p._backend.asarray(values.astype(p.dtype)), p._backend)
+            p.grad = Tensor._wrap(p._backend.asarray(flat[start:start + p.size].reshape(p.shape)), p._backend)
             start += p.size
 
 
@@ -145,6 +140,14 @@ def share_of_mean(local_count: int) -> tuple[float, int]:
     return (local_count * world_size() / total if total else 0.0), total
 
 
+def _allreduce_in_place(buffer):
+    """``buffer`` replaced by its elementwise sum over all ranks; returns it."""
+    if world_size() > 1:
+        from mpi4py import MPI
+        _comm.Allreduce(MPI.IN_PLACE, buffer, op=MPI.SUM)
+    return buffer
+
+
 def _buckets(tensors, bucket_bytes):
     """Consecutive runs of tensors of one dtype, each about ``bucket_bytes`` (or one larger tensor)."""
     bucket, size = [], 0
@@ -163,6 +166,7 @@ def _grad_host(p):
 
 
 def _abort_on_uncaught(kind, error, trace):
-    sys.stderr.write(f"rank {rank()} of {world_size()} failed:\n" + "".join(traceback.format_exception(kind, error, trace)))
+    report = "".join(traceback.format_exception(kind, error, trace))
+    sys.stderr.write(f"rank {rank()} of {world_size()} failed:\n{report}")
     sys.stderr.flush()
     _comm.Abort(1)

@@ -109,20 +109,17 @@ class Maximum(Function):
 
     @staticmethod
     def forward(ctx, a, b, larger):
-        be = ctx.backend
-        a_wins = be.zip(larger, a, b)
-        ties = be.astype(be.zip("eq", a, b), np.result_type(a.dtype, b.dtype))
-        half_ties = be.zip("mul", ties, scalar(be, 0.5, ties.dtype))
-        ctx.save_for_backward(be.zip("add", be.astype(a_wins, ties.dtype), half_ties),
-                              be.zip("add", be.astype(be.zip(larger, b, a), ties.dtype), half_ties))
-        ctx.shapes = a.shape, b.shape
-        return be.where(a_wins, a, b)
+        ctx.save_for_backward(a, b)
+        ctx.larger = larger
+        return ctx.backend.where(ctx.backend.zip(larger, a, b), a, b)
 
     @staticmethod
     def backward(ctx, grad):
-        be, (a_share, b_share) = ctx.backend, ctx.saved
-        return tuple(unbroadcast(be, be.zip("mul", grad, share), shape)
-                     for share, shape in zip((a_share, b_share), ctx.shapes))
+        be, (a, b) = ctx.backend, ctx.saved
+        half_ties = be.zip("mul", be.astype(be.zip("eq", a, b), grad.dtype), scalar(be, 0.5, grad.dtype))
+        shares = (be.zip("add", be.astype(be.zip(ctx.larger, a, b), grad.dtype), half_ties),
+                  be.zip("add", be.astype(be.zip(ctx.larger, b, a), grad.dtype), half_ties))
+        return tuple(unbroadcast(be, be.zip("mul", grad, share), t.shape) for share, t in zip(shares, (a, b)))
 
 
 def add(a, b, alpha=1):
@@ -168,10 +165,8 @@ class RoundedDiv(Function):
             truncated = be.astype(be.astype(a, np.int64), a.dtype)
         if mode == "floor":  # one less where truncation went up (negative fractions)
             truncated = be.zip("sub", truncated, be.astype(be.zip("lt", a, truncated), a.dtype))
-        below = be.astype(be.zip("lt", a, scalar(be, 2.0 ** 52, a.dtype)), a.dtype)
-        above = be.astype(be.zip("gt", a, scalar(be, -2.0 ** 52, a.dtype)), a.dtype)
-        inside = be.zip("gt", be.zip("mul", below, above), scalar(be, 0, a.dtype))  # |a| < 2^52; not nan
-        return be.where(inside, truncated, a)
+        below, above = be.zip("lt", a, scalar(be, 2.0 ** 52, a.dtype)), be.zip("gt", a, scalar(be, -2.0 ** 52, a.dtype))
+        return be.where(below, be.where(above, truncated, a), a)  # |a| < 2^52 (false for nan): rounded
 
     @staticmethod
     def backward(ctx, grad):

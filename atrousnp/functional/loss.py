@@ -104,16 +104,14 @@ def _label_cross_entropy(logits, labels, weight, ignore_index, reduction, label_
     class_weights = np.ones(c) if weight is None else weight.numpy().astype(np.float64)
     picked = class_weights[np.where(kept, labels, 0)] * kept               # w[t], 0 where ignored
     log_p = log_softmax(logits, dim=1)
-    weighted_log_p = log_p if weight is None else log_p * reshape(weight, (1, c) + (1,) * (logits.ndim - 2))
-    nll = -sum_op(log_p * constant(logits, onehot, logits.dtype), axis=1) * constant(logits, picked, logits.dtype)
-    losses = nll
+    losses = -sum_op(log_p * constant(logits, onehot, logits.dtype), axis=1) * constant(logits, picked, logits.dtype)
     if label_smoothing:
-        smooth = -sum_op(weighted_log_p, axis=1) * constant(logits, kept, logits.dtype) / c
-        losses = nll * (1 - label_smoothing) + smooth * label_smoothing
+        smooth = -sum_op(_weighted(log_p, weight), axis=1) * constant(logits, kept, logits.dtype) / c
+        losses = losses * (1 - label_smoothing) + smooth * label_smoothing
     if reduction == "none":
         return losses
     total = sum_op(losses)
-    return total if reduction == "sum" else total / max(float(picked.sum()), np.finfo(np.float64).tiny)
+    return total if reduction == "sum" else total / (float(picked.sum()) or 1.0)  # all ignored: total is 0
 
 
 def _soft_target_cross_entropy(logits, target, weight, reduction, label_smoothing):
@@ -125,14 +123,18 @@ def _soft_target_cross_entropy(logits, target, weight, reduction, label_smoothin
                          f"got {probabilities.shape}")
     if label_smoothing:
         probabilities = probabilities * (1 - label_smoothing) + label_smoothing / c
-    log_p = log_softmax(logits, dim=1)
-    if weight is not None:
-        log_p = log_p * reshape(weight, (1, c) + (1,) * (logits.ndim - 2))
-    losses = -sum_op(log_p * probabilities, axis=1)
+    losses = -sum_op(_weighted(log_softmax(logits, dim=1), weight) * probabilities, axis=1)
     if reduction == "none":
         return losses
     total = sum_op(losses)
     return total if reduction == "sum" else total / max(losses.size, 1)
+
+
+def _weighted(log_p, weight):
+    """log_p: (N, C, ...) times each class's weight (unchanged without weights)."""
+    if weight is None:
+        return log_p
+    return log_p * reshape(weight, (1, log_p.shape[1]) + (1,) * (log_p.ndim - 2))
 
 
 def _holds_probabilities(target):

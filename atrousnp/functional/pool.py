@@ -88,10 +88,7 @@ def max_pool2d(x: Tensor, kernel_size: IntPair, stride: IntPair | None = None, p
                                              ceil_mode)
         out = reshape(max_op(cols, axis=0), out_shape)
         return (out, _max_indices(cols, out_shape, geometry, x.shape[3])) if return_indices else out
-    if not return_indices:
-        return batched(x, pool)
-    out, indices = pool(x if x.ndim != 3 else reshape(x, (1,) + tuple(x.shape)))
-    return (out, indices) if x.ndim != 3 else (reshape(out, out.shape[1:]), reshape(indices, indices.shape[1:]))
+    return batched(x, pool)
 
 
 def _max_indices(cols, out_shape, geometry, width):
