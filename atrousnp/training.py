@@ -54,12 +54,17 @@ class TrainConfig:
     synthetic_train: int = 300
     synthetic_val: int = 60
     synthetic_size: int = 96
+    synthetic_kind: str = "shapes"  # or "ablation": see atrousnp.data.synthetic
     num_classes: int = 21
     class_names: tuple = None       # one per class; None: VOC's 21 names, or the class numbers
     backbone: str = "small"
     backbone_weights: str = None    # an ImageNet ResNet (.pth, .safetensors) or atrousnp .npz to start from
     backbone_lr_scale: float = 0.1  # the backbone's rate relative to the head's, with backbone_weights
+    backbone_layers: tuple = None   # units per stage of the small backbone; None: (1, 1, 1, 1)
     head: str = "aspp"
+    aspp_rates: tuple = (6, 12, 18)  # at output stride 16, doubled at 8
+    image_pooling: bool = True
+    cascade_blocks: int = 3         # head="cascade": how many of blocks 5..7 follow block4
     output_stride: int = 16
     eval_output_stride: int = None  # None: the training one
     multi_grid: tuple = None
@@ -86,9 +91,14 @@ class TrainConfig:
 def build_model(config, rng):
     if config.backbone not in BACKBONES:
         raise ValueError(f"backbone must be one of {', '.join(BACKBONES)}, got {config.backbone!r}")
-    model = BACKBONES[config.backbone](num_classes=config.num_classes, output_stride=config.output_stride,
-                                       multi_grid=config.multi_grid, head=config.head, rng=rng)
-    return model.astype(config.dtype)
+    settings = dict(num_classes=config.num_classes, output_stride=config.output_stride, multi_grid=config.multi_grid,
+                    head=config.head, aspp_rates=config.aspp_rates, image_pooling=config.image_pooling,
+                    cascade_blocks=config.cascade_blocks, rng=rng)
+    if config.backbone_layers is not None:
+        if config.backbone != "small":
+            raise ValueError(f"backbone_layers sets the small backbone's units; {config.backbone} has its own")
+        settings["layers"] = config.backbone_layers
+    return BACKBONES[config.backbone](**settings).astype(config.dtype)
 
 
 def class_names(config):
@@ -112,8 +122,10 @@ def build_optimizer(model, config):
 def datasets(config):
     root = config.voc_root
     if root is None:
-        root = make_synthetic_voc(Path(config.data_dir) / "synthetic_voc", config.synthetic_train,
-                                  config.synthetic_val, config.synthetic_size, seed=config.seed)
+        folder = "synthetic_voc" if config.synthetic_kind == "shapes" else f"synthetic_voc_{config.synthetic_kind}"
+        root = make_synthetic_voc(Path(config.data_dir) / folder, config.synthetic_train,
+                                  config.synthetic_val, config.synthetic_size, seed=config.seed,
+                                  kind=config.synthetic_kind)
     return (VOCSegmentation(root, config.train_split, max_images=config.max_images, use_aug=config.use_aug),
             VOCSegmentation(root, config.val_split, max_images=config.max_images))
 

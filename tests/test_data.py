@@ -143,3 +143,25 @@ def test_sbd_style_labels_come_from_segmentation_class_aug(synthetic_root, tmp_p
     Image.fromarray(np.full_like(plain[0][1], 3), mode="L").save(aug_path)
     np.testing.assert_array_equal(VOCSegmentation(root, "train", use_aug=True)[0][1], 3)
     assert not (plain[0][1] == 3).all()
+
+
+def test_the_ablation_set_tells_cats_from_dogs_by_the_scene_alone(tmp_path):
+    """Cats and dogs are drawn alike; a cat's scene is warm (more red than blue), a dog's cool."""
+    from atrousnp.data.synthetic import ABLATION_CLASSES
+    assert ABLATION_CLASSES[8][1:] == ABLATION_CLASSES[12][1:]
+    root = make_synthetic_voc(tmp_path, n_train=40, n_val=2, image_size=64, seed=3, kind="ablation")
+    seen = set()
+    for image, label in VOCSegmentation(root, "train"):
+        classes = set(np.unique(label)) - {255}
+        assert classes <= {0, 1, 8, 12, 15, 19}
+        assert not {8, 12} <= classes
+        background = image[label == 0].mean(axis=0)
+        if (8 in classes or 12 in classes) and (label == 0).sum() > 100:  # some are all objects
+            assert (background[0] > background[2]) == (8 in classes)
+        seen |= classes
+    assert seen == {0, 1, 8, 12, 15, 19}
+
+
+def test_a_synthetic_kind_is_checked():
+    with pytest.raises(ValueError, match="kind must be one of shapes, ablation"):
+        make_synthetic_voc("unused", kind="cityscapes")

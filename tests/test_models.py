@@ -217,3 +217,28 @@ def test_a_cascade_checkpoint_from_before_the_heads_were_modules_still_loads():
     fresh.load_state_dict(legacy)
     for name, value in model.state_dict().items():
         np.testing.assert_array_equal(fresh.state_dict()[name], value, err_msg=name)
+
+
+@pytest.mark.parametrize("blocks", [0, 1, 2, 3])
+def test_cascade_depth_runs_from_block4_to_block7(blocks):
+    """Table 2's rows: the score conv on block4 itself (0), or after blocks 5.. up to 7 (3)."""
+    model = models.deeplabv3_small(layers=(1, 1, 1, 3), head="cascade", cascade_blocks=blocks,
+                                   multi_grid=(1, 2, 1), num_classes=3, rng=rng(0))
+    names = {name.split(".")[1] for name, _ in model.named_modules() if name.startswith("classifier.block")}
+    assert names == {f"block{5 + i}" for i in range(blocks)}
+    plan = models.atrous_plan(16, (1, 2, 1), head="cascade", units=(1, 1, 1, 3), cascade_blocks=blocks)
+    for path, (stride, dilation) in plan.items():
+        conv = model.get_submodule(path).conv1
+        assert (conv.stride, conv.dilation) == (stride, dilation), path
+    assert model(anp.tensor(rng(1).standard_normal((2, 3, 33, 33)))).shape == (2, 3, 33, 33)
+
+
+def test_the_small_backbone_takes_a_three_unit_block4_for_multi_grid():
+    model = models.deeplabv3_small(layers=(1, 1, 1, 3), multi_grid=(1, 2, 4), rng=rng(0))
+    assert [unit.conv1.dilation for unit in model.backbone.layer4] == [2, 4, 8]
+    with pytest.raises(ValueError, match="one factor per unit"):
+        models.deeplabv3_small(multi_grid=(1, 2, 4), rng=rng(0))
+    with pytest.raises(ValueError, match="layers must be four positive unit counts"):
+        models.deeplabv3_small(layers=(1, 1, 3), rng=rng(0))
+    with pytest.raises(ValueError, match="cascade_blocks must be 0, 1, 2 or 3"):
+        models.deeplabv3_small(head="cascade", cascade_blocks=4, rng=rng(0))

@@ -1,10 +1,19 @@
 """A synthetic dataset in the VOC layout, so that training runs with nothing downloaded.
 
-Each image has a textured background and 1-4 objects of the classes below, drawn at widely
-varying scales (radius 5% to 45% of the image), so that both local texture and wider context
-matter. Every object has a colour and a stripe texture of its class, and its own shape; labels
-are palette PNGs with the VOC palette and a band of 255 (ignore) around each object's edge, as
-VOC's own annotations have.
+Each image has a textured background and 1-4 objects, each with a colour and a stripe texture
+of its class and its own shape; labels are palette PNGs with the VOC palette and a band of 255
+(ignore) around each object's edge, as VOC's own annotations have. Two kinds:
+
+* ``kind="shapes"`` (the training example's): five classes, each its own colour, texture and
+  shape, drawn at widely varying scales (radius 5% to 45% of the image).
+* ``kind="ablation"`` (``examples/reproduce_paper.py``'s): built so that each of the paper's
+  effects has something to act on. Aeroplanes are thin crosses and persons small squares,
+  whose shapes a coarse output stride blurs away (Table 1). Trains are larger than the image,
+  so that the middle of one is far from any edge: a field of view that grows (cascade depth,
+  multi-grid, ASPP's rates) has something to find (Tables 2, 3, 5). Cats and dogs look the
+  same, pixel for pixel; only the scene tells them apart (cats in warm-coloured scenes, dogs
+  in cool ones), so inside a large one only image-wide context (ASPP's image pooling) knows
+  which it is.
 """
 
 import json
@@ -15,22 +24,36 @@ from PIL import Image
 
 from .palette import IGNORE_INDEX, voc_palette
 
-# class index (VOC's): (name, base colour RGB, stripe period in pixels, shape)
+# class index (VOC's): (name, base colour RGB, stripe period in pixels, shape, radius range as a
+# share of the image size)
 SYNTHETIC_CLASSES = {
-    1: ("aeroplane", (200, 60, 50), 4, "disk"),
-    8: ("cat", (60, 170, 70), 6, "square"),
-    12: ("dog", (60, 80, 200), 3, "triangle"),
-    15: ("person", (220, 190, 60), 8, "ring"),
-    19: ("train", (170, 70, 190), 5, "ellipse"),
+    1: ("aeroplane", (200, 60, 50), 4, "disk", (0.05, 0.45)),
+    8: ("cat", (60, 170, 70), 6, "square", (0.05, 0.45)),
+    12: ("dog", (60, 80, 200), 3, "triangle", (0.05, 0.45)),
+    15: ("person", (220, 190, 60), 8, "ring", (0.05, 0.45)),
+    19: ("train", (170, 70, 190), 5, "ellipse", (0.05, 0.45)),
 }
+ABLATION_CLASSES = {
+    1: ("aeroplane", (200, 60, 50), 4, "cross", (0.2, 0.45)),
+    8: ("cat", (120, 120, 120), 5, "disk", (0.2, 0.6)),
+    12: ("dog", (120, 120, 120), 5, "disk", (0.2, 0.6)),
+    15: ("person", (220, 190, 60), 3, "square", (0.03, 0.08)),
+    19: ("train", (170, 70, 190), 6, "ellipse", (0.5, 0.9)),
+}
+# kind: (classes, {scene: (background base colour, the class of a "pet" in it)})
+KINDS = {"shapes": (SYNTHETIC_CLASSES, None),
+         "ablation": (ABLATION_CLASSES, {"warm": ((150, 115, 80), 8), "cool": ((80, 115, 150), 12)})}
 _VERSION = 1
 
 
-def make_synthetic_voc(root, n_train=200, n_val=50, image_size=96, seed=0):
-    """Write the dataset under root/VOC2012 (unless the same one is already there); return root."""
+def make_synthetic_voc(root, n_train=200, n_val=50, image_size=96, seed=0, kind="shapes"):
+    """Write the dataset under root/VOC2012 (unless the same one is already there); return root.
+    ``kind``: "shapes" or "ablation" (see the module's docstring)."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
     root = Path(root)
     folder = root / "VOC2012"
-    settings = dict(version=_VERSION, n_train=n_train, n_val=n_val, image_size=image_size, seed=seed)
+    settings = dict(version=_VERSION, n_train=n_train, n_val=n_val, image_size=image_size, seed=seed, kind=kind)
     marker = folder / "synthetic.json"
     if marker.is_file() and json.loads(marker.read_text()) == settings:
         return root
@@ -41,7 +64,7 @@ def make_synthetic_voc(root, n_train=200, n_val=50, image_size=96, seed=0):
     for split, count in (("train", n_train), ("val", n_val)):
         ids = [f"synthetic_{split}_{i:05d}" for i in range(count)]
         for image_id in ids:
-            image, label = synthetic_pair(rng, image_size)
+            image, label = synthetic_pair(rng, image_size, kind)
             Image.fromarray(image).save(folder / "JPEGImages" / f"{image_id}.jpg", quality=95)
             png = Image.fromarray(label, mode="P")
             png.putpalette(palette)
@@ -51,16 +74,19 @@ def make_synthetic_voc(root, n_train=200, n_val=50, image_size=96, seed=0):
     return root
 
 
-def synthetic_pair(rng, size):
-    """One (image uint8 (size, size, 3), label uint8 (size, size)) pair."""
+def synthetic_pair(rng, size, kind="shapes"):
+    """One (image uint8 (size, size, 3), label uint8 (size, size)) pair of the given kind."""
+    classes, scenes = KINDS[kind]
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
-    image = _background(rng, size, yy, xx)
+    base, pet = (None, None) if scenes is None else scenes[str(rng.choice(list(scenes)))]
+    image = _background(rng, size, yy, xx, base)
     label = np.zeros((size, size), np.uint8)
     edges = np.zeros((size, size), bool)
+    choices = list(classes) if pet is None else sorted({1, pet, 15, 19})
     for _ in range(rng.integers(1, 5)):
-        class_index = int(rng.choice(list(SYNTHETIC_CLASSES)))
-        _, colour, period, shape = SYNTHETIC_CLASSES[class_index]
-        radius = size * rng.uniform(0.05, 0.45)
+        class_index = int(rng.choice(choices))
+        _, colour, period, shape, (smallest, largest) = classes[class_index]
+        radius = size * rng.uniform(smallest, largest)
         cy, cx = rng.uniform(0, size, 2)
         inside = _shape_mask(shape, yy - cy, xx - cx, radius, rng.uniform(0, np.pi))
         if not inside.any():
@@ -76,14 +102,16 @@ def synthetic_pair(rng, size):
     return np.clip(image, 0, 255).astype(np.uint8), label
 
 
-def _background(rng, size, yy, xx):
-    """Smooth random colour fields plus noise: texture that is not any class's."""
+def _background(rng, size, yy, xx, base=None):
+    """Smooth random colour fields around the ``base`` colour (None: a random one), plus noise:
+    texture that is not any class's."""
     image = np.zeros((size, size, 3))
     for _ in range(3):
         fy, fx = rng.uniform(0.5, 3, 2) * 2 * np.pi / size
         phase = rng.uniform(0, 2 * np.pi)
         image += rng.uniform(20, 50, 3) * np.sin(fy * yy + fx * xx + phase)[..., None]
-    return image + rng.uniform(90, 140, 3) + rng.normal(0, 10, (size, size, 3))
+    base = rng.uniform(90, 140, 3) if base is None else np.asarray(base)
+    return image + base + rng.normal(0, 10, (size, size, 3))
 
 
 def _shape_mask(shape, dy, dx, radius, angle):
@@ -98,6 +126,8 @@ def _shape_mask(shape, dy, dx, radius, angle):
         return (ry < radius * 0.5) & (ry > -radius + 1.7 * np.abs(rx))
     if shape == "ring":
         return (distance < radius) & (distance > radius * 0.55)
+    if shape == "cross":  # two bars a fifth of the radius wide: thin parts
+        return (np.maximum(np.abs(ry) / 0.1, np.abs(rx)) < radius) | (np.maximum(np.abs(ry), np.abs(rx) / 0.1) < radius)
     return np.hypot(ry / 0.5, rx) < radius  # ellipse
 
 

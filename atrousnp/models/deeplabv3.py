@@ -8,6 +8,8 @@ dilation) for a given output stride, and ``set_output_stride`` applies it, so th
 run at any output stride (train at 16, evaluate at 8, as the paper does).
 """
 
+import functools
+
 import numpy as np
 
 from .. import functional as F
@@ -55,26 +57,28 @@ def _cascade_name(name):
 
 
 def atrous_plan(output_stride: int, multi_grid: tuple | None = None, head: str = "aspp",
-                aspp_rates: tuple = (6, 12, 18), units: tuple = (3, 4, 6, 3)) -> dict[str, tuple[int, int]]:
+                aspp_rates: tuple = (6, 12, 18), units: tuple = (3, 4, 6, 3),
+                cascade_blocks: int = 3) -> dict[str, tuple[int, int]]:
     """{module path: (stride, dilation)} of every unit and branch that output stride and
     multi-grid decide, for a ResNet with ``units`` blocks per stage (ResNet-50's by default):
     print it and hold it against the paper's tables. ``head``: "aspp" or "cascade"."""
     plan = {f"backbone.{path}": geometry for path, geometry in backbone_plan(units, output_stride, multi_grid).items()}
-    head_plan = cascade_plan(units[-1], output_stride, multi_grid) if head == "cascade" else \
+    head_plan = cascade_plan(units[-1], output_stride, multi_grid, cascade_blocks) if head == "cascade" else \
         aspp_plan(output_stride, aspp_rates)
     plan.update({f"classifier.{path}": geometry for path, geometry in head_plan.items()})
     return plan
 
 
 def _deeplabv3(make_backbone, num_classes=21, output_stride=16, multi_grid=None, head="aspp",
-               aspp_rates=(6, 12, 18), image_pooling=True, head_style="paper", backbone_weights=None, rng=None):
+               aspp_rates=(6, 12, 18), image_pooling=True, head_style="paper", cascade_blocks=3,
+               backbone_weights=None, rng=None):
     rng = np.random.default_rng() if rng is None else rng
     backbone = make_backbone(output_stride=output_stride, multi_grid=multi_grid, rng=rng)
     if backbone_weights is not None:
         backbone.load_torchvision_backbone(backbone_weights if isinstance(backbone_weights, dict) else
                                            load_weights(backbone_weights))
     if head == "cascade":
-        classifier = CascadeHead(backbone, num_classes, rng=rng)
+        classifier = CascadeHead(backbone, num_classes, cascade_blocks, rng=rng)
     elif head == "aspp" and head_style in ("paper", "torchvision"):
         make_head = ASPPHead if head_style == "paper" else TorchvisionHead
         classifier = make_head(backbone.out_channels, num_classes, aspp_rates, image_pooling, rng=rng)
@@ -87,7 +91,7 @@ def _deeplabv3(make_backbone, num_classes=21, output_stride=16, multi_grid=None,
 def deeplabv3_resnet50(**kwargs) -> DeepLabV3:
     """DeepLabv3 on ResNet-50. Keyword arguments: num_classes, output_stride (8, 16, 32),
     multi_grid (e.g. (1, 2, 4)), head ("aspp" | "cascade"), aspp_rates, image_pooling,
-    head_style ("paper" | "torchvision"), backbone_weights (an ImageNet ResNet's state dict, or
+    head_style ("paper" | "torchvision"), cascade_blocks (0..3: block4 alone to block7), backbone_weights (an ImageNet ResNet's state dict, or
     a .pth / .safetensors / atrousnp .npz file holding one: ``ResNet.load_torchvision_backbone``),
     rng. The head starts from random weights either way."""
     return _deeplabv3(resnet50, **kwargs)
@@ -101,7 +105,8 @@ def deeplabv3_resnet18(**kwargs) -> DeepLabV3:
     return _deeplabv3(resnet18, **kwargs)
 
 
-def deeplabv3_small(**kwargs) -> DeepLabV3:
-    """DeepLabv3 on the small ResNet (a CPU can train it in minutes); layer4 has one unit,
-    so a multi_grid has one factor."""
-    return _deeplabv3(resnet_small, **kwargs)
+def deeplabv3_small(layers=(1, 1, 1, 1), **kwargs) -> DeepLabV3:
+    """DeepLabv3 on the small ResNet (a CPU can train it in minutes). ``layers``: units per
+    stage; a multi_grid has one factor per unit of layer4, so the paper's three-unit block4
+    is ``layers=(1, 1, 1, 3)``."""
+    return _deeplabv3(functools.partial(resnet_small, layers=layers), **kwargs)

@@ -102,11 +102,12 @@ class TorchvisionHead(ASPPHead):
 CASCADE_BLOCKS = ("block5", "block6", "block7")
 
 
-def cascade_plan(units, output_stride, multi_grid=None):
-    """{unit path: (stride, dilation)} of blocks 5..7, each of ``units`` units: block4's rate
-    doubled per block, each block's units scaled by the multi-grid; paths below the head."""
+def cascade_plan(units, output_stride, multi_grid=None, blocks=3):
+    """{unit path: (stride, dilation)} of the first ``blocks`` of blocks 5..7, each of ``units``
+    units: block4's rate doubled per block, each block's units scaled by the multi-grid; paths
+    below the head."""
     plan, rate = {}, stage_rates(output_stride)[-1]
-    for name in CASCADE_BLOCKS:
+    for name in CASCADE_BLOCKS[:blocks]:
         rate *= 2
         for i, unit_rate in enumerate(unit_rates(units, rate, rate, multi_grid)):
             plan[f"{name}.{i}"] = (1, unit_rate)
@@ -114,19 +115,26 @@ def cascade_plan(units, output_stride, multi_grid=None):
 
 
 class CascadeHead(nn.Module):
-    """Blocks 5, 6, 7 (copies of the backbone's layer4, rates doubling), then a 1x1 conv to the classes."""
+    """Blocks 5, 6, 7 (copies of the backbone's layer4, rates doubling), then a 1x1 conv to the
+    classes. ``blocks`` < 3 keeps the first ones only: the paper's Table 2 goes from block4
+    (``blocks=0``, the score conv straight on the backbone) to block7 (3)."""
 
-    def __init__(self, backbone, num_classes, rng=None):
+    def __init__(self, backbone, num_classes, blocks=3, rng=None):
         super().__init__()
+        if blocks not in range(len(CASCADE_BLOCKS) + 1):
+            raise ValueError(f"cascade_blocks must be 0, 1, 2 or 3 (block4 to block7), got {blocks!r}")
         channels, units = backbone.out_channels, backbone.units[-1]
-        for name in CASCADE_BLOCKS:
+        self.block_names = CASCADE_BLOCKS[:blocks]
+        for name in self.block_names:
             setattr(self, name, make_stage(backbone.block, channels, channels // backbone.block.expansion, units,
                                            False, rng))
         self.score = nn.Conv2d(channels, num_classes, 1, rng=rng)
         self.units = units
 
     def set_output_stride(self, output_stride, multi_grid=None):
-        apply_plan(self, cascade_plan(self.units, output_stride, multi_grid))
+        apply_plan(self, cascade_plan(self.units, output_stride, multi_grid, len(self.block_names)))
 
     def forward(self, x):
-        return self.score(self.block7(self.block6(self.block5(x))))
+        for name in self.block_names:
+            x = getattr(self, name)(x)
+        return self.score(x)

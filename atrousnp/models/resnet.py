@@ -194,6 +194,9 @@ def resnet101(**kwargs):
     return ResNet(Bottleneck, (3, 4, 23, 3), **kwargs)
 
 
-def resnet_small(**kwargs):
-    """A width-reduced ResNet (BasicBlocks of 16, 32, 64, 128 channels) that trains on a CPU."""
-    return ResNet(BasicBlock, (1, 1, 1, 1), widths=(16, 32, 64, 128), stem_width=16, **kwargs)
+def resnet_small(layers=(1, 1, 1, 1), **kwargs):
+    """A width-reduced ResNet (BasicBlocks of 16, 32, 64, 128 channels) that trains on a CPU;
+    ``layers`` units per stage, one each by default."""
+    if len(layers) != 4 or not all(isinstance(n, (int, np.integer)) and n >= 1 for n in layers):
+        raise ValueError(f"layers must be four positive unit counts, one per stage, got {layers!r}")
+    return ResNet(BasicBlock, tuple(layers), widths=(16, 32, 64, 128), stem_width=16, **kwargs)

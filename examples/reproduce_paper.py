@@ -1,0 +1,375 @@
+"""The paper's experiments in miniature: Tables 1-6 and 9 and Figure 4 of Chen et al. (2017).
+
+    python examples/reproduce_paper.py                        # --quick: about 40 minutes on 2 cores
+    python examples/reproduce_paper.py --only table1,table5   # some tables only
+    python examples/reproduce_paper.py --full                 # 4x the training, larger images
+    python examples/reproduce_paper.py --voc-root ~/VOCdevkit --backbone resnet50 --full
+
+Every configuration the tables need is trained once, with the same seed, data and number of
+iterations, and evaluated; a configuration that two tables share (the paper's Table 4 reuses a
+Table 3 model) is trained once. The default data is the synthetic "ablation" set
+(``atrousnp.data.synthetic``), drawn so that each effect has something to act on: thin and small
+objects, objects larger than the image, and two classes that only the scene tells apart.
+
+Writes into --out (default runs/paper):
+
+    results.md      every row's mIoU beside the paper's, and whether each of the paper's
+                    orderings holds in the miniature, with its margin
+    tableN.png      one bar chart per table; figure4.png; predictions_os.png (Table 1's models)
+    runs/           one training folder per configuration (checkpoint, metrics), and evals.json
+
+Results are cached: run the command again after an interruption and it continues where it
+stopped, retraining nothing that finished. The small backbone is given three units in layer4
+(the paper's block4 has three), so that a multi-grid has three rates. ASPP's rates are the
+paper's scaled to the feature map: the paper's 513-pixel crops give a 33x33 map at output
+stride 16, where rates (6, 12, 18) cover a fifth to a half of it; on a 96-pixel crop's 6x6 map
+the same shares are rates (1, 2, 3) (Figure 4 shows why rates near the map's size are useless).
+"""
+
+import argparse
+import dataclasses
+import datetime
+import hashlib
+import json
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from atrousnp import backend_names, set_backend
+from atrousnp.analysis import VALID_TAP_COUNTS, valid_tap_shares
+from atrousnp.metrics import mean_iou
+from atrousnp.training import BACKBONES, TrainConfig, datasets, evaluate, load_trained, train
+from atrousnp.viz import save_prediction_grid
+
+MULTI_SCALE = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+PAPER_CROP, PAPER_MAP = 513, 33  # the paper's crop, and its feature map at output stride 16
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One row of a table: its label as the paper prints it, the paper's val mIoU (%), the
+    training settings that differ from the table's base, and how the model is evaluated."""
+
+    label: str
+    paper: float
+    model: dict = dataclasses.field(default_factory=dict)
+    output_stride: int = None          # evaluated at (None: the training one)
+    scales: tuple = (1.0,)
+    flip: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    title: str
+    base: dict                   # training settings shared by its rows
+    rows: tuple
+    claims: tuple                # (the paper's finding, the row that should be higher, the lower one)
+    not_run: tuple = ()          # (label, paper mIoU, why this miniature has no such row)
+
+
+CASCADE = dict(head="cascade", multi_grid=(1, 1, 1))
+ASPP_BEST = dict(head="aspp", multi_grid=(1, 2, 4), image_pooling=True)
+NO_POOLING = dict(head="aspp", image_pooling=False)
+
+
+def inference_rows(paper):
+    """Table 4/6: one model, evaluated at output stride 16, then 8, then + multi-scale, + flip."""
+    return (Row("OS 16", paper[0]), Row("OS 8", paper[1], output_stride=8),
+            Row("OS 8 + MS", paper[2], output_stride=8, scales=MULTI_SCALE),
+            Row("OS 8 + MS + flip", paper[3], output_stride=8, scales=MULTI_SCALE, flip=True))
+
+
+INFERENCE_CLAIMS = (("evaluating at output stride 8 beats 16", "OS 8", "OS 16"),
+                    ("multi-scale inputs help", "OS 8 + MS", "OS 8"),
+                    ("adding flipped inputs helps", "OS 8 + MS + flip", "OS 8 + MS"))
+
+TABLES = {
+    "table1": Table(
+        "Table 1: output stride, cascade + block7", CASCADE,
+        (Row("OS 8", 75.18, dict(output_stride=8)), Row("OS 16", 73.88), Row("OS 32", 70.06, dict(output_stride=32))),
+        (("output stride 8 beats 16", "OS 8", "OS 16"), ("output stride 16 beats 32", "OS 16", "OS 32")),
+        tuple((f"OS {s}", m, "atrousnp's backbones stop at output stride 32") for s, m in
+              ((64, 59.99), (128, 42.34), (256, 20.29)))),
+    "table2": Table(
+        "Table 2: cascade depth at output stride 16 (the paper's ResNet-50 column)", CASCADE,
+        tuple(Row(f"block{4 + n}", paper, dict(cascade_blocks=n)) for n, paper in
+              enumerate((64.81, 72.14, 74.29, 73.88))),
+        (("block5 beats block4", "block5", "block4"), ("block6 beats block5", "block6", "block5"),
+         ("block7 beats block4", "block7", "block4"))),
+    "table3": Table(
+        "Table 3: multi-grid in block4-7 at output stride 16 (the paper's ResNet-101)", CASCADE,
+        tuple(Row(f"({a}, {b}, {c})", paper, dict(multi_grid=(a, b, c))) for (a, b, c), paper in
+              (((1, 1, 1), 75.76), ((1, 2, 1), 76.66), ((1, 2, 3), 76.11), ((1, 2, 4), 76.02), ((2, 2, 2), 74.62))),
+        (("multi-grid (1, 2, 1) beats (1, 1, 1)", "(1, 2, 1)", "(1, 1, 1)"),
+         ("(2, 2, 2) is worse than (1, 1, 1)", "(1, 1, 1)", "(2, 2, 2)"))),
+    "table4": Table("Table 4: cascade inference (block7, multi-grid (1, 2, 1))", dict(CASCADE, multi_grid=(1, 2, 1)),
+                    inference_rows((76.66, 78.05, 78.93, 79.35)), INFERENCE_CLAIMS),
+    "table5": Table(
+        "Table 5: ASPP at output stride 16 (multi-grid + rates, image pooling)", NO_POOLING,
+        (Row("(1, 1, 1) + (6, 12, 18)", 75.36, dict(multi_grid=(1, 1, 1))),
+         Row("(1, 2, 1) + (6, 12, 18)", 75.93, dict(multi_grid=(1, 2, 1))),
+         Row("(1, 2, 4) + (6, 12, 18)", 76.58, dict(multi_grid=(1, 2, 4))),
+         Row("(1, 2, 4) + (6, 12, 18, 24)", 76.46, dict(multi_grid=(1, 2, 4), aspp_rates=(6, 12, 18, 24))),
+         Row("(1, 2, 4) + (6, 12, 18) + image pooling", 77.21, ASPP_BEST)),
+        (("multi-grid (1, 2, 4) beats (1, 1, 1)", "(1, 2, 4) + (6, 12, 18)", "(1, 1, 1) + (6, 12, 18)"),
+         ("image pooling helps", "(1, 2, 4) + (6, 12, 18) + image pooling", "(1, 2, 4) + (6, 12, 18)"),
+         ("a fourth rate (24) does not help", "(1, 2, 4) + (6, 12, 18)", "(1, 2, 4) + (6, 12, 18, 24)"))),
+    "table6": Table("Table 6: ASPP inference ((1, 2, 4) + (6, 12, 18) + image pooling)", ASPP_BEST,
+                    inference_rows((77.21, 78.51, 79.45, 79.77)), INFERENCE_CLAIMS),
+    "table9": Table(
+        "Table 9: batch size (ASPP, (1, 2, 4) + image pooling)", ASPP_BEST,
+        tuple(Row(f"batch {b}", paper, dict(batch_size=b)) for b, paper in
+              ((4, 64.43), (8, 75.76), (12, 76.49), (16, 77.21))),
+        (("batch 8 beats 4", "batch 8", "batch 4"), ("batch 16 beats 8", "batch 16", "batch 8"))),
+}
+
+MODES = {  # the training every configuration gets, and the synthetic set's size
+    "quick": dict(iterations=600, synthetic_train=300, synthetic_val=60, synthetic_size=96, crop_size=96),
+    "full": dict(iterations=2400, synthetic_train=1000, synthetic_val=150, synthetic_size=128, crop_size=128),
+}
+
+
+def scaled_rates(rates, crop_size):
+    """The paper's ASPP rates for its 33x33 map, scaled to the map that ``crop_size`` gives at
+    output stride 16 (at least 1): the same share of the map, so Figure 4 says the same."""
+    feature = math.ceil(crop_size / 16)
+    return tuple(max(1, round(rate * feature / PAPER_MAP)) for rate in rates)
+
+
+def configure(args, table, row):
+    """The TrainConfig of one row: mode, command line, the table's base and the row's settings."""
+    settings = dict(MODES[args.mode], backbone=args.backbone, voc_root=args.voc_root, synthetic_kind="ablation",
+                    data_dir=str(args.out / "data"), backend=args.backend, seed=args.seed, lr=args.lr,
+                    batch_size=8, progress=not args.quiet)
+    if args.backbone == "small":
+        settings["backbone_layers"] = (1, 1, 1, 3)
+    settings.update({k: v for k, v in (("iterations", args.iterations), ("synthetic_train", args.train_images),
+                                       ("synthetic_val", args.val_images), ("synthetic_size", args.image_size),
+                                       ("crop_size", args.image_size)) if v is not None})
+    settings.update(table.base)
+    settings.update(row.model)
+    settings["aspp_rates"] = scaled_rates(settings.get("aspp_rates", (6, 12, 18)), settings["crop_size"])
+    settings["eval_every"] = settings["iterations"]
+    settings["checkpoint_every"] = max(1, settings["iterations"] // 6)
+    return TrainConfig(**settings)
+
+
+def run_folder(args, config):
+    """runs/<a hash of every setting that shapes the model>: two tables' identical rows share
+    one folder, and changed settings never resume a different run."""
+    settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("progress", "out", "resume")}
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    return args.out / "runs" / f"{config.head}-os{config.output_stride}-{digest}"
+
+
+def trained(args, config):
+    """The folder of a trained model for ``config``: trained now, resumed, or found done."""
+    folder = run_folder(args, config)
+    if not (folder / "metrics.json").is_file():
+        print(f"training {folder.name}: {describe(config)}", flush=True)
+        train(dataclasses.replace(config, out=str(folder), resume=True))
+    return folder
+
+
+def describe(config):
+    parts = [f"{config.head}", f"OS {config.output_stride}", f"multi-grid {config.multi_grid}",
+             f"batch {config.batch_size}", f"{config.iterations} its"]
+    if config.head == "cascade":
+        parts.append(f"{config.cascade_blocks} cascade blocks")
+    else:
+        parts.append(f"rates {config.aspp_rates}" + (" + image pooling" if config.image_pooling else ""))
+    return ", ".join(parts)
+
+
+def evaluated(folder, config, row):
+    """val mIoU of the model in ``folder`` evaluated as ``row`` says; cached in evals.json."""
+    cache_path = folder / "evals.json"
+    cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+    key = f"os{row.output_stride or config.output_stride} scales{','.join(map(str, row.scales))} flip{row.flip}"
+    if key not in cache:
+        model, _ = load_trained(folder / "checkpoint.npz")
+        model.eval()
+        _, val_set = datasets(config)
+        cm, _ = evaluate(model, val_set, config.num_classes, row.output_stride, row.scales, row.flip)
+        cache[key] = mean_iou(cm)
+        cache_path.write_text(json.dumps(cache, indent=2))
+    return cache[key]
+
+
+def run_table(args, name):
+    """{row label: (paper mIoU %, atrousnp mIoU %)} of one table, training what is missing."""
+    table, results = TABLES[name], {}
+    for row in table.rows:
+        config = configure(args, table, row)
+        results[row.label] = (row.paper, 100 * evaluated(trained(args, config), config, row))
+    return results
+
+
+def seed_spread(args):
+    """How far apart two runs of one configuration land (points of mIoU): Table 6's model trained
+    again with the next seed, which changes the initialisation, the batches and (for the
+    synthetic set) the images. A margin smaller than this is not a finding either way."""
+    table = TABLES["table6"]
+    row = table.rows[0]
+    runs = []
+    for seed in (args.seed, args.seed + 1):
+        config = configure(args, table, row)
+        config = dataclasses.replace(config, seed=seed, data_dir=f"{config.data_dir}-seed{seed}"
+                                     if seed != args.seed else config.data_dir)
+        runs.append(100 * evaluated(trained(args, config), config, row))
+    return abs(runs[1] - runs[0])
+
+
+def claim_lines(table, results, spread):
+    """One line per finding of the paper: holds, does not hold at this scale, or too close to
+    call (within the seed-to-seed spread), with the margin."""
+    lines = []
+    for finding, higher, lower in table.claims:
+        margin = results[higher][1] - results[lower][1]
+        verdict = "within the seed spread" if abs(margin) <= spread else \
+            "holds" if margin > 0 else "does not hold at this scale"
+        lines.append(f"- {finding}: **{verdict}** (Δ {margin:+.2f} points; the paper's "
+                     f"Δ {results[higher][0] - results[lower][0]:+.2f})")
+    return lines
+
+
+def table_markdown(name, results, spread):
+    table = TABLES[name]
+    lines = [f"## {table.title}", "", "| row | paper mIoU (%) | atrousnp mIoU (%) |", "|---|---|---|"]
+    lines += [f"| {label} | {paper:.2f} | {ours:.2f} |" for label, (paper, ours) in results.items()]
+    lines += [f"| {label} | {paper:.2f} | not run: {why} |" for label, paper, why in table.not_run]
+    return lines + [""] + claim_lines(table, results, spread) + ["", f"![{name}]({name}.png)", ""]
+
+
+def plot_table(path, name, results):
+    """Grouped bars: the paper's mIoU and atrousnp's, row by row."""
+    labels = list(results)
+    x = np.arange(len(labels))
+    fig = Figure(figsize=(max(5, 1.4 * len(labels)), 3.4))
+    axis = fig.subplots()
+    axis.bar(x - 0.2, [results[k][0] for k in labels], 0.4, label="paper (VOC 2012 val)")
+    axis.bar(x + 0.2, [results[k][1] for k in labels], 0.4, label="atrousnp miniature")
+    axis.set_xticks(x, labels, rotation=15 if len(labels) > 4 else 0, fontsize=8)
+    axis.set_ylabel("mIoU (%)")
+    axis.set_ylim(0, 100)
+    axis.set_title(TABLES[name].title, fontsize=9)
+    axis.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+
+
+def plot_figure4(path):
+    """The paper's Figure 4 from atrousnp's im2col: valid taps of a 3x3 filter on a 65x65 map."""
+    rates = list(range(1, 81))
+    shares = valid_tap_shares(65, rates)
+    fig = Figure(figsize=(5, 3.4))
+    axis = fig.subplots()
+    for count in VALID_TAP_COUNTS:
+        axis.plot(rates, shares[count], label=f"{count} valid weight{'s' if count > 1 else ''}")
+    axis.set_xlabel("atrous rate")
+    axis.set_ylabel("share of output positions")
+    axis.set_title("Figure 4: a 3x3 filter on a 65x65 feature map", fontsize=9)
+    axis.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+
+
+def plot_output_strides(args, path, image_index=0):
+    """One val image, its truth and Table 1's three models' predictions (OS 32, 16, 8)."""
+    table = TABLES["table1"]
+    rows = sorted(table.rows, key=lambda row: -row.model.get("output_stride", 16))
+    examples = []
+    for row in rows:
+        config = configure(args, table, row)
+        model, _ = load_trained(run_folder(args, config) / "checkpoint.npz")
+        model.eval()
+        _, val_set = datasets(config)
+        _, (example,) = evaluate(model, val_set, config.num_classes, keep=1, indices=[image_index])
+        examples.append(example)
+    image, truth = examples[0][:2]
+    grid = [(image, truth, prediction) for _, _, prediction in examples]
+    save_prediction_grid(path, grid, titles=("image", "ground truth", "prediction"))
+    return [row.label for row in rows]
+
+
+def write_results(args, results, spread, minutes):
+    lines = ["# DeepLabv3 in miniature: atrousnp beside the paper", "",
+             f"Run on {datetime.date.today()} with `{args.command}` "
+             f"({cpu_name()}, {minutes:.0f} min for what was not cached). "
+             "The paper's numbers are PASCAL VOC 2012 val mIoU of ResNet-50/101 at 513-pixel crops "
+             "(arXiv 1706.05587v3); ours are val mIoU of the small ResNet on "
+             + ("the synthetic ablation set" if args.voc_root is None else f"the VOC data at {args.voc_root}")
+             + ". Compare orderings, not values.", "",
+             f"Seed-to-seed spread: **{spread:.2f} points** (Table 6's model trained again with the next seed); "
+             "a margin within it is reported as such, not as a finding.", "",
+             "![Figure 4](figure4.png)", ""]
+    for name, table_results in results.items():
+        lines += table_markdown(name, table_results, spread)
+    if "table1" in results:
+        lines += ["Table 1's models on one val image (rows: OS 32, 16, 8):", "", "![predictions](predictions_os.png)",
+                  ""]
+    (args.out / "results.md").write_text("\n".join(lines))
+
+
+def cpu_name():
+    """The CPU's model name (Linux), else what platform knows."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--quick", dest="mode", action="store_const", const="quick", help="the default")
+    mode.add_argument("--full", dest="mode", action="store_const", const="full")
+    p.add_argument("--only", type=lambda text: text.split(","), default=list(TABLES),
+                   help=f"some of {','.join(TABLES)}")
+    p.add_argument("--voc-root", help="VOCdevkit (or VOC2012) folder; omit for the synthetic ablation set")
+    p.add_argument("--backbone", choices=list(BACKBONES), default="small")
+    p.add_argument("--backend", choices=backend_names(), default="numba")
+    p.add_argument("--lr", type=float, default=0.02)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("runs/paper"))
+    p.add_argument("--iterations", type=int, help="override the mode's iterations per configuration")
+    p.add_argument("--train-images", type=int, help="override the mode's synthetic training images")
+    p.add_argument("--val-images", type=int, help="override the mode's synthetic val images")
+    p.add_argument("--image-size", type=int, help="override the mode's synthetic image and crop size")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = p.parse_args(argv)
+    args.mode = args.mode or "quick"
+    args.command = " ".join(["python examples/reproduce_paper.py"] + (sys.argv[1:] if argv is None else list(argv)))
+    unknown = [name for name in args.only if name not in TABLES]
+    if unknown:
+        p.error(f"--only: unknown table {', '.join(unknown)}; choose from {', '.join(TABLES)}")
+    if args.voc_root is not None and not Path(args.voc_root).exists():
+        p.error(f"--voc-root {args.voc_root} does not exist")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    set_backend(args.backend)  # for evaluating models that were trained in an earlier run
+    args.out.mkdir(parents=True, exist_ok=True)
+    began = time.perf_counter()
+    results = {name: run_table(args, name) for name in TABLES if name in args.only}
+    plot_figure4(args.out / "figure4.png")
+    for name, table_results in results.items():
+        plot_table(args.out / f"{name}.png", name, table_results)
+    if "table1" in results:
+        plot_output_strides(args, args.out / "predictions_os.png")
+    spread = seed_spread(args)
+    write_results(args, results, spread, (time.perf_counter() - began) / 60)
+    print(f"wrote {args.out / 'results.md'}")
+
+
+if __name__ == "__main__":
+    main()
