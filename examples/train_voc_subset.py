@@ -34,6 +34,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--voc-root", help="VOCdevkit (or VOC2012) folder; omit for the synthetic set")
     p.add_argument("--data-dir", default=d.data_dir, help="where the synthetic set is written (default %(default)s)")
+    p.add_argument("--synthetic-kind", choices=["shapes", "ablation"], default=d.synthetic_kind,
+                   help="which synthetic set (atrousnp.data.synthetic); ablation is reproduce_paper.py's")
     p.add_argument("--train-split", default=d.train_split)
     p.add_argument("--val-split", default=d.val_split)
     p.add_argument("--max-images", type=int, help="use the first N images of each split")
@@ -45,7 +47,12 @@ def parse_args(argv=None):
                                               "(.pth, .safetensors, or an atrousnp .npz); no PyTorch needed")
     p.add_argument("--backbone-lr-scale", type=float, default=d.backbone_lr_scale,
                    help="with --backbone-weights, the backbone's rate relative to --lr (default %(default)s)")
+    p.add_argument("--backbone-layers", type=ints, help="the small backbone's units per stage, e.g. 1,1,1,3")
     p.add_argument("--head", choices=["aspp", "cascade"], default=d.head)
+    p.add_argument("--aspp-rates", type=ints, default=d.aspp_rates, help="at output stride 16 (default %(default)s)")
+    p.add_argument("--no-image-pooling", dest="image_pooling", action="store_false", help="ASPP without it")
+    p.add_argument("--cascade-blocks", type=int, choices=[0, 1, 2, 3], default=d.cascade_blocks,
+                   help="--head cascade: how many of blocks 5..7 follow block4 (default %(default)s)")
     p.add_argument("--output-stride", type=int, choices=[8, 16, 32], default=d.output_stride)
     p.add_argument("--eval-output-stride", type=int, choices=[8, 16, 32], help="default: the training one")
     p.add_argument("--multi-grid", type=ints, help="e.g. 1,2,4 (one factor per unit of layer4)")
