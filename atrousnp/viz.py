@@ -8,6 +8,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from .analysis import VALID_TAP_COUNTS, valid_tap_shares
 from .data.palette import IGNORE_INDEX, voc_palette
 
 
@@ -47,6 +48,24 @@ def add_legend(fig, classes, class_names):
     """A row of colour swatches under ``fig``, one per class index in ``classes``, named."""
     handles = [Patch(color=voc_palette()[c] / 255, label=class_names[c]) for c in classes]
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), frameon=False)
+
+
+def save_valid_taps(path, sizes=(65, 33), rates=range(1, 81)):
+    """The paper's Figure 4, one panel per map size: the share of output positions at which a
+    3x3 filter has 1, 4 or 9 taps on real input, against the atrous rate (``valid_tap_shares``)."""
+    rates = list(rates)
+    fig = Figure(figsize=(5 * len(sizes), 3.8))
+    for axis, size in zip(fig.subplots(1, len(sizes), sharey=True, squeeze=False)[0], sizes):
+        shares = valid_tap_shares(size, rates)
+        for count in VALID_TAP_COUNTS:
+            axis.plot(rates, shares[count], label=f"{count} valid weight{'s' if count > 1 else ''}")
+        axis.axvline(size / 2, color="grey", linestyle=":", linewidth=1)
+        axis.set_title(f"3x3 filter on a {size}x{size} feature map")
+        axis.set_xlabel("atrous rate")
+        axis.legend()
+    fig.axes[0].set_ylabel("share of output positions")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
 
 
 def save_training_curves(path, history):

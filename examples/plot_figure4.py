@@ -10,29 +10,15 @@ or 9 of its taps on real input rather than padding, on 65x65 and 33x33 maps
 import argparse
 from pathlib import Path
 
-from matplotlib.figure import Figure
-
-from atrousnp.analysis import VALID_TAP_COUNTS, valid_tap_shares
+from atrousnp.viz import save_valid_taps
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path(__file__).parents[1] / "docs" / "figures" / "figure4.png")
     args = parser.parse_args(argv)
-    rates = list(range(1, 81))
-    fig = Figure(figsize=(10, 3.8))
-    for axis, size in zip(fig.subplots(1, 2, sharey=True), (65, 33)):
-        shares = valid_tap_shares(size, rates)
-        for count in VALID_TAP_COUNTS:
-            axis.plot(rates, shares[count], label=f"{count} valid weight{'s' if count > 1 else ''}")
-        axis.axvline(size / 2, color="grey", linestyle=":", linewidth=1)
-        axis.set_title(f"3x3 filter on a {size}x{size} feature map")
-        axis.set_xlabel("atrous rate")
-        axis.legend()
-    fig.axes[0].set_ylabel("share of output positions")
-    fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=100)
+    save_valid_taps(args.out, sizes=(65, 33), rates=range(1, 81))
     print(f"wrote {args.out}")
 
 

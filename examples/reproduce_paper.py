@@ -41,10 +41,10 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from atrousnp import backend_names, set_backend
-from atrousnp.analysis import VALID_TAP_COUNTS, valid_tap_shares
 from atrousnp.metrics import mean_iou
 from atrousnp.training import BACKBONES, TrainConfig, datasets, evaluate, load_trained, train
-from atrousnp.viz import save_prediction_grid
+from atrousnp.data import VOC_CLASSES
+from atrousnp.viz import add_legend, overlay, save_valid_taps
 
 MULTI_SCALE = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 PAPER_CROP, PAPER_MAP = 513, 33  # the paper's crop, and its feature map at output stride 16
@@ -247,54 +247,50 @@ def table_markdown(name, results, spread):
 
 
 def plot_table(path, name, results):
-    """Grouped bars: the paper's mIoU and atrousnp's, row by row."""
+    """Two bar charts side by side, the paper's mIoU and atrousnp's, each zoomed to its own
+    range: what is compared is the ordering of the rows, not the values."""
     labels = list(results)
-    x = np.arange(len(labels))
-    fig = Figure(figsize=(max(5, 1.4 * len(labels)), 3.4))
-    axis = fig.subplots()
-    axis.bar(x - 0.2, [results[k][0] for k in labels], 0.4, label="paper (VOC 2012 val)")
-    axis.bar(x + 0.2, [results[k][1] for k in labels], 0.4, label="atrousnp miniature")
-    axis.set_xticks(x, labels, rotation=15 if len(labels) > 4 else 0, fontsize=8)
-    axis.set_ylabel("mIoU (%)")
-    axis.set_ylim(0, 100)
-    axis.set_title(TABLES[name].title, fontsize=9)
-    axis.legend(fontsize=8, loc="lower right")
+    fig = Figure(figsize=(max(7, 2.2 * len(labels)), 3.4))
+    for axis, (source, column) in zip(fig.subplots(1, 2), (("paper (VOC 2012 val)", 0), ("atrousnp miniature", 1))):
+        values = [results[label][column] for label in labels]
+        axis.bar(range(len(labels)), values, color="tab:blue" if column == 0 else "tab:orange")
+        low, high = min(values), max(values)
+        axis.set_ylim(max(0, low - 0.5 * (high - low) - 1), min(100, high + 0.2 * (high - low) + 1))
+        axis.set_xticks(range(len(labels)), labels, rotation=20 if len(labels) > 3 else 0, fontsize=7, ha="right"
+                        if len(labels) > 3 else "center")
+        axis.set_ylabel("mIoU (%)")
+        axis.set_title(source, fontsize=9)
+    fig.suptitle(TABLES[name].title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
 
 
-def plot_figure4(path):
-    """The paper's Figure 4 from atrousnp's im2col: valid taps of a 3x3 filter on a 65x65 map."""
-    rates = list(range(1, 81))
-    shares = valid_tap_shares(65, rates)
-    fig = Figure(figsize=(5, 3.4))
-    axis = fig.subplots()
-    for count in VALID_TAP_COUNTS:
-        axis.plot(rates, shares[count], label=f"{count} valid weight{'s' if count > 1 else ''}")
-    axis.set_xlabel("atrous rate")
-    axis.set_ylabel("share of output positions")
-    axis.set_title("Figure 4: a 3x3 filter on a 65x65 feature map", fontsize=9)
-    axis.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-
-
-def plot_output_strides(args, path, image_index=0):
-    """One val image, its truth and Table 1's three models' predictions (OS 32, 16, 8)."""
+def plot_output_strides(args, path, images=3):
+    """The first ``images`` val images, their truth, and the predictions of Table 1's models
+    trained at output stride 32, 16 and 8, one image per row."""
     table = TABLES["table1"]
     rows = sorted(table.rows, key=lambda row: -row.model.get("output_stride", 16))
-    examples = []
+    predictions = []
     for row in rows:
         config = configure(args, table, row)
         model, _ = load_trained(run_folder(args, config) / "checkpoint.npz")
-        model.eval()
         _, val_set = datasets(config)
-        _, (example,) = evaluate(model, val_set, config.num_classes, keep=1, indices=[image_index])
-        examples.append(example)
-    image, truth = examples[0][:2]
-    grid = [(image, truth, prediction) for _, _, prediction in examples]
-    save_prediction_grid(path, grid, titles=("image", "ground truth", "prediction"))
-    return [row.label for row in rows]
+        _, examples = evaluate(model, val_set, config.num_classes, keep=images, indices=range(min(images, len(val_set))))
+        predictions.append(examples)
+    titles = ["image", "ground truth"] + [f"trained at {row.label}" for row in rows]
+    fig = Figure(figsize=(2.2 * len(titles), 2.3 * len(predictions[0]) + 0.6))
+    axes = fig.subplots(len(predictions[0]), len(titles), squeeze=False)
+    for r, (image, truth, _) in enumerate(predictions[0]):
+        pictures = [image, overlay(image, truth)] + [overlay(image, examples[r][2]) for examples in predictions]
+        for c, picture in enumerate(pictures):
+            axes[r, c].imshow(picture)
+            axes[r, c].axis("off")
+            if r == 0:
+                axes[r, c].set_title(titles[c], fontsize=9)
+    present = sorted({int(c) for image, truth, _ in predictions[0] for c in np.unique(truth) if c != 255})
+    add_legend(fig, present, VOC_CLASSES)
+    fig.tight_layout(rect=(0, 0.6 / fig.get_figheight(), 1, 1))
+    fig.savefig(path, dpi=90)
 
 
 def write_results(args, results, spread, minutes):
@@ -311,8 +307,7 @@ def write_results(args, results, spread, minutes):
     for name, table_results in results.items():
         lines += table_markdown(name, table_results, spread)
     if "table1" in results:
-        lines += ["Table 1's models on one val image (rows: OS 32, 16, 8):", "", "![predictions](predictions_os.png)",
-                  ""]
+        lines += ["Table 1's models on three val images:", "", "![predictions](predictions_os.png)", ""]
     (args.out / "results.md").write_text("\n".join(lines))
 
 
@@ -361,7 +356,7 @@ def main(argv=None):
     args.out.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
     results = {name: run_table(args, name) for name in TABLES if name in args.only}
-    plot_figure4(args.out / "figure4.png")
+    save_valid_taps(args.out / "figure4.png", sizes=(65, 33))
     for name, table_results in results.items():
         plot_table(args.out / f"{name}.png", name, table_results)
     if "table1" in results:
