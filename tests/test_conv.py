@@ -1,6 +1,8 @@
 """Atrous convolution, proven: against scipy's correlation, against the loop definition,
 by finite differences, and through the adjoint identity of im2col and col2im."""
 
+import contextlib
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -94,13 +96,18 @@ def test_col2im_is_the_adjoint_of_im2col(backend, case):
     np.testing.assert_allclose(np.vdot(cols, c), np.vdot(x, back), rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("block_bytes", [None, 64], ids=["whole", "in-blocks"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @given(case=conv_cases())
-def test_numba_backend_equals_numpy_backend(dtype, case):
+def test_numba_backend_equals_numpy_backend(dtype, block_bytes, case):
+    """Also with im2col in blocks of (image, channels), as numba computes a large conv: a 64-byte
+    budget makes every block one channel of one image."""
+    from atrousnp.backends import numba_cpu
     x, w, b = make_arrays(case, dtype)
     outputs = {}
+    budget = numba_cpu.COLS_BLOCK_BYTES if block_bytes is None else block_bytes
     for name in ("numpy", "numba"):
-        with anp.use_backend(name):
+        with anp.use_backend(name), _patched(numba_cpu, "COLS_BLOCK_BYTES", budget):
             xt, wt = anp.tensor(x, requires_grad=True), anp.tensor(w, requires_grad=True)
             y = F.conv2d(xt, wt, None if b is None else anp.tensor(b), stride=case["stride"],
                          padding=case["padding"], dilation=case["dilation"], groups=case["groups"])
@@ -110,6 +117,17 @@ def test_numba_backend_equals_numpy_backend(dtype, case):
     tol = 1e-5 if dtype == np.float32 else 1e-12
     for got, expected in zip(outputs["numba"], outputs["numpy"]):
         np.testing.assert_allclose(got, expected, rtol=tol, atol=tol)
+
+
+@contextlib.contextmanager
+def _patched(module, name, value):
+    """``module.name = value`` for the block (monkeypatch is per test, not per Hypothesis example)."""
+    saved = getattr(module, name)
+    setattr(module, name, value)
+    try:
+        yield
+    finally:
+        setattr(module, name, saved)
 
 
 @pytest.mark.parametrize("kernel,dilation", [((3, 3), (1, 1)), ((3, 3), (2, 3)), ((2, 4), (1, 2)), ((1, 1), (5, 5))])

@@ -34,16 +34,16 @@ SYNTHETIC_CLASSES = {
     19: ("train", (170, 70, 190), 5, "ellipse", (0.05, 0.45)),
 }
 ABLATION_CLASSES = {
-    1: ("aeroplane", (200, 60, 50), 4, "cross", (0.2, 0.45)),
+    1: ("aeroplane", (200, 60, 50), 4, "cross", (0.25, 0.45)),
     8: ("cat", (120, 120, 120), 5, "disk", (0.2, 0.6)),
     12: ("dog", (120, 120, 120), 5, "disk", (0.2, 0.6)),
-    15: ("person", (220, 190, 60), 3, "square", (0.03, 0.08)),
+    15: ("person", (220, 190, 60), 3, "square", (0.05, 0.1)),
     19: ("train", (170, 70, 190), 6, "ellipse", (0.5, 0.9)),
 }
 # kind: (classes, {scene: (background base colour, the class of a "pet" in it)})
 KINDS = {"shapes": (SYNTHETIC_CLASSES, None),
          "ablation": (ABLATION_CLASSES, {"warm": ((150, 115, 80), 8), "cool": ((80, 115, 150), 12)})}
-_VERSION = 1
+_VERSION = 2  # 2: the ablation kind
 
 
 def make_synthetic_voc(root, n_train=200, n_val=50, image_size=96, seed=0, kind="shapes"):
@@ -126,8 +126,8 @@ def _shape_mask(shape, dy, dx, radius, angle):
         return (ry < radius * 0.5) & (ry > -radius + 1.7 * np.abs(rx))
     if shape == "ring":
         return (distance < radius) & (distance > radius * 0.55)
-    if shape == "cross":  # two bars a fifth of the radius wide: thin parts
-        return (np.maximum(np.abs(ry) / 0.1, np.abs(rx)) < radius) | (np.maximum(np.abs(ry), np.abs(rx) / 0.1) < radius)
+    if shape == "cross":  # two bars 0.4 radius wide: thin parts
+        return (np.maximum(np.abs(ry) / 0.2, np.abs(rx)) < radius) | (np.maximum(np.abs(ry), np.abs(rx) / 0.2) < radius)
     return np.hypot(ry / 0.5, rx) < radius  # ellipse
 
 
