@@ -1,6 +1,6 @@
 """The paper's experiments in miniature: Tables 1-6 and 9 and Figure 4 of Chen et al. (2017).
 
-    python examples/reproduce_paper.py                        # --quick: about 40 minutes on 2 cores
+    python examples/reproduce_paper.py                        # --quick: about 35 minutes on 2 cores
     python examples/reproduce_paper.py --only table1,table5   # some tables only
     python examples/reproduce_paper.py --full                 # 4x the training, larger images
     python examples/reproduce_paper.py --voc-root ~/VOCdevkit --backbone resnet50 --full
