@@ -259,18 +259,11 @@ class NumbaBackend(NumpyBackend):
           block is read by its GEMM while it is still in the CPU's cache, not from main memory.
         """
         blocks = self._blocked(x, weight, stride, padding, dilation, groups)
-        n, k = x.shape[0], weight.shape[0]
         if blocks is not None:
-            geometry = (tuple(weight.shape[2:]), stride, padding, dilation)
-            w = weight.reshape(k, -1)
-            taps = w.shape[1] // x.shape[1]
-            out = np.zeros((n, k) + conv_out_hw(x.shape, *geometry), x.dtype)
-            for b, c0, c1 in blocks:
-                cols = self.im2col(x[b:b + 1, c0:c1], *geometry)
-                out[b] += (w[:, c0 * taps:c1 * taps] @ cols).reshape(out.shape[1:])
-            return out
+            return self._blocked_forward(x, weight, (tuple(weight.shape[2:]), stride, padding, dilation), blocks)
         if groups != 1 or not _is_pointwise(weight.shape[2:], stride, padding):
             return super().conv2d_forward(x, weight, stride, padding, dilation, groups)
+        n, k = x.shape[0], weight.shape[0]
         return np.matmul(weight.reshape(k, -1), _as_ncl(x)).reshape((n, k) + x.shape[2:])
 
     def conv2d_backward(self, grad, x, weight, stride, padding, dilation, groups, needs_dx, needs_dweight):
@@ -288,6 +281,16 @@ class NumbaBackend(NumpyBackend):
         dweight = np.matmul(dy, _as_ncl(x).transpose(0, 2, 1)).sum(axis=0).reshape(weight.shape) \
             if needs_dweight else None
         return dx, dweight
+
+    def _blocked_forward(self, x, weight, geometry, blocks):
+        k = weight.shape[0]
+        w = weight.reshape(k, -1)
+        taps = w.shape[1] // x.shape[1]
+        out = np.zeros((x.shape[0], k) + conv_out_hw(x.shape, *geometry), x.dtype)
+        for b, c0, c1 in blocks:
+            cols = self.im2col(x[b:b + 1, c0:c1], *geometry)
+            out[b] += (w[:, c0 * taps:c1 * taps] @ cols).reshape(out.shape[1:])
+        return out
 
     def _blocked_backward(self, grad, x, weight, geometry, blocks, needs_dx, needs_dweight):
         k = weight.shape[0]

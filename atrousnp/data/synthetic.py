@@ -40,9 +40,12 @@ ABLATION_CLASSES = {
     15: ("person", (220, 190, 60), 3, "square", (0.08, 0.14)),
     19: ("train", (170, 70, 190), 6, "ellipse", (0.5, 0.9)),
 }
-# kind: (classes, {scene: (background base colour, the class of a "pet" in it)})
-KINDS = {"shapes": (SYNTHETIC_CLASSES, None),
-         "ablation": (ABLATION_CLASSES, {"warm": ((150, 115, 80), 8), "cool": ((80, 115, 150), 12)})}
+# kind: (classes, {scene: (background base colour, the classes drawn in it)}); the shapes kind's
+# scene has a random base colour and draws every class. In the ablation kind, cats stand in warm
+# scenes and dogs in cool ones, and the small persons are drawn twice as often as the others.
+KINDS = {"shapes": (SYNTHETIC_CLASSES, {"any": (None, tuple(SYNTHETIC_CLASSES))}),
+         "ablation": (ABLATION_CLASSES, {"warm": ((150, 115, 80), (1, 8, 15, 15, 19)),
+                                         "cool": ((80, 115, 150), (1, 12, 15, 15, 19))})}
 _VERSION = 3  # 3: the ablation kind's persons
 
 
@@ -78,13 +81,13 @@ def synthetic_pair(rng, size, kind="shapes"):
     """One (image uint8 (size, size, 3), label uint8 (size, size)) pair of the given kind."""
     classes, scenes = KINDS[kind]
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
-    base, pet = (None, None) if scenes is None else scenes[str(rng.choice(list(scenes)))]
+    scene = next(iter(scenes)) if len(scenes) == 1 else str(rng.choice(list(scenes)))  # one scene: no draw
+    base, drawn = scenes[scene]
     image = _background(rng, size, yy, xx, base)
     label = np.zeros((size, size), np.uint8)
     edges = np.zeros((size, size), bool)
-    choices = list(classes) if pet is None else [1, pet, 15, 15, 19]  # small persons, drawn twice as often
     for _ in range(rng.integers(1, 5)):
-        class_index = int(rng.choice(choices))
+        class_index = int(rng.choice(drawn))
         _, colour, period, shape, (smallest, largest) = classes[class_index]
         radius = size * rng.uniform(smallest, largest)
         cy, cx = rng.uniform(0, size, 2)
