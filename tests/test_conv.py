@@ -96,18 +96,19 @@ def test_col2im_is_the_adjoint_of_im2col(backend, case):
     np.testing.assert_allclose(np.vdot(cols, c), np.vdot(x, back), rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("block_bytes", [None, 64], ids=["whole", "in-blocks"])
+@pytest.mark.parametrize("path", [{}, {"COLS_BLOCK_BYTES": 64}, {"SPARSE_TAPS_BELOW": 2.0}],
+                         ids=["whole", "in-blocks", "by-tap"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @given(case=conv_cases())
-def test_numba_backend_equals_numpy_backend(dtype, block_bytes, case):
-    """Also with im2col in blocks of (image, channels), as numba computes a large conv: a 64-byte
-    budget makes every block one channel of one image."""
+def test_numba_backend_equals_numpy_backend(dtype, path, case):
+    """Also on numba's other paths for a non-pointwise conv: im2col in blocks of (image, channels),
+    with a 64-byte budget that makes every block one channel of one image, and tap by tap, with a
+    threshold that sends every conv there."""
     from atrousnp.backends import numba_cpu
     x, w, b = make_arrays(case, dtype)
     outputs = {}
-    budget = numba_cpu.COLS_BLOCK_BYTES if block_bytes is None else block_bytes
     for name in ("numpy", "numba"):
-        with anp.use_backend(name), _patched(numba_cpu, "COLS_BLOCK_BYTES", budget):
+        with anp.use_backend(name), _patched(numba_cpu, path):
             xt, wt = anp.tensor(x, requires_grad=True), anp.tensor(w, requires_grad=True)
             y = F.conv2d(xt, wt, None if b is None else anp.tensor(b), stride=case["stride"],
                          padding=case["padding"], dilation=case["dilation"], groups=case["groups"])
@@ -120,14 +121,17 @@ def test_numba_backend_equals_numpy_backend(dtype, block_bytes, case):
 
 
 @contextlib.contextmanager
-def _patched(module, name, value):
-    """``module.name = value`` for the block (monkeypatch is per test, not per Hypothesis example)."""
-    saved = getattr(module, name)
-    setattr(module, name, value)
+def _patched(module, values):
+    """``module.name = value`` for each item, for the block (monkeypatch is per test, not per
+    Hypothesis example)."""
+    saved = {name: getattr(module, name) for name in values}
+    for name, value in values.items():
+        setattr(module, name, value)
     try:
         yield
     finally:
-        setattr(module, name, saved)
+        for name, value in saved.items():
+            setattr(module, name, value)
 
 
 @pytest.mark.parametrize("kernel,dilation", [((3, 3), (1, 1)), ((3, 3), (2, 3)), ((2, 4), (1, 2)), ((1, 1), (5, 5))])

@@ -28,9 +28,21 @@ def _inside(offset, stride, size, count):
     return lo, max(lo, hi)
 
 
+@njit(cache=True, inline="always")
+def _copy_row(dst, start, src, src_start, count, step):
+    """dst[start:start + count] = src[src_start::step][:count]. A unit step is a slice copy, which
+    Numba compiles to a vectorised loop; a strided slice would take a slow generic path."""
+    if step == 1:
+        dst[start:start + count] = src[src_start:src_start + count]
+    else:
+        for k in range(count):
+            dst[start + k] = src[src_start + k * step]
+
+
 @njit(parallel=True, cache=True)
 def _im2col(x, cols, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
-    """Fill cols: (C*kh*kw, N*out_h*out_w) with the dilated patches of x: (N, C, H, W)."""
+    """Fill cols: (C*kh*kw, N*out_h*out_w) with the dilated patches of x: (N, C, H, W).
+    Each entry is written once: zeros only where the tap reads padding."""
     n, c, h, w = x.shape
     taps, area = kh * kw, out_h * out_w
     for task in prange(c * taps * n):                      # one (channel, tap, image) segment per task
@@ -40,10 +52,13 @@ def _im2col(x, cols, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
         oh_lo, oh_hi = _inside(top, sh, h, out_h)
         ow_lo, ow_hi = _inside(left, sw, w, out_w)
         src, dst = x[b, ch].ravel(), cols[row, b * area:(b + 1) * area]
-        dst[:] = 0                                         # taps that read padding
+        dst[:oh_lo * out_w] = 0
+        dst[oh_hi * out_w:] = 0
         for oh in range(oh_lo, oh_hi):
-            start = (oh * sh + top) * w + left
-            dst[oh * out_w + ow_lo:oh * out_w + ow_hi] = src[start + ow_lo * sw:start + ow_hi * sw:sw]
+            start = oh * out_w
+            dst[start:start + ow_lo] = 0
+            dst[start + ow_hi:start + out_w] = 0
+            _copy_row(dst, start + ow_lo, src, (oh * sh + top) * w + left + ow_lo * sw, ow_hi - ow_lo, sw)
 
 
 @njit(parallel=True, cache=True)
@@ -68,21 +83,22 @@ def _col2im(cols, x, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
 
 @njit(parallel=True, cache=True)
 def _bn_stats(x, mean, var):
-    """Per-channel mean and biased variance in two passes (the second sums squared
-    deviations, which cancels nothing), accumulated in float64. One channel per task."""
+    """Per-channel mean and biased variance in one pass over x, one channel per task. It sums
+    d = x - shift and d^2 in float64, shift being the channel's first value: var = E[d^2] - E[d]^2
+    then cancels only as much as the data's spread around a value of its own, where the plain
+    E[x^2] - E[x]^2 loses every digit to a large mean. One pass reads x once, not twice."""
     n, c, h, w = x.shape
     count = n * h * w
     for ch in prange(c):
-        total = 0.0
+        shift = float(x[0, ch, 0, 0])
+        total, squares = 0.0, 0.0
         for b in range(n):
             for v in x[b, ch].ravel():
-                total += v
-        mu = total / count
-        squares = 0.0
-        for b in range(n):
-            for v in x[b, ch].ravel():
-                squares += (v - mu) * (v - mu)
-        mean[ch], var[ch] = mu, squares / count
+                d = v - shift
+                total += d
+                squares += d * d
+        mean_d = total / count
+        mean[ch], var[ch] = shift + mean_d, max(squares / count - mean_d * mean_d, 0.0)
 
 
 # -- fused hot-path kernels ---------------------------------------------------------------
@@ -197,6 +213,39 @@ def _cols_blocks(x_shape, taps, area, itemsize):
     return [(b, c0, min(c, c0 + step)) for b in range(n) for c0 in range(0, c, step)]
 
 
+SPARSE_TAPS_BELOW = 0.5  # a conv whose im2col is less than this share image (not padding) goes tap by tap
+
+
+def _tap_windows(in_hw, kernel, stride, padding, dilation, out_hw):
+    """[((i, j), out corner, (rows, cols), in corner)] for each tap that reads the image somewhere:
+    the outputs whose tap (i, j) reads the image form a rows x cols window starting at out
+    corner, and they read the input pixels starting at in corner, every stride-th."""
+    windows = []
+    for i in range(kernel[0]):
+        for j in range(kernel[1]):
+            top, left = i * dilation[0] - padding[0], j * dilation[1] - padding[1]
+            (oh_lo, oh_hi), (ow_lo, ow_hi) = (_inside(top, stride[0], in_hw[0], out_hw[0]),
+                                              _inside(left, stride[1], in_hw[1], out_hw[1]))
+            if oh_hi > oh_lo and ow_hi > ow_lo:
+                windows.append(((i, j), (oh_lo, ow_lo), (oh_hi - oh_lo, ow_hi - ow_lo),
+                                (oh_lo * stride[0] + top, ow_lo * stride[1] + left)))
+    return windows
+
+
+def _window(a, corner, size, stride):
+    """a[:, :, top::sh, left::sw] cropped to size = (rows, cols), as (C, N*rows*cols): the im2col
+    of a 1x1 kernel whose padding is minus the corner, i.e. a crop."""
+    n, c = a.shape[:2]
+    cols = np.empty((c, n * size[0] * size[1]), a.dtype)
+    _im2col(np.ascontiguousarray(a), cols, 1, 1, *stride, -corner[0], -corner[1], 1, 1, *size)
+    return cols
+
+
+def _add_window(cols, a, corner, size, stride):
+    """a[:, :, window] += cols, in place: the adjoint of _window (col2im adds into a)."""
+    _col2im(np.ascontiguousarray(cols), a, 1, 1, *stride, -corner[0], -corner[1], 1, 1, *size)
+
+
 def _as_ncl(a):
     """A C-contiguous view of (N, C, ...) as (N, C, L)."""
     return np.ascontiguousarray(a).reshape(a.shape[0], a.shape[1], -1)
@@ -237,49 +286,91 @@ class NumbaBackend(NumpyBackend):
         _col2im(np.ascontiguousarray(cols), x, *kernel, *stride, *padding, *dilation, out_h, out_w)
         return x
 
-    def _blocked(self, x, weight, stride, padding, dilation, groups):
-        """The im2col blocks of a conv whose whole im2col would exceed COLS_BLOCK_BYTES, else None."""
-        kernel = weight.shape[2:]
-        if groups != 1 or _is_pointwise(kernel, stride, padding):
-            return None
-        taps, area = kernel[0] * kernel[1], int(np.prod(conv_out_hw(x.shape, kernel, stride, padding, dilation)))
-        if x.shape[0] * x.shape[1] * taps * area * x.itemsize <= COLS_BLOCK_BYTES:
-            return None
-        return _cols_blocks(x.shape, taps, area, x.itemsize)
+    def _conv_path(self, x, weight, stride, padding, dilation, groups):
+        """How this backend computes a conv: ("default" | "pointwise" | "by_tap" | "blocks", plan)."""
+        kernel = tuple(weight.shape[2:])
+        if groups != 1:
+            return "default", None
+        if _is_pointwise(kernel, stride, padding):
+            return "pointwise", None
+        out_hw = conv_out_hw(x.shape, kernel, stride, padding, dilation)
+        windows = _tap_windows(x.shape[2:], kernel, stride, padding, dilation, out_hw)
+        if sum(rows * cols for _, _, (rows, cols), _ in windows) < SPARSE_TAPS_BELOW * len(windows) * out_hw[0] * out_hw[1]:
+            return "by_tap", windows
+        taps, area = kernel[0] * kernel[1], out_hw[0] * out_hw[1]
+        if x.shape[0] * x.shape[1] * taps * area * x.itemsize > COLS_BLOCK_BYTES:
+            return "blocks", _cols_blocks(x.shape, taps, area, x.itemsize)
+        return "default", None
 
     def conv2d_forward(self, x, weight, stride, padding, dilation, groups):
-        """Two shapes get their own path; any other conv takes the default (one im2col, one GEMM).
+        """Three shapes get their own path; any other conv takes the default (one im2col, one GEMM).
 
         * A 1x1 kernel (of one group) multiplies each image's pixels as they lie, y[n] = W @ x[n]:
           no transposed copy of x, unlike the default's pointwise "im2col".
+        * A dilated kernel on a small map, whose taps read mostly padding (less than
+          SPARSE_TAPS_BELOW of its im2col is the image), is computed tap by tap:
+          y[:, :, window] += W[:, :, i, j] @ x[:, :, window shifted by the tap], each window cropped
+          to the outputs whose tap (i, j) reads the image. ASPP at rate 18 on a 21x21 map (output
+          stride 16 on a 321x321 image) does 18% of the dense products; the paper's Figure 4 is
+          this effect. Each tap's GEMM keeps all C input channels as its inner dimension, so it
+          runs near OpenBLAS's peak where it is wide enough; on dense kernels the nine narrower
+          GEMMs lose to one, hence the threshold.
         * A conv whose im2col would exceed COLS_BLOCK_BYTES is computed in blocks of (image,
           channels): y[n] = sum over channel blocks of W[:, block] @ cols[block]. im2col's buffer
-          is kh*kw times the input; for an ASPP branch at rate 12 on ResNet-50 features it is
+          is kh*kw times the input; for an ASPP branch at rate 6 on ResNet-50 features it is
           65 MB, the largest array of an evaluation. In blocks, the peak is one block, and each
           block is read by its GEMM while it is still in the CPU's cache, not from main memory.
         """
-        blocks = self._blocked(x, weight, stride, padding, dilation, groups)
-        if blocks is not None:
-            return self._blocked_forward(x, weight, (tuple(weight.shape[2:]), stride, padding, dilation), blocks)
-        if groups != 1 or not _is_pointwise(weight.shape[2:], stride, padding):
-            return super().conv2d_forward(x, weight, stride, padding, dilation, groups)
-        n, k = x.shape[0], weight.shape[0]
-        return np.matmul(weight.reshape(k, -1), _as_ncl(x)).reshape((n, k) + x.shape[2:])
+        path, plan = self._conv_path(x, weight, stride, padding, dilation, groups)
+        geometry = (tuple(weight.shape[2:]), stride, padding, dilation)
+        if path == "pointwise":
+            n, k = x.shape[0], weight.shape[0]
+            return np.matmul(weight.reshape(k, -1), _as_ncl(x)).reshape((n, k) + x.shape[2:])
+        if path == "by_tap":
+            return self._by_tap_forward(x, weight, geometry, plan)
+        if path == "blocks":
+            return self._blocked_forward(x, weight, geometry, plan)
+        return super().conv2d_forward(x, weight, stride, padding, dilation, groups)
 
     def conv2d_backward(self, grad, x, weight, stride, padding, dilation, groups, needs_dx, needs_dweight):
-        """The forward's three paths. A 1x1 kernel: dx[n] = W^T @ dy[n] and dW = sum_n dy[n] @ x[n]^T,
-        on the arrays as they lie. In blocks of (image, channels): dW[:, block] += dy[n] @ cols^T
-        and dx[n, block] = col2im(W[:, block]^T @ dy[n]), each block's buffers freed before the next."""
-        blocks = self._blocked(x, weight, stride, padding, dilation, groups)
-        if blocks is not None:
-            return self._blocked_backward(grad, x, weight, (tuple(weight.shape[2:]), stride, padding, dilation),
-                                          blocks, needs_dx, needs_dweight)
-        if groups != 1 or not _is_pointwise(weight.shape[2:], stride, padding):
-            return super().conv2d_backward(grad, x, weight, stride, padding, dilation, groups, needs_dx, needs_dweight)
-        w, dy = weight.reshape(weight.shape[:2]), _as_ncl(grad)
-        dx = np.matmul(w.T, dy).reshape(x.shape) if needs_dx else None
-        dweight = np.matmul(dy, _as_ncl(x).transpose(0, 2, 1)).sum(axis=0).reshape(weight.shape) \
-            if needs_dweight else None
+        """The forward's paths. A 1x1 kernel: dx[n] = W^T @ dy[n] and dW = sum_n dy[n] @ x[n]^T,
+        on the arrays as they lie. Tap by tap: dW[:, :, i, j] = dy[window] @ x[shifted window]^T and
+        dx[shifted window] += W[:, :, i, j]^T @ dy[window]. In blocks of (image, channels):
+        dW[:, block] += dy[n] @ cols^T and dx[n, block] = col2im(W[:, block]^T @ dy[n]), each
+        block's buffers freed before the next."""
+        path, plan = self._conv_path(x, weight, stride, padding, dilation, groups)
+        geometry = (tuple(weight.shape[2:]), stride, padding, dilation)
+        if path == "pointwise":
+            w, dy = weight.reshape(weight.shape[:2]), _as_ncl(grad)
+            dx = np.matmul(w.T, dy).reshape(x.shape) if needs_dx else None
+            dweight = np.matmul(dy, _as_ncl(x).transpose(0, 2, 1)).sum(axis=0).reshape(weight.shape) \
+                if needs_dweight else None
+            return dx, dweight
+        if path == "by_tap":
+            return self._by_tap_backward(grad, x, weight, stride, plan, needs_dx, needs_dweight)
+        if path == "blocks":
+            return self._blocked_backward(grad, x, weight, geometry, plan, needs_dx, needs_dweight)
+        return super().conv2d_backward(grad, x, weight, stride, padding, dilation, groups, needs_dx, needs_dweight)
+
+    def _by_tap_forward(self, x, weight, geometry, windows):
+        stride = geometry[1]
+        out = np.zeros((x.shape[0], weight.shape[0]) + conv_out_hw(x.shape, *geometry), x.dtype)
+        w_taps = np.ascontiguousarray(weight.transpose(2, 3, 0, 1))        # (kh, kw, K, C)
+        for (i, j), out_corner, size, in_corner in windows:
+            _add_window(w_taps[i, j] @ _window(x, in_corner, size, stride), out, out_corner, size, (1, 1))
+        return out
+
+    def _by_tap_backward(self, grad, x, weight, stride, windows, needs_dx, needs_dweight):
+        grad = np.ascontiguousarray(grad)
+        w_taps = np.ascontiguousarray(weight.transpose(2, 3, 0, 1))
+        dweight = np.zeros(weight.shape, weight.dtype) if needs_dweight else None  # taps reading only padding: 0
+        dx = np.zeros(x.shape, x.dtype) if needs_dx else None
+        for (i, j), out_corner, size, in_corner in windows:
+            dy = _window(grad, out_corner, size, (1, 1))                    # (K, N*rows*cols)
+            if needs_dweight:
+                dweight[:, :, i, j] = dy @ _window(x, in_corner, size, stride).T
+            if needs_dx:
+                _add_window(w_taps[i, j].T @ dy, dx, in_corner, size, stride)
         return dx, dweight
 
     def _blocked_forward(self, x, weight, geometry, blocks):
