@@ -61,9 +61,21 @@ def _im2col(x, cols, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
             _copy_row(dst, start + ow_lo, src, (oh * sh + top) * w + left + ow_lo * sw, ow_hi - ow_lo, sw)
 
 
+@njit(cache=True, inline="always")
+def _add_row(dst, start, src, src_start, count, step):
+    """dst[start::step][:count] += src[src_start:src_start + count], _copy_row's adjoint; a unit
+    step is again a slice, which ran 1.1-2x faster than an element loop (2026-11-23)."""
+    if step == 1:
+        dst[start:start + count] += src[src_start:src_start + count]
+    else:
+        for k in range(count):
+            dst[start + k * step] += src[src_start + k]
+
+
 @njit(parallel=True, cache=True)
 def _col2im(cols, x, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
-    """Add every entry of cols: (C*kh*kw, N*out_h*out_w) into its pixel of x: (N, C, H, W), zeroed."""
+    """Add every entry of cols: (C*kh*kw, N*out_h*out_w) into its pixel of x: (N, C, H, W), in
+    place (col2im passes zeros; a tap-by-tap conv adds each tap's window into a running sum)."""
     n, c, h, w = x.shape
     taps, area = kh * kw, out_h * out_w
     for plane in prange(n * c):              # one (image, channel) plane per task: no write races
@@ -76,9 +88,7 @@ def _col2im(cols, x, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
             ow_lo, ow_hi = _inside(left, sw, w, out_w)
             src = cols[ch * taps + tap, b * area:(b + 1) * area]
             for oh in range(oh_lo, oh_hi):
-                start = (oh * sh + top) * w + left
-                for ow in range(ow_lo, ow_hi):     # a loop, not slice +=, which would build a temporary
-                    dst[start + ow * sw] += src[oh * out_w + ow]
+                _add_row(dst, (oh * sh + top) * w + left + ow_lo * sw, src, oh * out_w + ow_lo, ow_hi - ow_lo, sw)
 
 
 @njit(parallel=True, cache=True)
@@ -190,6 +200,18 @@ def _softmax_cross_entropy_backward(logits, target, weight, ignore_index, lse, f
             dlogits[b, k, i] = w * (softmax - (1.0 if k == t else 0.0))
 
 
+@njit(parallel=True, cache=True)
+def _taps_first(weight, out):
+    """out[t, k, c] = weight[k, c, t] for weight: (K, C, taps): each tap's (K, C) matrix made
+    contiguous, as a GEMM needs it, one output channel per task (NumPy's single-threaded
+    transposing copy took 2.8 ms for an ASPP weight, this 1.5 ms)."""
+    k_out, c, taps = weight.shape
+    for k in prange(k_out):
+        for t in range(taps):
+            for ch in range(c):
+                out[t, k, ch] = weight[k, ch, t]
+
+
 _sgd_rule = njit(inline="always", cache=True)(scalar_rules.sgd_update)
 
 
@@ -213,7 +235,10 @@ def _cols_blocks(x_shape, taps, area, itemsize):
     return [(b, c0, min(c, c0 + step)) for b in range(n) for c0 in range(0, c, step)]
 
 
-SPARSE_TAPS_BELOW = 0.5  # a conv whose im2col is less than this share image (not padding) goes tap by tap
+# A conv whose im2col is less than this share image (the rest padding) goes tap by tap. Measured
+# crossover (2026-11-23, 2-core EPYC, ASPP 2048->256 and layer4 512->512 convs): by tap won at
+# shares 0.37-0.66 (at 0.65 on a 41x41 map, forward+backward 527 ms against 682) and lost at 0.76-0.88.
+SPARSE_TAPS_BELOW = 0.7
 
 
 def _tap_windows(in_hw, kernel, stride, padding, dilation, out_hw):
@@ -230,6 +255,14 @@ def _tap_windows(in_hw, kernel, stride, padding, dilation, out_hw):
                 windows.append(((i, j), (oh_lo, ow_lo), (oh_hi - oh_lo, ow_hi - ow_lo),
                                 (oh_lo * stride[0] + top, ow_lo * stride[1] + left)))
     return windows
+
+
+def _weight_taps(weight):
+    """weight: (K, C, kh, kw) as (kh, kw, K, C), contiguous."""
+    k, c, kh, kw = weight.shape
+    out = np.empty((kh, kw, k, c), weight.dtype)
+    _taps_first(np.ascontiguousarray(weight).reshape(k, c, kh * kw), out.reshape(kh * kw, k, c))
+    return out
 
 
 def _window(a, corner, size, stride):
@@ -310,15 +343,15 @@ class NumbaBackend(NumpyBackend):
         * A dilated kernel on a small map, whose taps read mostly padding (less than
           SPARSE_TAPS_BELOW of its im2col is the image), is computed tap by tap:
           y[:, :, window] += W[:, :, i, j] @ x[:, :, window shifted by the tap], each window cropped
-          to the outputs whose tap (i, j) reads the image. ASPP at rate 18 on a 21x21 map (output
-          stride 16 on a 321x321 image) does 18% of the dense products; the paper's Figure 4 is
-          this effect. Each tap's GEMM keeps all C input channels as its inner dimension, so it
-          runs near OpenBLAS's peak where it is wide enough; on dense kernels the nine narrower
-          GEMMs lose to one, hence the threshold.
+          to the outputs whose tap (i, j) reads the image. On a 21x21 map (output stride 16 on a
+          321x321 image) ASPP at rates 6 / 12 / 18 then does 66% / 38% / 18% of the dense products:
+          the paper's Figure 4 is this effect. Each tap's GEMM keeps all C input channels as its
+          inner dimension, so it runs near OpenBLAS's peak where it is wide enough; on dense
+          kernels the nine narrower GEMMs and the gathers lose to one GEMM, hence the threshold.
         * A conv whose im2col would exceed COLS_BLOCK_BYTES is computed in blocks of (image,
           channels): y[n] = sum over channel blocks of W[:, block] @ cols[block]. im2col's buffer
-          is kh*kw times the input; for an ASPP branch at rate 6 on ResNet-50 features it is
-          65 MB, the largest array of an evaluation. In blocks, the peak is one block, and each
+          is kh*kw times the input; for a 3x3 conv on ResNet-50's 2048 channels at 21x21 it is
+          65 MB. In blocks, the peak is one block, and each
           block is read by its GEMM while it is still in the CPU's cache, not from main memory.
         """
         path, plan = self._conv_path(x, weight, stride, padding, dilation, groups)
@@ -355,14 +388,14 @@ class NumbaBackend(NumpyBackend):
     def _by_tap_forward(self, x, weight, geometry, windows):
         stride = geometry[1]
         out = np.zeros((x.shape[0], weight.shape[0]) + conv_out_hw(x.shape, *geometry), x.dtype)
-        w_taps = np.ascontiguousarray(weight.transpose(2, 3, 0, 1))        # (kh, kw, K, C)
+        w_taps = _weight_taps(weight)
         for (i, j), out_corner, size, in_corner in windows:
             _add_window(w_taps[i, j] @ _window(x, in_corner, size, stride), out, out_corner, size, (1, 1))
         return out
 
     def _by_tap_backward(self, grad, x, weight, stride, windows, needs_dx, needs_dweight):
         grad = np.ascontiguousarray(grad)
-        w_taps = np.ascontiguousarray(weight.transpose(2, 3, 0, 1))
+        w_taps = _weight_taps(weight)
         dweight = np.zeros(weight.shape, weight.dtype) if needs_dweight else None  # taps reading only padding: 0
         dx = np.zeros(x.shape, x.dtype) if needs_dx else None
         for (i, j), out_corner, size, in_corner in windows:
