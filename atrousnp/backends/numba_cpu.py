@@ -14,7 +14,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from . import scalar_rules
+from . import scalar_rules, winograd
 from .base import Backend, _is_pointwise, conv_out_hw
 from .numpy_backend import NumpyBackend
 
@@ -320,7 +320,9 @@ class NumbaBackend(NumpyBackend):
         return x
 
     def _conv_path(self, x, weight, stride, padding, dilation, groups):
-        """How this backend computes a conv: ("default" | "pointwise" | "by_tap" | "blocks", plan)."""
+        """How this backend computes a conv: (path, plan), path one of "default", "pointwise",
+        "by_tap" (plan: the taps' windows), "winograd" or "blocks" (plan: the im2col blocks, or
+        None for one im2col; a Winograd conv's weight gradient takes this im2col route)."""
         kernel = tuple(weight.shape[2:])
         if groups != 1:
             return "default", None
@@ -331,12 +333,14 @@ class NumbaBackend(NumpyBackend):
         if sum(rows * cols for _, _, (rows, cols), _ in windows) < SPARSE_TAPS_BELOW * len(windows) * out_hw[0] * out_hw[1]:
             return "by_tap", windows
         taps, area = kernel[0] * kernel[1], out_hw[0] * out_hw[1]
-        if x.shape[0] * x.shape[1] * taps * area * x.itemsize > COLS_BLOCK_BYTES:
-            return "blocks", _cols_blocks(x.shape, taps, area, x.itemsize)
-        return "default", None
+        blocks = _cols_blocks(x.shape, taps, area, x.itemsize) \
+            if x.shape[0] * x.shape[1] * taps * area * x.itemsize > COLS_BLOCK_BYTES else None
+        if kernel == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and max(padding) <= 2:
+            return "winograd", blocks
+        return "blocks", blocks
 
     def conv2d_forward(self, x, weight, stride, padding, dilation, groups):
-        """Three shapes get their own path; any other conv takes the default (one im2col, one GEMM).
+        """Four shapes get their own path; any other conv takes the default (one im2col, one GEMM).
 
         * A 1x1 kernel (of one group) multiplies each image's pixels as they lie, y[n] = W @ x[n]:
           no transposed copy of x, unlike the default's pointwise "im2col".
@@ -348,11 +352,14 @@ class NumbaBackend(NumpyBackend):
           the paper's Figure 4 is this effect. Each tap's GEMM keeps all C input channels as its
           inner dimension, so it runs near OpenBLAS's peak where it is wide enough; on dense
           kernels the nine narrower GEMMs and the gathers lose to one GEMM, hence the threshold.
+        * A 3x3, stride-1, undilated kernel (ResNet's bottlenecks) is Winograd's F(2x2, 3x3)
+          (``winograd.py``): 16 GEMMs with 4/9 of the multiply-adds, on transformed tiles 4x the
+          input where im2col's columns are 9x it. Its input gradient is the same kind of conv.
         * A conv whose im2col would exceed COLS_BLOCK_BYTES is computed in blocks of (image,
           channels): y[n] = sum over channel blocks of W[:, block] @ cols[block]. im2col's buffer
           is kh*kw times the input; for a 3x3 conv on ResNet-50's 2048 channels at 21x21 it is
-          65 MB. In blocks, the peak is one block, and each
-          block is read by its GEMM while it is still in the CPU's cache, not from main memory.
+          65 MB. In blocks, the peak is one block, and each block is read by its GEMM while it
+          is still in the CPU's cache, not from main memory.
         """
         path, plan = self._conv_path(x, weight, stride, padding, dilation, groups)
         geometry = (tuple(weight.shape[2:]), stride, padding, dilation)
@@ -361,16 +368,18 @@ class NumbaBackend(NumpyBackend):
             return np.matmul(weight.reshape(k, -1), _as_ncl(x)).reshape((n, k) + x.shape[2:])
         if path == "by_tap":
             return self._by_tap_forward(x, weight, geometry, plan)
-        if path == "blocks":
+        if path == "winograd":
+            return winograd.conv3x3(x, weight, padding)
+        if plan is not None:
             return self._blocked_forward(x, weight, geometry, plan)
         return super().conv2d_forward(x, weight, stride, padding, dilation, groups)
 
     def conv2d_backward(self, grad, x, weight, stride, padding, dilation, groups, needs_dx, needs_dweight):
         """The forward's paths. A 1x1 kernel: dx[n] = W^T @ dy[n] and dW = sum_n dy[n] @ x[n]^T,
         on the arrays as they lie. Tap by tap: dW[:, :, i, j] = dy[window] @ x[shifted window]^T and
-        dx[shifted window] += W[:, :, i, j]^T @ dy[window]. In blocks of (image, channels):
-        dW[:, block] += dy[n] @ cols^T and dx[n, block] = col2im(W[:, block]^T @ dy[n]), each
-        block's buffers freed before the next."""
+        dx[shifted window] += W[:, :, i, j]^T @ dy[window]. Winograd: dx by Winograd, dW through
+        im2col. In blocks of (image, channels): dW[:, block] += dy[n] @ cols^T and
+        dx[n, block] = col2im(W[:, block]^T @ dy[n]), each block's buffers freed before the next."""
         path, plan = self._conv_path(x, weight, stride, padding, dilation, groups)
         geometry = (tuple(weight.shape[2:]), stride, padding, dilation)
         if path == "pointwise":
@@ -381,7 +390,12 @@ class NumbaBackend(NumpyBackend):
             return dx, dweight
         if path == "by_tap":
             return self._by_tap_backward(grad, x, weight, stride, plan, needs_dx, needs_dweight)
-        if path == "blocks":
+        if path == "winograd" and needs_dx:
+            dx = winograd.conv3x3_input_grad(np.ascontiguousarray(grad), weight, padding)
+            dweight = self.conv2d_backward(grad, x, weight, stride, padding, dilation, groups, False, True)[1] \
+                if needs_dweight else None
+            return dx, dweight
+        if plan is not None:
             return self._blocked_backward(grad, x, weight, geometry, plan, needs_dx, needs_dweight)
         return super().conv2d_backward(grad, x, weight, stride, padding, dilation, groups, needs_dx, needs_dweight)
 

@@ -1,0 +1,37 @@
+"""Winograd's F(2x2, 3x3) kernels compute the paper's matrix formulas (Lavin and Gray, 2016).
+
+The numba backend's Winograd convs are compared with the NumPy oracle on random convs in
+test_conv.py; these tests tie the hand-written transforms to the matrices G, B^T and A^T.
+"""
+
+import numpy as np
+
+from atrousnp.backends import winograd
+
+
+def test_weight_transform_is_g_g_gt():
+    rng = np.random.default_rng(0)
+    weight = rng.standard_normal((2, 3, 3, 3))
+    u = np.empty((16, 2, 3))
+    winograd._transform_weight(weight.reshape(2, 3, 9), u)
+    expected = winograd.G @ weight @ winograd.G.T                  # (2, 3, 4, 4)
+    np.testing.assert_allclose(u, expected.reshape(2, 3, 16).transpose(2, 0, 1), rtol=1e-14, atol=1e-14)
+
+
+def test_one_tile_is_at_of_u_times_v_a():
+    """A 4x4 input, a 3x3 kernel, no padding: the 2x2 output is one tile,
+    A^T [(G g G^T) * (B^T d B)] A, and equals the direct correlation."""
+    rng = np.random.default_rng(1)
+    d, g = rng.standard_normal((4, 4)), rng.standard_normal((3, 3))
+    product = (winograd.G @ g @ winograd.G.T) * (winograd.B_T @ d @ winograd.B_T.T)
+    tile = winograd.A_T @ product @ winograd.A_T.T
+    direct = np.array([[np.sum(d[r:r + 3, q:q + 3] * g) for q in range(2)] for r in range(2)])
+    np.testing.assert_allclose(tile, direct, rtol=1e-13, atol=1e-13)
+    y = winograd.conv3x3(d[None, None], g[None, None], (0, 0))
+    np.testing.assert_allclose(y[0, 0], tile, rtol=1e-13, atol=1e-13)
+
+
+def test_planes_are_not_4_kib_apart():
+    u = winograd._planes(16, 256, 256, np.float32)                   # 256 KiB planes, padded
+    assert u.shape == (16, 256, 256) and u.strides[0] % 4096 != 0 and u.strides[1:] == (1024, 4)
+    assert winograd._planes(16, 3, 5, np.float64).strides[0] == 15 * 8   # no padding needed
