@@ -199,3 +199,21 @@ def test_bad_input_names_the_argument_and_sizes(backend, kw, message):
 def test_bias_of_the_wrong_shape(backend):
     with pytest.raises(ValueError, match=r"bias must have shape \(6,\), got \(5,\)"):
         F.conv2d(anp.zeros(1, 4, 8, 8), anp.zeros(6, 4, 3, 3), anp.zeros(5))
+
+
+def test_numba_takes_the_fast_path_for_each_deeplabv3_conv():
+    """The shapes of DeepLabv3-ResNet-50 at output stride 16 on 321x321 images: ASPP's dilated
+    convs go tap by tap (66%, 38% and 18% of their im2col is image), a bottleneck's 3x3 conv
+    through Winograd, a dilated 3x3 of layer4 (88% image) through im2col, a 1x1 conv directly."""
+    from atrousnp.backends.numba_cpu import NumbaBackend
+
+    def path(x_shape, w_shape, rate=1):
+        x, w = np.empty(x_shape, np.float32), np.empty(w_shape, np.float32)
+        k = w_shape[2] // 2
+        return NumbaBackend()._conv_path(x, w, (1, 1), (k * rate, k * rate), (rate, rate), 1)[0]
+
+    for rate in (6, 12, 18):
+        assert path((2, 2048, 21, 21), (256, 2048, 3, 3), rate) == "by_tap"
+    assert path((2, 256, 21, 21), (256, 256, 3, 3)) == "winograd"
+    assert path((2, 512, 21, 21), (512, 512, 3, 3), 2) == "blocks"
+    assert path((2, 256, 21, 21), (1024, 256, 1, 1)) == "pointwise"

@@ -329,10 +329,11 @@ class NumbaBackend(NumpyBackend):
         if _is_pointwise(kernel, stride, padding):
             return "pointwise", None
         out_hw = conv_out_hw(x.shape, kernel, stride, padding, dilation)
-        windows = _tap_windows(x.shape[2:], kernel, stride, padding, dilation, out_hw)
-        if sum(rows * cols for _, _, (rows, cols), _ in windows) < SPARSE_TAPS_BELOW * len(windows) * out_hw[0] * out_hw[1]:
-            return "by_tap", windows
         taps, area = kernel[0] * kernel[1], out_hw[0] * out_hw[1]
+        windows = _tap_windows(x.shape[2:], kernel, stride, padding, dilation, out_hw)
+        image_entries = sum(rows * cols for _, _, (rows, cols), _ in windows)    # of im2col's taps * area
+        if image_entries < SPARSE_TAPS_BELOW * taps * area:
+            return "by_tap", windows
         blocks = _cols_blocks(x.shape, taps, area, x.itemsize) \
             if x.shape[0] * x.shape[1] * taps * area * x.itemsize > COLS_BLOCK_BYTES else None
         if kernel == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and max(padding) <= 2:
