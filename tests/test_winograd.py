@@ -35,3 +35,21 @@ def test_planes_are_not_4_kib_apart():
     u = winograd._planes(16, 256, 256, np.float32)                   # 256 KiB planes, padded
     assert u.shape == (16, 256, 256) and u.strides[0] % 4096 != 0 and u.strides[1:] == (1024, 4)
     assert winograd._planes(16, 3, 5, np.float64).strides[0] == 15 * 8   # no padding needed
+
+
+def test_weight_gradient_transforms_are_the_adjoints():
+    """<T(a), b> = <a, T*(b)> for the weight transform and the output transform: the weight
+    gradient's kernels are the exact transposes of the forward's, so dW is the gradient of the
+    Winograd forward itself."""
+    rng = np.random.default_rng(2)
+    g, du = rng.standard_normal((2, 3, 9)), rng.standard_normal((16, 2, 3))
+    u, dg = np.empty((16, 2, 3)), np.empty((2, 3, 9))
+    winograd._transform_weight(g, u)
+    winograd._transform_weight_grad(du, dg)
+    np.testing.assert_allclose(np.sum(u * du), np.sum(g * dg), rtol=1e-13)
+
+    m, dy = rng.standard_normal((16, 2, 2 * 3 * 2)), rng.standard_normal((2, 2, 5, 3))   # 3x2 tiles, cut
+    y, dm = np.empty((2, 2, 5, 3)), np.empty((16, 2, 2 * 3 * 2))
+    winograd._transform_output(m, y, 3, 2)
+    winograd._transform_output_grad(dy, dm, 3, 2)
+    np.testing.assert_allclose(np.sum(y * dy), np.sum(m * dm), rtol=1e-13)

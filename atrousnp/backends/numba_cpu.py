@@ -321,8 +321,7 @@ class NumbaBackend(NumpyBackend):
 
     def _conv_path(self, x, weight, stride, padding, dilation, groups):
         """How this backend computes a conv: (path, plan), path one of "default", "pointwise",
-        "by_tap" (plan: the taps' windows), "winograd" or "blocks" (plan: the im2col blocks, or
-        None for one im2col; a Winograd conv's weight gradient takes this im2col route)."""
+        "by_tap" (plan: the taps' windows), "winograd" or "blocks" (plan: the im2col blocks)."""
         kernel = tuple(weight.shape[2:])
         if groups != 1:
             return "default", None
@@ -334,11 +333,11 @@ class NumbaBackend(NumpyBackend):
         image_entries = sum(rows * cols for _, _, (rows, cols), _ in windows)    # of im2col's taps * area
         if image_entries < SPARSE_TAPS_BELOW * taps * area:
             return "by_tap", windows
-        blocks = _cols_blocks(x.shape, taps, area, x.itemsize) \
-            if x.shape[0] * x.shape[1] * taps * area * x.itemsize > COLS_BLOCK_BYTES else None
         if kernel == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and max(padding) <= 2:
-            return "winograd", blocks
-        return "blocks", blocks
+            return "winograd", None
+        if x.shape[0] * x.shape[1] * taps * area * x.itemsize > COLS_BLOCK_BYTES:
+            return "blocks", _cols_blocks(x.shape, taps, area, x.itemsize)
+        return "default", None
 
     def conv2d_forward(self, x, weight, stride, padding, dilation, groups):
         """Four shapes get their own path; any other conv takes the default (one im2col, one GEMM).
@@ -371,15 +370,15 @@ class NumbaBackend(NumpyBackend):
             return self._by_tap_forward(x, weight, geometry, plan)
         if path == "winograd":
             return winograd.conv3x3(x, weight, padding)
-        if plan is not None:
+        if path == "blocks":
             return self._blocked_forward(x, weight, geometry, plan)
         return super().conv2d_forward(x, weight, stride, padding, dilation, groups)
 
     def conv2d_backward(self, grad, x, weight, stride, padding, dilation, groups, needs_dx, needs_dweight):
         """The forward's paths. A 1x1 kernel: dx[n] = W^T @ dy[n] and dW = sum_n dy[n] @ x[n]^T,
         on the arrays as they lie. Tap by tap: dW[:, :, i, j] = dy[window] @ x[shifted window]^T and
-        dx[shifted window] += W[:, :, i, j]^T @ dy[window]. Winograd: dx by Winograd, dW through
-        im2col. In blocks of (image, channels): dW[:, block] += dy[n] @ cols^T and
+        dx[shifted window] += W[:, :, i, j]^T @ dy[window]. Winograd: both by Winograd (dx is
+        a 3x3 conv of dy, dW the adjoint of the forward's transforms). In blocks of (image, channels): dW[:, block] += dy[n] @ cols^T and
         dx[n, block] = col2im(W[:, block]^T @ dy[n]), each block's buffers freed before the next."""
         path, plan = self._conv_path(x, weight, stride, padding, dilation, groups)
         geometry = (tuple(weight.shape[2:]), stride, padding, dilation)
@@ -391,12 +390,11 @@ class NumbaBackend(NumpyBackend):
             return dx, dweight
         if path == "by_tap":
             return self._by_tap_backward(grad, x, weight, stride, plan, needs_dx, needs_dweight)
-        if path == "winograd" and needs_dx:
-            dx = winograd.conv3x3_input_grad(np.ascontiguousarray(grad), weight, padding)
-            dweight = self.conv2d_backward(grad, x, weight, stride, padding, dilation, groups, False, True)[1] \
-                if needs_dweight else None
-            return dx, dweight
-        if plan is not None:
+        if path == "winograd":
+            grad = np.ascontiguousarray(grad)
+            return (winograd.conv3x3_input_grad(grad, weight, padding) if needs_dx else None,
+                    winograd.conv3x3_weight_grad(grad, x, padding) if needs_dweight else None)
+        if path == "blocks":
             return self._blocked_backward(grad, x, weight, geometry, plan, needs_dx, needs_dweight)
         return super().conv2d_backward(grad, x, weight, stride, padding, dilation, groups, needs_dx, needs_dweight)
 

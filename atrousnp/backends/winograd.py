@@ -16,6 +16,11 @@ GEMM over channels:
     M[e] = U[e] @ V[e]:  (K, N*tiles)  16 GEMMs with 4/9 of the dense conv's multiply-adds
     y tile = A^T M A                   M transformed back to each 2x2 output block
 
+Backward is Winograd too. The input gradient is a 3x3 conv of the output gradient (the kernel
+turned 180 degrees, its channels swapped); the weight gradient runs each step above in reverse,
+as its adjoint: dM = A dY A^T per tile, dU[e] = dM[e] @ V[e]^T (16 GEMMs over the tiles), and
+dW = G^T dU G.
+
 V is 4x the input (16 numbers per 4 pixels), where im2col's columns are 9x it; so the
 transforms move less memory than im2col does, and the GEMMs do less than half the work. The
 price is numerical: the transforms add and subtract, so float32 results carry a few more
@@ -115,6 +120,65 @@ def _transform_output(m, y, tiles_h, tiles_w):
                             y[b, k, r, 2 * tx + 1] = s[i, 1] - s[i, 2] - s[i, 3]
 
 
+# -- the weight gradient: the adjoint of each step above, in reverse order -----------------
+# y = A^T [U * V] A is linear in U, so dU[e] = sum over tiles of (A dY A^T)[e] * V[e]: with the
+# output gradient's 2x2 blocks transformed, dU[e] = dM[e] @ V[e]^T is again 16 GEMMs over the
+# tiles, and dW = G^T dU G per kernel. The same 4/9 of a dense conv's multiply-adds.
+
+
+@njit(cache=True, inline="always")
+def _a(top, bottom):
+    """A @ (top, bottom), A = (A^T)^T: (4, 2); the adjoint of the output transform's 1-D step."""
+    return top, top + bottom, top - bottom, -bottom
+
+
+@njit(parallel=True, cache=True)
+def _transform_output_grad(grad, dm, tiles_h, tiles_w):
+    """dm[e, k, b*tiles + t] = (A dY A^T)[e] for the 2x2 block dY of grad[b, k] at tile t (zero
+    past grad's edges): the adjoint of ``_transform_output``; dm: (16, K, N*tiles)."""
+    n, k_out, out_h, out_w = grad.shape
+    tiles = tiles_h * tiles_w
+    for plane in prange(n * k_out):
+        b, k = plane // k_out, plane % k_out
+        for ty in range(tiles_h):
+            for tx in range(tiles_w):
+                r, q = 2 * ty, 2 * tx
+                right, below = q + 1 < out_w, r + 1 < out_h
+                y00 = grad[b, k, r, q]
+                y01 = grad[b, k, r, q + 1] if right else 0.0
+                y10 = grad[b, k, r + 1, q] if below else 0.0
+                y11 = grad[b, k, r + 1, q + 1] if right and below else 0.0
+                a0, a1, a2, a3 = _a(y00, y10)        # A dY, its columns
+                b0, b1, b2, b3 = _a(y01, y11)
+                col = b * tiles + ty * tiles_w + tx
+                dm[0, k, col], dm[1, k, col], dm[2, k, col], dm[3, k, col] = _a(a0, b0)      # its rows, times A^T
+                dm[4, k, col], dm[5, k, col], dm[6, k, col], dm[7, k, col] = _a(a1, b1)
+                dm[8, k, col], dm[9, k, col], dm[10, k, col], dm[11, k, col] = _a(a2, b2)
+                dm[12, k, col], dm[13, k, col], dm[14, k, col], dm[15, k, col] = _a(a3, b3)
+
+
+@njit(cache=True, inline="always")
+def _g_t(p0, p1, p2, p3):
+    """G^T @ (p0, p1, p2, p3): the adjoint of ``_g``, four entries back into three taps."""
+    return p0 + 0.5 * (p1 + p2), 0.5 * (p1 - p2), 0.5 * (p1 + p2) + p3
+
+
+@njit(parallel=True, cache=True)
+def _transform_weight_grad(du, dweight):
+    """dweight[k, c] = G^T dU G for dU[e] = du[e, k, c]: the adjoint of ``_transform_weight``;
+    du: (16, K, C), dweight: (K, C, 9)."""
+    k_out, c = dweight.shape[:2]
+    for k in prange(k_out):
+        rows = np.empty((4, 3), dweight.dtype)
+        for ch in range(c):
+            for i in range(4):                       # dU G, row i
+                rows[i, 0], rows[i, 1], rows[i, 2] = _g_t(du[4 * i, k, ch], du[4 * i + 1, k, ch],
+                                                          du[4 * i + 2, k, ch], du[4 * i + 3, k, ch])
+            for j in range(3):                       # G^T (dU G), column j
+                dweight[k, ch, j], dweight[k, ch, 3 + j], dweight[k, ch, 6 + j] = _g_t(
+                    rows[0, j], rows[1, j], rows[2, j], rows[3, j])
+
+
 def _planes(count, rows, cols, dtype):
     """An empty (count, rows, cols) array whose planes do not lie a multiple of 4 KiB apart.
     The transforms read or write all 16 planes at once, and 16 streams 4 KiB apart fall into one
@@ -142,6 +206,23 @@ def conv3x3(x, weight, padding):
     y = np.empty((n, k, out_h, out_w), x.dtype)
     _transform_output(m, y, tiles_h, tiles_w)
     return y
+
+
+def conv3x3_weight_grad(grad, x, padding):
+    """dW: (K, C, 3, 3) of ``conv3x3`` for grad: (N, K, out_h, out_w): dU[e] = dM[e] @ V[e]^T
+    over the same tiles as the forward, then G^T dU G."""
+    n, c = x.shape[:2]
+    k, out_h, out_w = grad.shape[1:]
+    tiles_h, tiles_w = (out_h + 1) // 2, (out_w + 1) // 2
+    v = _planes(16, c, n * tiles_h * tiles_w, x.dtype)
+    _transform_input(np.ascontiguousarray(x), v, padding[0], padding[1], tiles_h, tiles_w)
+    dm = _planes(16, k, n * tiles_h * tiles_w, x.dtype)
+    _transform_output_grad(np.ascontiguousarray(grad, x.dtype), dm, tiles_h, tiles_w)
+    du = np.matmul(dm, v.transpose(0, 2, 1), out=_planes(16, k, c, x.dtype))
+    del v, dm
+    dweight = np.empty((k, c, 9), x.dtype)
+    _transform_weight_grad(du, dweight)
+    return dweight.reshape(k, c, 3, 3)
 
 
 def conv3x3_input_grad(grad, weight, padding):
