@@ -91,20 +91,28 @@ def _col2im(cols, x, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
                 _add_row(dst, (oh * sh + top) * w + left + ow_lo * sw, src, oh * out_w + ow_lo, ow_hi - ow_lo, sw)
 
 
-@njit(parallel=True, cache=True)
+# A float sum is a chain of dependent additions, each waiting for the last (4 cycles apiece),
+# unless the compiler may reassociate it: then LLVM keeps several partial sums in SIMD registers.
+# "reassoc" (with "contract", for fused multiply-adds) allows exactly that, and nothing about NaN
+# or infinity; the sums, in float64, change at the level of rounding. The statistics ran 3-4x
+# faster, batch norm's backward 2x (2026-11-23).
+_REDUCTION_MATH = {"reassoc", "contract"}
+
+
+@njit(parallel=True, cache=True, fastmath=_REDUCTION_MATH)
 def _bn_stats(x, mean, var):
-    """Per-channel mean and biased variance in one pass over x, one channel per task. It sums
-    d = x - shift and d^2 in float64, shift being the channel's first value: var = E[d^2] - E[d]^2
-    then cancels only as much as the data's spread around a value of its own, where the plain
-    E[x^2] - E[x]^2 loses every digit to a large mean. One pass reads x once, not twice."""
-    n, c, h, w = x.shape
-    count = n * h * w
+    """Per-channel mean and biased variance of x: (N, C, L) in one pass, one channel per task. It
+    sums d = x - shift and d^2 in float64, shift being the channel's first value: var = E[d^2] -
+    E[d]^2 then cancels only as much as the data's spread around a value of its own, where the
+    plain E[x^2] - E[x]^2 loses every digit to a large mean. One pass reads x once, not twice."""
+    n, c, length = x.shape
+    count = n * length
     for ch in prange(c):
-        shift = float(x[0, ch, 0, 0])
+        shift = float(x[0, ch, 0])
         total, squares = 0.0, 0.0
         for b in range(n):
-            for v in x[b, ch].ravel():
-                d = v - shift
+            for i in range(length):
+                d = x[b, ch, i] - shift
                 total += d
                 squares += d * d
         mean_d = total / count
@@ -140,7 +148,7 @@ def _relu_backward(grad, out, dx):
         dx[i] = grad[i] if out[i] > 0 else 0
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath=_REDUCTION_MATH)
 def _batch_norm_backward(grad, x, mean, inv_std, scale, training, dx, dweight, dbias):
     """Two passes per channel, one channel per task: the sums of g and g * x_hat, then dx.
     x_hat is recomputed in both passes rather than stored; sums accumulate in float64."""
@@ -310,7 +318,7 @@ class NumbaBackend(NumpyBackend):
 
     def bn_stats(self, x):
         mean, var = np.empty(x.shape[1], x.dtype), np.empty(x.shape[1], x.dtype)
-        _bn_stats(np.ascontiguousarray(x), mean, var)
+        _bn_stats(_as_ncl(x), mean, var)
         return mean, var
 
     def col2im(self, cols, x_shape, kernel, stride, padding, dilation):
