@@ -19,8 +19,8 @@ from reference.conv import conv2d as reference_conv2d
 def conv_cases(draw, max_side=9, max_channels=3, winograd=False):
     """A random, valid convolution: shapes, geometry, groups and whether there is a bias.
     ``winograd``: only the convs that the numba backend computes by Winograd (3x3, stride 1,
-    undilated, one group, padding at most 2), with maps of up to 14 pixels a side so that tiles
-    lie inside, on the edges and across the odd last row and column."""
+    undilated, one group, padding at most 2), with maps up to 14 pixels wider than the smallest
+    so that tiles lie inside, on the edges and across an odd last row and column."""
     groups = 1 if winograd else draw(st.integers(1, 3))
     c_per_group, k_per_group = draw(st.integers(1, max_channels)), draw(st.integers(1, max_channels))
     side, one, three = st.integers(1, 3), st.just(1), st.just(3)
