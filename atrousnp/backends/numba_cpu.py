@@ -386,8 +386,9 @@ class NumbaBackend(NumpyBackend):
         """The forward's paths. A 1x1 kernel: dx[n] = W^T @ dy[n] and dW = sum_n dy[n] @ x[n]^T,
         on the arrays as they lie. Tap by tap: dW[:, :, i, j] = dy[window] @ x[shifted window]^T and
         dx[shifted window] += W[:, :, i, j]^T @ dy[window]. Winograd: both by Winograd (dx is
-        a 3x3 conv of dy, dW the adjoint of the forward's transforms). In blocks of (image, channels): dW[:, block] += dy[n] @ cols^T and
-        dx[n, block] = col2im(W[:, block]^T @ dy[n]), each block's buffers freed before the next."""
+        a 3x3 conv of dy, dW the adjoint of the forward's transforms). In blocks of (image,
+        channels): dW[:, block] += dy[n] @ cols^T and dx[n, block] = col2im(W[:, block]^T @ dy[n]),
+        each block's buffers freed before the next."""
         path, plan = self._conv_path(x, weight, stride, padding, dilation, groups)
         geometry = (tuple(weight.shape[2:]), stride, padding, dilation)
         if path == "pointwise":
@@ -407,7 +408,7 @@ class NumbaBackend(NumpyBackend):
         return super().conv2d_backward(grad, x, weight, stride, padding, dilation, groups, needs_dx, needs_dweight)
 
     def _by_tap_forward(self, x, weight, geometry, windows):
-        stride = geometry[1]
+        stride, x = geometry[1], np.ascontiguousarray(x)       # once, not once per tap's window
         out = np.zeros((x.shape[0], weight.shape[0]) + conv_out_hw(x.shape, *geometry), x.dtype)
         w_taps = _weight_taps(weight)
         for (i, j), out_corner, size, in_corner in windows:
@@ -415,7 +416,7 @@ class NumbaBackend(NumpyBackend):
         return out
 
     def _by_tap_backward(self, grad, x, weight, stride, windows, needs_dx, needs_dweight):
-        grad = np.ascontiguousarray(grad)
+        grad, x = np.ascontiguousarray(grad), np.ascontiguousarray(x)   # once, not once per tap
         w_taps = _weight_taps(weight)
         dweight = np.zeros(weight.shape, weight.dtype) if needs_dweight else None  # taps reading only padding: 0
         dx = np.zeros(x.shape, x.dtype) if needs_dx else None

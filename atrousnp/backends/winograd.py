@@ -210,7 +210,8 @@ def conv3x3(x, weight, padding):
 
 def conv3x3_weight_grad(grad, x, padding):
     """dW: (K, C, 3, 3) of ``conv3x3`` for grad: (N, K, out_h, out_w): dU[e] = dM[e] @ V[e]^T
-    over the same tiles as the forward, then G^T dU G."""
+    over the same tiles as the forward, then G^T dU G. V is transformed again from x rather than
+    kept from the forward, as im2col's columns are: a network keeps no 4x-input buffer per layer."""
     n, c = x.shape[:2]
     k, out_h, out_w = grad.shape[1:]
     tiles_h, tiles_w = (out_h + 1) // 2, (out_w + 1) // 2
