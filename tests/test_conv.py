@@ -108,9 +108,9 @@ def test_col2im_is_the_adjoint_of_im2col(backend, case):
 @given(data=st.data())
 def test_numba_backend_equals_numpy_backend(dtype, path, data):
     """Also on numba's other paths for a non-pointwise conv: im2col in blocks of (image, channels),
-    with a 64-byte budget that makes every block one channel of one image (and no conv sent tap by
-    tap; Winograd still takes its own); tap by tap, with a
-    threshold that sends every conv there; and Winograd, on the convs it takes.
+    with a 64-byte budget that makes every block one channel of one image (no conv goes tap by tap;
+    Winograd keeps its own); tap by tap, with a threshold that sends every conv there; and
+    Winograd, on the convs it takes.
 
     The paths sum the same products in different orders (in blocks, by tap, or after Winograd's
     transforms), so in float32 an entry that cancels to near zero carries a rounding error of
