@@ -11,6 +11,7 @@ output channels g*C/G.. and g*K/G..: each group is one GEMM over the images (G i
 """
 
 from numba import cuda
+from numba import types as t
 
 from ..base import _is_pointwise, conv_out_hw
 from .gemm import Operand, gemm
@@ -127,3 +128,9 @@ def conv2d_backward(backend, grad, x, weight, stride, padding, dilation, groups,
         dx = target if pointwise else col2im(backend, target, tuple(x.shape), *geometry)
     return dx, dweight
 
+
+def signatures(dtype):
+    """(name, kernel, argument types) of this module's kernels, for tests/compile_cuda_kernels.py."""
+    a2, a4 = dtype[:, ::1], dtype[:, :, :, ::1]
+    return [("im2col", _im2col_kernel, (a4, a2) + (t.int64,) * 10),
+            ("col2im", _col2im_kernel, (a2, a4) + (t.int64,) * 10)]

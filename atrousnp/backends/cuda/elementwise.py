@@ -11,6 +11,7 @@ functions, which numba inlines into them.
 import math
 
 from numba import cuda
+from numba import types as t
 
 from .. import scalar_rules
 
@@ -106,3 +107,20 @@ def put_add_kernel(src, positions, out):
     """out[positions[i]] += src[i]; atomic, because a position may repeat."""
     for i in range(cuda.grid(1), src.size, cuda.gridsize(1)):
         cuda.atomic.add(out, positions[i], src[i])
+
+
+def signatures(dtype):
+    """(name, kernel, argument types) of this module's kernels, for tests/compile_cuda_kernels.py."""
+    a1, i1, b1, i = dtype[::1], t.int64[::1], t.boolean[::1], t.int64
+    shape = t.UniTuple(t.int64, 3)
+    kernels = [(f"map {op}", unary_kernel(fn), (a1, a1)) for op, fn in UNARY.items()]
+    kernels += [(f"zip {op}", binary_kernel(fn), (a1, shape, a1, shape, b1 if op in COMPARISONS else a1, shape))
+                for op, fn in BINARY.items()]
+    return kernels + [
+        ("where", where_kernel, (b1, shape, a1, shape, a1, shape, a1, shape)),
+        ("fill", fill_kernel, (a1, dtype)),
+        ("gather", gather_kernel, (a1, i, shape, a1, shape)),
+        ("scatter", scatter_kernel, (a1, a1, i, shape, shape)),
+        ("take", take_kernel, (a1, i1, a1)),
+        ("put_add", put_add_kernel, (a1, i1, a1)),
+    ]

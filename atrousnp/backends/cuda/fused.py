@@ -20,6 +20,7 @@ import math
 
 import numpy as np
 from numba import cuda, float64
+from numba import types as t
 
 from ..scalar_rules import sgd_update
 from .launch import THREADS, launch, launch_per_row
@@ -259,3 +260,20 @@ class FusedPrimitives:
 def _length(x):
     """The pixels per channel of x: (N, C, ...)."""
     return int(np.prod(x.shape[2:], dtype=np.int64))
+
+
+def signatures(dtype):
+    """(name, kernel, argument types) of this module's kernels, for tests/compile_cuda_kernels.py."""
+    a1, i1, i, f, f64, flag = dtype[::1], t.int64[::1], t.int64, dtype, t.float64, t.boolean
+    chunk = t.UniTuple(a1, TENSORS_PER_LAUNCH)
+    return [
+        ("bn stats", bn_stats_kernel, (a1, i, i, a1, a1)),
+        ("update running", update_running_kernel, (a1, a1, a1, a1, f64, f64)),
+        ("bn forward", bn_forward_kernel, (a1, a1, a1, a1, a1, f, a1, flag, i, i, a1)),
+        ("relu backward", relu_backward_kernel, (a1, a1, a1)),
+        ("bn backward", bn_backward_kernel, (a1, a1, a1, a1, a1, a1, f, flag, i, i, a1, a1, a1)),
+        ("xent pixels", xent_pixels_kernel, (a1, i1, a1, i, i, i, a1, a1, a1)),
+        ("xent total", xent_total_kernel, (a1, a1, a1, a1)),
+        ("xent backward", xent_backward_kernel, (a1, a1, i1, a1, i, a1, a1, i, i, a1)),
+        ("sgd", sgd_kernel, (chunk, chunk, chunk, t.UniTuple(i, TENSORS_PER_LAUNCH), i) + (f64,) * 4 + (flag, flag)),
+    ]

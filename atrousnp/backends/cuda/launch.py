@@ -15,7 +15,10 @@ block of a few threads that loop. Barriers cost it most, so it also gets the bar
 and the block reductions directly, on small shapes. The results are the same.
 """
 
+import functools
+
 import numba
+from numba import cuda
 
 SIMULATED = bool(numba.config.ENABLE_CUDASIM)
 THREADS = 4 if SIMULATED else 128
@@ -50,6 +53,13 @@ def configured(kernel, grid, block):
     """``kernel[grid, block]``, counted as one launch."""
     COUNTERS.launches += 1
     return (lambda *args: None) if COUNT_ONLY else kernel[grid, block]
+
+
+@functools.cache
+def multiprocessors():
+    """The GPU's streaming multiprocessors (132 on an H100): how many blocks run at once, at
+    least. The simulator has none; it says 4, so that the grid policies still make choices."""
+    return 4 if SIMULATED else cuda.get_current_device().MULTIPROCESSOR_COUNT
 
 
 def launch(kernel, n):

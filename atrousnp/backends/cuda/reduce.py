@@ -9,6 +9,7 @@ import functools
 
 import numba
 from numba import cuda
+from numba import types as t
 
 from .launch import SIMULATED, THREADS, configured, launch
 
@@ -82,3 +83,11 @@ def reduce_rows(op, a, cols, out, by_block):
         configured(_reduce_wide_rows_kernel(numba.from_dtype(a.dtype)), blocks, THREADS)(a, cols, code, out)
     else:
         launch(_reduce_rows_kernel, out.size)(a, cols, code, out)
+
+
+def signatures(dtype):
+    """(name, kernel, argument types) of this module's kernels, for tests/compile_cuda_kernels.py."""
+    a1, i = dtype[::1], t.int64
+    return [("reduce rows", _reduce_rows_kernel, (a1, i, i, a1)),
+            ("reduce rows argmax", _reduce_rows_kernel, (a1, i, i, t.int64[::1])),
+            ("reduce wide rows", _reduce_wide_rows_kernel(dtype), (a1, i, i, a1))]
