@@ -7,6 +7,9 @@ measured in the same run on the same device (PyTorch on the GPU for --backend cu
 are on the device before the clock starts, and the clock stops when the GPU is done), then,
 on the CPU backends, the peak memory of the forward and of the backward pass
 above what each starts with and leaves, as a multiple of the im2col buffer (target: 1).
+A last table gives the backend's im2col and col2im alone in GB/s: the bytes each must move
+(the image read once and the column matrix written once, or the reverse) over its median
+time, to compare with the device's memory bandwidth (some 3,350 GB/s on an H100 SXM).
 FLOPs: forward = 2·N·K·(C/groups)·kh·kw·out_h·out_w; backward (dx and dW) twice that.
 """
 
@@ -17,7 +20,7 @@ import tracemalloc
 
 import numpy as np
 
-from timing import median_seconds, synchronizer, torch_device, torch_synchronizer
+from timing import median_seconds, strict_float32, synchronizer, torch_device, torch_synchronizer
 
 # name: (N, C, K, H=W, kernel, dilation); padding = dilation keeps the size, as in ASPP.
 SHAPES = {
@@ -62,8 +65,26 @@ def atrousnp_runs(shape, backend):
     return forward, forward_backward
 
 
+def layout_kernels_row(name, shape, backend, repeats):
+    """A table row: the backend's im2col and col2im on ``shape``, in ms and GB/s moved."""
+    import atrousnp as anp
+    anp.set_backend(backend)
+    ops = anp.get_backend()
+    n, c, _, hw, ks, dilation = shape
+    geometry = ((ks, ks), (1, 1), (dilation, dilation), (dilation, dilation))
+    x = ops.asarray(make_inputs(shape)[0])
+    cols = ops.im2col(x, *geometry)
+    moved = 4 * (x.size + cols.size)
+    wait = synchronizer(backend)
+    t_im2col = median_seconds(lambda: ops.im2col(x, *geometry), repeats, wait)
+    t_col2im = median_seconds(lambda: ops.col2im(cols, tuple(x.shape), *geometry), repeats, wait)
+    return (f"| {name} | {t_im2col * 1e3:.2f} | {moved / t_im2col / 1e9:.0f} | {t_col2im * 1e3:.2f} | "
+            f"{moved / t_col2im / 1e9:.0f} |")
+
+
 def torch_runs(shape, device):
     import torch
+    strict_float32(torch)
     dilation = shape[5]
     x, w, grad = (torch.from_numpy(a).to(device) for a in make_inputs(shape))
     x.requires_grad_()
@@ -139,6 +160,11 @@ def main():
             theirs_ms = f"{t_theirs * 1e3:.1f}" if t_theirs else "n/a"
             print(f"| {name} | {phase} | {t_ours * 1e3:.1f} | {flops / t_ours / 1e9:.0f} | {theirs_ms} | {ratio} |",
                   flush=True)
+
+    print("\n| shape | im2col ms | im2col GB/s | col2im ms | col2im GB/s |")
+    print("|---|---|---|---|---|")
+    for name in args.shapes:
+        print(layout_kernels_row(name, {**SHAPES, **SMOKE}[name], args.backend, args.repeats), flush=True)
 
     if args.no_memory or args.backend == "cuda":  # tracemalloc sees host memory only
         return

@@ -12,7 +12,7 @@ import argparse
 
 import numpy as np
 
-from timing import median_seconds, synchronizer, torch_device, torch_synchronizer
+from timing import median_seconds, strict_float32, synchronizer, torch_device, torch_synchronizer
 
 
 def main():
@@ -27,11 +27,11 @@ def main():
     device = torch_device(args.backend)
     try:
         import torch
-        torch = torch if device == "cpu" or torch.cuda.is_available() else None
+        torch = strict_float32(torch) if device == "cpu" or torch.cuda.is_available() else None
     except ImportError:
         torch = None
     print(f"# atrousnp matmul, backend={args.backend}, float32, median of {args.repeats}; "
-          f"torch {torch.__version__ + ' on ' + device if torch else '(not installed, or no GPU for it)'}")
+          f"torch {torch.__version__ + ' on ' + device + (', TF32 off' if device == 'cuda' else '') if torch else '(not installed, or no GPU for it)'}")
     print("| n | atrousnp ms | atrousnp TFLOP/s | torch ms | torch TFLOP/s | ratio (atrousnp / torch) |")
     print("|---|---|---|---|---|---|")
     for n in args.sizes:

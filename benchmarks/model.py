@@ -19,7 +19,7 @@ import sys
 
 import numpy as np
 
-from timing import median_seconds, synchronizer, torch_device, torch_synchronizer
+from timing import median_seconds, strict_float32, synchronizer, torch_device, torch_synchronizer
 
 
 def reset_peak():
@@ -77,6 +77,7 @@ def run_atrousnp(args, x, target):
 
 def run_torchvision(args, x, target):
     import torch
+    strict_float32(torch)
     device = torch_device(args.backend)
     model = torchvision_model(torch).to(device)
     xt, tt = torch.from_numpy(x), torch.from_numpy(target)

@@ -34,6 +34,15 @@ def synchronizer(backend):
     return cuda.synchronize
 
 
+def strict_float32(torch):
+    """Make PyTorch compute float32 as float32: on Ampere and later GPUs cuDNN's convolutions
+    otherwise run in TF32 (10-bit mantissas) by default, which is not the arithmetic atrousnp
+    does. Returns torch."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    return torch
+
+
 def torch_synchronizer(torch, device):
     """The same for PyTorch on ``device``."""
     return torch.cuda.synchronize if device == "cuda" else (lambda: None)

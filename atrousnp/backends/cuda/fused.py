@@ -4,10 +4,12 @@
 chain is a launch (some 30 µs of host time) and an allocation, for a few microseconds of GPU
 work. Here each is one kernel, or two where a reduction must finish before its result is used:
 
-* per-channel work (batch-norm statistics and backward) gives each channel a block, whose
-  threads stride through the channel's N*H*W values and combine their sums in shared memory
-  (``reduce.block_reduce``); the backward pass then reuses the sums in the same block, so
-  statistics and gradient take one launch;
+* per-channel sums (batch-norm statistics and backward) cut each channel's N*H*W values into
+  parts (``reduce.row_parts``), so that channels x parts blocks fill the GPU even for 64
+  channels; a block's threads stride through its part and combine their sums by warp shuffles
+  (``reduce.block_reduce``), and a second launch takes each channel's parts in order: the
+  statistics' finishing kernel, or the backward's per-element kernel, whose threads add their
+  channel's few partial sums themselves;
 * per-element work (the normalisation with its residual and ReLU, ReLU's backward, the SGD
   update) is one grid-stride loop, each thread working out its channel from its index;
 * per-pixel work (softmax cross-entropy) gives each pixel a thread that walks the classes.
@@ -25,28 +27,57 @@ from numba import types as t
 from ..scalar_rules import sgd_update
 from .launch import THREADS, launch, launch_per_row
 from .layout import flat
-from .reduce import block_reduce
+from .reduce import block_reduce, fold_parts, row_parts
 
 sgd_rule = cuda.jit(device=True)(sgd_update)
 
 
+@cuda.jit(device=True)
+def _channel_index(j, ch, c, length):
+    """The flat index of the j-th value (of N*L) of channel ch in x: (N, C, L)."""
+    return ((j // length) * c + ch) * length + j % length
+
+
+@cuda.jit(device=True)
+def _part_range(b, parts, count):
+    """Block b's channel, and the stretch [first, last) of that channel's ``count`` values it folds."""
+    per_part = (count + parts - 1) // parts
+    ch, p = b // parts, b % parts
+    return ch, p * per_part, min(count, (p + 1) * per_part)
+
+
 @cuda.jit
-def bn_stats_kernel(x, c, length, mean, var):
-    """Mean and biased variance of each channel of x: (N, C, L) (flat); two passes, in float64."""
+def bn_partial_stats_kernel(x, c, length, parts, partials):
+    """Per (channel, part) block: the sum and the sum of squares of x - shift over the part, into
+    partials[0] and partials[1], in float64. shift is the channel's first value: sums of values
+    near their mean lose no digits when the variance is computed from them."""
     partial = cuda.shared.array(THREADS, float64)
-    count = x.size // c
-    for ch in range(cuda.blockIdx.x, c, cuda.gridDim.x):
-        total = 0.0
-        for j in range(cuda.threadIdx.x, count, cuda.blockDim.x):
-            total += x[((j // length) * c + ch) * length + j % length]
-        mu = block_reduce(partial, total, 0) / count
-        squares = 0.0
-        for j in range(cuda.threadIdx.x, count, cuda.blockDim.x):
-            d = x[((j // length) * c + ch) * length + j % length] - mu
+    for b in range(cuda.blockIdx.x, c * parts, cuda.gridDim.x):
+        ch, first, last = _part_range(b, parts, x.size // c)
+        shift = x[ch * length]
+        total, squares = 0.0, 0.0
+        for j in range(first + cuda.threadIdx.x, last, cuda.blockDim.x):
+            d = x[_channel_index(j, ch, c, length)] - shift
+            total += d
             squares += d * d
-        spread = block_reduce(partial, squares, 0)
+        total = block_reduce(partial, total, 0)
+        squares = block_reduce(partial, squares, 0)
         if cuda.threadIdx.x == 0:
-            mean[ch], var[ch] = mu, spread / count
+            partials[0, b], partials[1, b] = total, squares
+
+
+@cuda.jit
+def bn_finish_stats_kernel(x, length, parts, partials, mean, var):
+    """Mean and biased variance of each channel from its parts' shifted sums, in order."""
+    count = x.size // mean.size
+    for ch in range(cuda.grid(1), mean.size, cuda.gridsize(1)):
+        total, squares = 0.0, 0.0
+        for p in range(ch * parts, (ch + 1) * parts):
+            total += partials[0, p]
+            squares += partials[1, p]
+        shifted_mean = total / count
+        mean[ch] = x[ch * length] + shifted_mean
+        var[ch] = max(squares / count - shifted_mean * shifted_mean, 0.0)
 
 
 @cuda.jit
@@ -83,30 +114,45 @@ def relu_backward_kernel(grad, out, dx):
 
 
 @cuda.jit
-def bn_backward_kernel(grad, x, relu_out, mean, var, weight, eps, training, c, length, dx, dweight, dbias):
-    """One block per channel: the sums of g and g * x_hat, then dx from them in the same block.
-    g is grad masked by relu_out > 0 when relu_out is not empty."""
+def bn_backward_sums_kernel(grad, x, relu_out, mean, var, eps, c, length, parts, partials):
+    """Per (channel, part) block: the sums of g and of g * x_hat over the part, into partials[0]
+    and partials[1]; g is grad masked by relu_out > 0 when relu_out is not empty."""
     partial = cuda.shared.array(THREADS, float64)
-    count = x.size // c
-    for ch in range(cuda.blockIdx.x, c, cuda.gridDim.x):
+    for b in range(cuda.blockIdx.x, c * parts, cuda.gridDim.x):
+        ch, first, last = _part_range(b, parts, x.size // c)
         mu, inv = mean[ch], 1 / math.sqrt(var[ch] + eps)
         sum_g, sum_gx = 0.0, 0.0
-        for j in range(cuda.threadIdx.x, count, cuda.blockDim.x):
-            i = ((j // length) * c + ch) * length + j % length
+        for j in range(first + cuda.threadIdx.x, last, cuda.blockDim.x):
+            i = _channel_index(j, ch, c, length)
             g = grad[i] if relu_out.size == 0 or relu_out[i] > 0 else 0
             sum_g += g
             sum_gx += g * (x[i] - mu) * inv
         sum_g = block_reduce(partial, sum_g, 0)
         sum_gx = block_reduce(partial, sum_gx, 0)
         if cuda.threadIdx.x == 0:
+            partials[0, b], partials[1, b] = sum_g, sum_gx
+
+
+@cuda.jit
+def bn_backward_kernel(grad, x, relu_out, mean, var, weight, eps, training, c, length, parts, partials,
+                       dx, dweight, dbias):
+    """dx per element, each thread adding its channel's partial sums (in order) itself; the thread
+    of each channel's first value also writes dbias = sum g and dweight = sum g * x_hat."""
+    count = x.size // c
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        ch = (i // length) % c
+        sum_g, sum_gx = 0.0, 0.0
+        for p in range(ch * parts, (ch + 1) * parts):
+            sum_g += partials[0, p]
+            sum_gx += partials[1, p]
+        if i < c * length and i % length == 0:
             dbias[ch], dweight[ch] = sum_g, sum_gx
+        mu, inv = mean[ch], 1 / math.sqrt(var[ch] + eps)
         scale = inv * weight[ch] if weight.size else inv
         mean_g = sum_g / count if training else 0.0
         mean_gx = sum_gx / count if training else 0.0
-        for j in range(cuda.threadIdx.x, count, cuda.blockDim.x):
-            i = ((j // length) * c + ch) * length + j % length
-            g = grad[i] if relu_out.size == 0 or relu_out[i] > 0 else 0
-            dx[i] = scale * (g - mean_g - (x[i] - mu) * inv * mean_gx)
+        g = grad[i] if relu_out.size == 0 or relu_out[i] > 0 else 0
+        dx[i] = scale * (g - mean_g - (x[i] - mu) * inv * mean_gx)
 
 
 @cuda.jit
@@ -133,16 +179,14 @@ def xent_pixels_kernel(logits, target, weight, ignore_index, c, length, lse, pix
 
 
 @cuda.jit
-def xent_total_kernel(pixel_loss, pixel_weight, loss, norm):
-    """One block: loss = sum(pixel_loss) / norm, norm = sum(pixel_weight), or 1 if that is 0."""
-    partial = cuda.shared.array(THREADS, float64)
-    total, weights = 0.0, 0.0
-    for p in range(cuda.threadIdx.x, pixel_loss.size, cuda.blockDim.x):
-        total += pixel_loss[p]
-        weights += pixel_weight[p]
-    total = block_reduce(partial, total, 0)
-    weights = block_reduce(partial, weights, 0)
-    if cuda.threadIdx.x == 0:
+def xent_total_kernel(partials, parts, loss, norm):
+    """One thread: loss = sum(pixel_loss) / norm, norm = sum(pixel_weight) (or 1 if that is 0),
+    from the parts of each sum (partials: loss parts, then weight parts), in order."""
+    if cuda.grid(1) == 0:
+        total, weights = 0.0, 0.0
+        for p in range(parts):
+            total += partials[p]
+            weights += partials[parts + p]
         norm[0] = weights if weights != 0 else 1.0
         loss[0] = total / norm[0]
 
@@ -184,10 +228,13 @@ class FusedPrimitives:
     """The fused primitives of the CUDA backend, as methods it inherits. Arrays are C-contiguous
     device arrays; ``self`` provides empty(), and ``_none(dtype)``, an empty array of a dtype."""
 
-    def bn_stats(self, x):
-        c = x.shape[1]
+    def bn_stats(self, x, parts=None):
+        c, length = x.shape[1], _length(x)
+        parts = parts or row_parts(c, x.size // c)
+        partials = cuda.device_array((2, c * parts), np.float64)
+        launch_per_row(bn_partial_stats_kernel, c * parts)(flat(x), c, length, parts, partials)
         mean, var = self.empty((c,), x.dtype), self.empty((c,), x.dtype)
-        launch_per_row(bn_stats_kernel, c)(flat(x), c, _length(x), mean, var)
+        launch(bn_finish_stats_kernel, c)(flat(x), length, parts, partials, mean, var)
         return mean, var
 
     def update_running_stats(self, running_mean, running_var, mean, var, momentum, count):
@@ -206,23 +253,31 @@ class FusedPrimitives:
         launch(relu_backward_kernel, grad.size)(flat(grad), flat(out), flat(dx))
         return dx
 
-    def batch_norm_backward(self, grad, x, mean, var, weight, eps, training, relu_out=None):
-        c = x.shape[1]
+    def batch_norm_backward(self, grad, x, mean, var, weight, eps, training, relu_out=None, parts=None):
+        c, length = x.shape[1], _length(x)
+        parts = parts or row_parts(c, x.size // c)
+        relu_out = self._or_none(None if relu_out is None else flat(relu_out), x.dtype)
+        partials = cuda.device_array((2, c * parts), np.float64)
+        launch_per_row(bn_backward_sums_kernel, c * parts)(flat(grad), flat(x), relu_out, mean, var,
+                                                           x.dtype.type(eps), c, length, parts, partials)
         dx = self.empty(tuple(x.shape), x.dtype)
         dweight, dbias = self.empty((c,), x.dtype), self.empty((c,), x.dtype)
-        launch_per_row(bn_backward_kernel, c)(
-            flat(grad), flat(x), self._or_none(None if relu_out is None else flat(relu_out), x.dtype), mean, var,
-            self._or_none(weight, x.dtype), x.dtype.type(eps), training, c, _length(x), flat(dx), dweight, dbias)
+        launch(bn_backward_kernel, x.size)(
+            flat(grad), flat(x), relu_out, mean, var, self._or_none(weight, x.dtype), x.dtype.type(eps), training,
+            c, length, parts, partials, flat(dx), dweight, dbias)
         return dx, dweight, dbias
 
     def softmax_cross_entropy(self, logits, target, weight, ignore_index):
         n, c, length = logits.shape
         lse = self.empty((n, 1, length), logits.dtype)
-        pixel_loss, pixel_weight = self.empty((n * length,), logits.dtype), self.empty((n * length,), logits.dtype)
+        pixel_terms = self.empty((2, n * length), logits.dtype)       # each pixel's weighted loss, and weight
+        pixel_loss, pixel_weight = pixel_terms[0], pixel_terms[1]
         launch(xent_pixels_kernel, n * length)(flat(logits), flat(target), self._or_none(weight, logits.dtype),
                                                ignore_index, c, length, flat(lse), pixel_loss, pixel_weight)
+        parts = row_parts(2, n * length)
+        partials = fold_parts("sum", flat(pixel_terms), 2, n * length, parts)
         loss, norm = self.empty((1,), logits.dtype), self.empty((1,), logits.dtype)
-        launch_per_row(xent_total_kernel, 1)(pixel_loss, pixel_weight, loss, norm)
+        launch(xent_total_kernel, 1)(partials, parts, loss, norm)
         return loss.reshape(()), lse, norm.reshape(())
 
     def softmax_cross_entropy_backward(self, grad, logits, target, weight, ignore_index, lse, norm):
@@ -267,13 +322,15 @@ def signatures(dtype):
     a1, i1, i, f, f64, flag = dtype[::1], t.int64[::1], t.int64, dtype, t.float64, t.boolean
     chunk = t.UniTuple(a1, TENSORS_PER_LAUNCH)
     return [
-        ("bn stats", bn_stats_kernel, (a1, i, i, a1, a1)),
+        ("bn partial stats", bn_partial_stats_kernel, (a1, i, i, i, f64[:, ::1])),
+        ("bn finish stats", bn_finish_stats_kernel, (a1, i, i, f64[:, ::1], a1, a1)),
         ("update running", update_running_kernel, (a1, a1, a1, a1, f64, f64)),
         ("bn forward", bn_forward_kernel, (a1, a1, a1, a1, a1, f, a1, flag, i, i, a1)),
         ("relu backward", relu_backward_kernel, (a1, a1, a1)),
-        ("bn backward", bn_backward_kernel, (a1, a1, a1, a1, a1, a1, f, flag, i, i, a1, a1, a1)),
+        ("bn backward sums", bn_backward_sums_kernel, (a1, a1, a1, a1, a1, f, i, i, i, f64[:, ::1])),
+        ("bn backward", bn_backward_kernel, (a1, a1, a1, a1, a1, a1, f, flag, i, i, i, f64[:, ::1], a1, a1, a1)),
         ("xent pixels", xent_pixels_kernel, (a1, i1, a1, i, i, i, a1, a1, a1)),
-        ("xent total", xent_total_kernel, (a1, a1, a1, a1)),
+        ("xent total", xent_total_kernel, (a1, i, a1, a1)),
         ("xent backward", xent_backward_kernel, (a1, a1, i1, a1, i, a1, a1, i, i, a1)),
         ("sgd", sgd_kernel, (chunk, chunk, chunk, t.UniTuple(i, TENSORS_PER_LAUNCH), i) + (f64,) * 4 + (flag, flag)),
     ]

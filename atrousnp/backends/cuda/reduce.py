@@ -1,8 +1,22 @@
-"""Row reductions: sum, max and argmax of each row of a (rows, cols) matrix.
+"""Row reductions (sum, max, argmax of each row of a (rows, cols) matrix) and the block-level
+combining that the fused kernels share.
 
-A thread per row where rows are many; a block per row where a few rows are long (a bias
-gradient, a loss mean), so that the GPU is not left with a handful of busy threads. A block
-combines its threads' partial results in shared memory (``block_reduce``).
+Two shapes of work, two plans:
+
+* **Many short rows** (the argmax over classes of every pixel): a thread per row, in order.
+* **Few long rows** (a bias gradient: C rows of N*H*W values; a loss: one row of every pixel).
+  A thread per row would leave the GPU idle, and so would a block per row: an H100 has 132
+  SMs, and a 64-channel batch norm would give it 64 blocks. So each row is cut into ``parts``
+  (``row_parts``: enough for two blocks per SM), a block folds each part, and a second launch
+  adds each row's parts in order, so the result never depends on which block finished first
+  (atomics would).
+
+Inside a block (``block_reduce``): each thread folds every blockDim-th value of its part; then a
+warp's 32 threads combine theirs in registers with five shuffles (``cuda.shfl_down_sync``: lane i
+reads lane i + 16, then i + 8, ...), the warps' results meet in one shared-memory word each,
+and the first warp combines those the same way: two barriers in all, where a tree through
+shared memory takes one per halving. The simulator has no shuffles; there the same function is
+that shared-memory tree (``_tree_block_reduce``), which its tests run with several threads.
 """
 
 import functools
@@ -11,41 +25,36 @@ import numba
 from numba import cuda
 from numba import types as t
 
-from .launch import SIMULATED, THREADS, configured, launch
+from .launch import SIMULATED, THREADS, configured, launch, launch_per_row, multiprocessors
+
+MIN_PART = 8 * THREADS   # values a block folds at least: fewer, and the second launch costs more than it saves
 
 
-@cuda.jit
-def _reduce_rows_kernel(a, cols, op, out):
-    """Row r of the (rows, cols) matrix a (flat) -> out[r]: op 0 sum, 1 max, 2 argmax."""
-    for r in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        if op == 0:
-            total = 0.0
-            for c in range(cols):
-                total += a[r * cols + c]
-            out[r] = total
-        else:
-            best, where = a[r * cols], 0
-            for c in range(1, cols):
-                if a[r * cols + c] > best:
-                    best, where = a[r * cols + c], c
-            out[r] = best if op == 1 else where
+def row_parts(rows, cols):
+    """Parts per row: enough for rows * parts to give every SM two blocks, each part at least MIN_PART long."""
+    return max(1, min(-(-2 * multiprocessors() // max(rows, 1)), cols // MIN_PART))
 
 
 @cuda.jit(device=True)
-def block_reduce(partial, value, op):
+def _combine(a, b, op):
+    return a + b if op == 0 else max(a, b)
+
+
+@cuda.jit(device=True)
+def _tree_block_reduce(partial, value, op):
     """The sum (op 0) or max (op 1) of every thread's ``value`` in this block, returned to all.
 
     Tree reduction in the shared array ``partial`` (one slot per thread, a power of two long):
     each round, the first half of the live slots absorbs the second half."""
     if cuda.blockDim.x == 1:  # nothing to combine (the simulator's blocks): skip its costly barriers
         return value
-    t = cuda.threadIdx.x
-    partial[t] = value
+    i = cuda.threadIdx.x
+    partial[i] = value
     step = cuda.blockDim.x // 2
     while step > 0:
         cuda.syncthreads()
-        if t < step:
-            partial[t] = partial[t] + partial[t + step] if op == 0 else max(partial[t], partial[t + step])
+        if i < step:
+            partial[i] = _combine(partial[i], partial[i + step], op)
         step //= 2
     cuda.syncthreads()
     result = partial[0]
@@ -53,36 +62,94 @@ def block_reduce(partial, value, op):
     return result
 
 
+@cuda.jit(device=True)
+def _warp_reduce(value, op):
+    """The warp's 32 values combined into lane 0 (the other lanes hold partial results)."""
+    offset = 16
+    while offset > 0:
+        value = _combine(value, cuda.shfl_down_sync(0xFFFFFFFF, value, offset), op)
+        offset //= 2
+    return value
+
+
+@cuda.jit(device=True)
+def _shuffle_block_reduce(partial, value, op):
+    """As _tree_block_reduce, by warp shuffles (blockDim a multiple of 32; ``partial`` one slot per warp)."""
+    lane, warp = cuda.threadIdx.x % 32, cuda.threadIdx.x // 32
+    value = _warp_reduce(value, op)
+    if lane == 0:
+        partial[warp] = value
+    cuda.syncthreads()
+    if warp == 0:
+        # lanes past the last warp repeat warp 0's result for max, and add 0 for a sum
+        value = partial[lane] if lane < cuda.blockDim.x // 32 else (partial[0] if op == 1 else 0)
+        value = _warp_reduce(value, op)
+        if lane == 0:
+            partial[0] = value
+    cuda.syncthreads()
+    result = partial[0]
+    cuda.syncthreads()  # every thread has read it before the block writes partial again
+    return result
+
+
+block_reduce = _tree_block_reduce if SIMULATED else _shuffle_block_reduce
+
+
+@cuda.jit
+def _reduce_rows_kernel(a, cols, op, out):
+    """Row r of the (rows, cols) matrix a (flat) -> out[r]: op 0 sum, 1 max, 2 argmax."""
+    for r in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        if op == 2:
+            best, where = a[r * cols], 0
+            for c in range(1, cols):
+                if a[r * cols + c] > best:
+                    best, where = a[r * cols + c], c
+            out[r] = where
+        else:
+            folded = a[r * cols]
+            for c in range(1, cols):
+                folded = _combine(folded, a[r * cols + c], op)
+            out[r] = folded
+
+
 @functools.cache
-def _reduce_wide_rows_kernel(dtype):
-    """Like _reduce_rows_kernel for sum and max, but one block per row: each thread folds every
-    THREADS-th entry of the row, and the block combines the threads' results. For a few long rows
-    (a bias gradient, a loss mean), where one thread per row would leave the GPU idle."""
+def _fold_parts_kernel(dtype):
+    """partials[r * parts + p] = the sum (op 0) or max (op 1) of part p of row r, a block each."""
     @cuda.jit
-    def kernel(a, cols, op, out):
+    def kernel(a, cols, op, parts, partials):
         partial = cuda.shared.array(THREADS, dtype)
-        for r in range(cuda.blockIdx.x, out.size, cuda.gridDim.x):
-            folded = 0.0 if op == 0 else a[r * cols]
-            for c in range(cuda.threadIdx.x, cols, cuda.blockDim.x):
-                value = a[r * cols + c]
-                folded = folded + value if op == 0 else max(folded, value)
+        per_part = (cols + parts - 1) // parts
+        for b in range(cuda.blockIdx.x, partials.size, cuda.gridDim.x):
+            r, p = b // parts, b % parts
+            first, last = p * per_part, min(cols, (p + 1) * per_part)
+            folded = 0.0 if op == 0 else a[r * cols + min(first, cols - 1)]   # any of the row's values starts a max
+            for c in range(first + cuda.threadIdx.x, last, cuda.blockDim.x):
+                folded = _combine(folded, a[r * cols + c], op)
             result = block_reduce(partial, folded, op)
             if cuda.threadIdx.x == 0:
-                out[r] = result
+                partials[b] = result
     return kernel
 
 
-def reduce_rows(op, a, cols, out, by_block):
+def fold_parts(op, a, rows, cols, parts, threads=None):
+    """The (rows * parts,) partial sums or maxima of ``parts`` equal stretches of each row of a."""
+    partials = cuda.device_array(rows * parts, a.dtype)
+    launch_per_row(_fold_parts_kernel(numba.from_dtype(a.dtype)), rows * parts, threads)(
+        a, cols, ("sum", "max").index(op), parts, partials)
+    return partials
+
+
+def reduce_rows(op, a, cols, out, by_block, parts=None, threads=None):
     """out[r] = op (sum, max or argmax) over row r of the (rows, cols) matrix a (flat).
 
-    ``by_block``: a block per row, for sum and max of floats, where rows are longer than their
-    count; otherwise a thread per row."""
+    ``by_block``: for sum and max of floats where rows are longer than their count, blocks fold
+    parts of each row and a second launch adds the parts (see the module docstring); otherwise
+    a thread per row. ``parts`` and ``threads`` override the plan (tests use them)."""
     code = ("sum", "max", "argmax").index(op)
     if by_block:
-        blocks = 1 if SIMULATED else max(1, out.size)
-        configured(_reduce_wide_rows_kernel(numba.from_dtype(a.dtype)), blocks, THREADS)(a, cols, code, out)
-    else:
-        launch(_reduce_rows_kernel, out.size)(a, cols, code, out)
+        parts = parts or row_parts(out.size, cols)
+        a, cols = fold_parts(op, a, out.size, cols, parts, threads), parts
+    launch(_reduce_rows_kernel, out.size)(a, cols, code, out)
 
 
 def signatures(dtype):
@@ -90,4 +157,4 @@ def signatures(dtype):
     a1, i = dtype[::1], t.int64
     return [("reduce rows", _reduce_rows_kernel, (a1, i, i, a1)),
             ("reduce rows argmax", _reduce_rows_kernel, (a1, i, i, t.int64[::1])),
-            ("reduce wide rows", _reduce_wide_rows_kernel(dtype), (a1, i, i, a1))]
+            ("fold parts", _fold_parts_kernel(dtype), (a1, i, i, i, a1))]
