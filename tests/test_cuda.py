@@ -41,7 +41,7 @@ def _check_gemm(n, k, m, dtype, a_transposed, b_transposed, sum_batches, **optio
     b_op = gemm.Operand(cuda.to_device(stored_b.ravel()), 0, k * m, *((1, k) if b_transposed else (m, 1)))
     out = cuda.device_array(2 * n * m, dtype)
     gemm.gemm(a_op, b_op, gemm.Operand(out, 0, 0 if sum_batches else n * m, m, 1), n, k, m, 2,
-              sum_batches=sum_batches, **options)
+              anp.get_backend("cuda").empty, sum_batches=sum_batches, **options)
     got = out.copy_to_host()[:n * m].reshape(n, m) if sum_batches else out.copy_to_host().reshape(2, n, m)
     expected = (a @ b).sum(axis=0) if sum_batches else a @ b
     tol = 1e-4 if dtype == np.float32 else 1e-12
@@ -92,7 +92,8 @@ def test_reduction_kernels_directly(rows, cols, op, by_block, parts):
     from numba import cuda
     a = rng.standard_normal((rows, cols)).astype(np.float32)
     out = cuda.device_array(rows, np.float32)
-    reduce.reduce_rows(op, cuda.to_device(a.ravel()), cols, out, by_block, parts=parts, threads=4)
+    reduce.reduce_rows(op, cuda.to_device(a.ravel()), cols, out, by_block, anp.get_backend("cuda").empty,
+                       parts=parts, threads=4)
     np.testing.assert_allclose(out.copy_to_host(), getattr(np, op)(a, axis=1), rtol=1e-5, atol=1e-4)
 
 
@@ -115,7 +116,7 @@ def test_fused_per_channel_kernels_with_cooperating_threads(parts):
     x, grad, out = (rng.standard_normal((n, c, length)) for _ in range(3))
     x += 100                                                   # the shifted sums keep the variance's digits
     weight, var = rng.standard_normal(c), rng.uniform(0.5, 2, c)
-    x_dev, partials = cuda.to_device(x.ravel()), cuda.device_array((2, c * parts))
+    x_dev, partials = cuda.to_device(x.ravel()), anp.get_backend("cuda").empty((2, c * parts), np.float64)
     mean_dev, var_dev = cuda.device_array(c), cuda.device_array(c)
     launch.launch_per_row(fused.bn_partial_stats_kernel, c * parts, threads=4)(x_dev, c, length, parts, partials)
     launch.launch(fused.bn_finish_stats_kernel, c)(x_dev, length, parts, partials, mean_dev, var_dev)

@@ -146,7 +146,7 @@ class CudaBackend(FusedPrimitives, Backend):
         out = self.empty((max(rows, 1),), dtype)
         by_block = not SIMULATED and op != "argmax" and cols > rows > 0 and a.dtype.kind == "f"
         if a.size:
-            reduce_rows(op, flat(moved), cols, out, by_block)
+            reduce_rows(op, flat(moved), cols, out, by_block, self.empty)
         else:  # no values: a sum over an empty axis is 0, and an empty result needs no work
             out = self.zeros((rows,), dtype)
         shape = tuple(1 if k in axes else a.shape[k] for k in range(a.ndim)) if keepdims else \
@@ -169,7 +169,7 @@ class CudaBackend(FusedPrimitives, Backend):
                 if stride is None:
                     x, stride = self.broadcast_to(x, batch + shape[-2:]), shape[-2] * shape[-1]
                 operands.append(Operand(flat(x), 0, stride, shape[-1], 1))
-            gemm(*operands, contiguous(out), n, k, m, z)
+            gemm(*operands, contiguous(out), n, k, m, z, self.empty)
         return out.reshape(batch + (n, m))
 
     def reshape(self, a, shape):

@@ -96,7 +96,7 @@ def conv2d_forward(backend, x, weight, stride, padding, dilation, groups):
     for g in range(groups):
         w = Operand(flat(weight), g * k_g * ckk_g, 0, ckk_g, 1)                      # W_g, the same for every image
         gemm(w, _group(patches, g, ckk_g), Operand(flat(out), g * k_g * length, k * length, length, 1),
-             k_g, ckk_g, length, n)
+             k_g, ckk_g, length, n, backend.empty)
     return out
 
 
@@ -113,7 +113,7 @@ def conv2d_backward(backend, grad, x, weight, stride, padding, dilation, groups,
             p = _group(patches, g, ckk_g)
             patches_t = Operand(p.array, p.offset, p.batch, p.col, p.row)
             gemm(dy[g], patches_t, Operand(flat(dweight), g * k_g * ckk_g, 0, ckk_g, 1),
-                 k_g, length, ckk_g, n, sum_batches=True)
+                 k_g, length, ckk_g, n, backend.empty, sum_batches=True)
         del patches, p, patches_t  # free the im2col matrix before dcols is made
     if needs_dx:
         pointwise = _is_pointwise(*geometry[:3])
@@ -124,7 +124,7 @@ def conv2d_backward(backend, grad, x, weight, stride, padding, dilation, groups,
             w_t = Operand(flat(weight), g * k_g * ckk_g, 0, 1, ckk_g)
             out = Operand(flat(target), g * ckk_g * length, c * length, length, 1) if pointwise else \
                 Operand(flat(target), g * ckk_g * n * length, length, n * length, 1)
-            gemm(w_t, dy[g], out, ckk_g, k_g, length, n)
+            gemm(w_t, dy[g], out, ckk_g, k_g, length, n, backend.empty)
         dx = target if pointwise else col2im(backend, target, tuple(x.shape), *geometry)
     return dx, dweight
 

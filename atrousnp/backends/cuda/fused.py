@@ -231,7 +231,7 @@ class FusedPrimitives:
     def bn_stats(self, x, parts=None):
         c, length = x.shape[1], _length(x)
         parts = parts or row_parts(c, x.size // c)
-        partials = cuda.device_array((2, c * parts), np.float64)
+        partials = self.empty((2, c * parts), np.float64)
         launch_per_row(bn_partial_stats_kernel, c * parts)(flat(x), c, length, parts, partials)
         mean, var = self.empty((c,), x.dtype), self.empty((c,), x.dtype)
         launch(bn_finish_stats_kernel, c)(flat(x), length, parts, partials, mean, var)
@@ -257,7 +257,7 @@ class FusedPrimitives:
         c, length = x.shape[1], _length(x)
         parts = parts or row_parts(c, x.size // c)
         relu_out = self._or_none(None if relu_out is None else flat(relu_out), x.dtype)
-        partials = cuda.device_array((2, c * parts), np.float64)
+        partials = self.empty((2, c * parts), np.float64)
         launch_per_row(bn_backward_sums_kernel, c * parts)(flat(grad), flat(x), relu_out, mean, var,
                                                            x.dtype.type(eps), c, length, parts, partials)
         dx = self.empty(tuple(x.shape), x.dtype)
@@ -275,7 +275,7 @@ class FusedPrimitives:
         launch(xent_pixels_kernel, n * length)(flat(logits), flat(target), self._or_none(weight, logits.dtype),
                                                ignore_index, c, length, flat(lse), pixel_loss, pixel_weight)
         parts = row_parts(2, n * length)
-        partials = fold_parts("sum", flat(pixel_terms), 2, n * length, parts)
+        partials = fold_parts("sum", flat(pixel_terms), 2, n * length, parts, self.empty)
         loss, norm = self.empty((1,), logits.dtype), self.empty((1,), logits.dtype)
         launch(xent_total_kernel, 1)(partials, parts, loss, norm)
         return loss.reshape(()), lse, norm.reshape(())

@@ -203,10 +203,11 @@ def split_count(tiles, steps, sms):
     return max(1, min(-(-sms // tiles), steps // MIN_SPLIT_STEPS))
 
 
-def gemm(a, b, out, n, k, m, batches, sum_batches=False, tiled=not SIMULATED, tile=None, splits=None):
+def gemm(a, b, out, n, k, m, batches, empty, sum_batches=False, tiled=not SIMULATED, tile=None, splits=None):
     """out[z] = a[z] @ b[z] ((n, k) @ (k, m)) for z < batches, or their sum over z into out[0].
 
-    a, b, out: Operands (see the module docstring) of one float dtype. ``tile`` and ``splits``
+    a, b, out: Operands (see the module docstring) of one float dtype; ``empty(shape, dtype)``
+    makes the device array for split-k's partial tiles. ``tile`` and ``splits``
     override the tiled kernel's tile and its split of k (tests use them)."""
     if not tiled:
         launch(_simple_gemm_kernel, (1 if sum_batches else batches) * n * m)(*a, *b, *out, n, k, m, batches,
@@ -220,7 +221,7 @@ def gemm(a, b, out, n, k, m, batches, sum_batches=False, tiled=not SIMULATED, ti
     kernel = tiled_gemm_kernel(numba.from_dtype(out.array.dtype), tile)
     target = out
     if splits > 1:
-        partials = cuda.device_array(out_batches * splits * n * m, out.array.dtype)
+        partials = empty((out_batches * splits * n * m,), out.array.dtype)
         target = Operand(partials, 0, n * m, m, 1)
     configured(kernel, (*grid_xy, out_batches * splits), (tile.threads_x, tile.threads_y))(
         *a, *b, *target, n, k, m, batches, sum_batches, splits)

@@ -131,24 +131,26 @@ def _fold_parts_kernel(dtype):
     return kernel
 
 
-def fold_parts(op, a, rows, cols, parts, threads=None):
-    """The (rows * parts,) partial sums or maxima of ``parts`` equal stretches of each row of a."""
-    partials = cuda.device_array(rows * parts, a.dtype)
+def fold_parts(op, a, rows, cols, parts, empty, threads=None):
+    """The (rows * parts,) partial sums or maxima of ``parts`` equal stretches of each row of a,
+    in a device array from ``empty(shape, dtype)``."""
+    partials = empty((rows * parts,), a.dtype)
     launch_per_row(_fold_parts_kernel(numba.from_dtype(a.dtype)), rows * parts, threads)(
         a, cols, ("sum", "max").index(op), parts, partials)
     return partials
 
 
-def reduce_rows(op, a, cols, out, by_block, parts=None, threads=None):
+def reduce_rows(op, a, cols, out, by_block, empty, parts=None, threads=None):
     """out[r] = op (sum, max or argmax) over row r of the (rows, cols) matrix a (flat).
 
     ``by_block``: for sum and max of floats where rows are longer than their count, blocks fold
-    parts of each row and a second launch adds the parts (see the module docstring); otherwise
+    parts of each row (into an array from ``empty(shape, dtype)``) and a second launch adds the
+    parts (see the module docstring); otherwise
     a thread per row. ``parts`` and ``threads`` override the plan (tests use them)."""
     code = ("sum", "max", "argmax").index(op)
     if by_block:
         parts = parts or row_parts(out.size, cols)
-        a, cols = fold_parts(op, a, out.size, cols, parts, threads), parts
+        a, cols = fold_parts(op, a, out.size, cols, parts, empty, threads), parts
     launch(_reduce_rows_kernel, out.size)(a, cols, code, out)
 
 
