@@ -190,3 +190,21 @@ def test_against_torch(backend):
         (ya * anp.tensor(projection)).sum().backward()
         (yt * torch.tensor(projection)).sum().backward()
         np.testing.assert_allclose(xa.grad.numpy(), xt.grad.numpy(), rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+def test_resize_and_pooling_weights_are_made_once_and_kept(backend, monkeypatch):
+    """Their matrices depend on sizes alone: made (and, on a GPU, uploaded) once per size, the
+    last KEEP_CONSTANTS sizes kept."""
+    from atrousnp.functional import operands, resize
+    monkeypatch.setattr(operands, "_KEPT_CONSTANTS", type(operands._KEPT_CONSTANTS)())
+    monkeypatch.setattr(operands, "KEEP_CONSTANTS", 2)
+    made = []
+    original = resize.interpolation_matrix
+    monkeypatch.setattr(resize, "interpolation_matrix", lambda *args: made.append(args[:2]) or original(*args))
+    x = anp.tensor(np.arange(2 * 5 * 6, dtype=np.float32).reshape(1, 2, 5, 6))
+    first = F.interpolate(x, size=(7, 8)).numpy()
+    np.testing.assert_array_equal(F.interpolate(x, size=(7, 8)).numpy(), first)
+    assert made == [(5, 7), (6, 8)]
+    F.interpolate(x, size=(7, 9))                  # (5, 7) is used again, (6, 9) is new: (6, 8) goes
+    F.interpolate(x, size=(7, 8))
+    assert made == [(5, 7), (6, 8), (6, 9), (6, 8)]
