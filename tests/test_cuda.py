@@ -49,6 +49,7 @@ def _check_gemm(n, k, m, dtype, a_transposed, b_transposed, sum_batches, **optio
 
 
 TILE = gemm.SIMULATOR_TILE if SIMULATED else gemm.GPU_TILE
+COOPERATING = 4 if SIMULATED else 64   # threads per block in the block-reduction tests: whole warps on a GPU
 
 
 @settings(max_examples=40 if SIMULATED else 200)
@@ -82,18 +83,19 @@ def test_split_k_fills_the_gpu_with_shares_of_at_least_eight_steps(tiles, steps,
     assert gemm.split_count(tiles, steps, sms) == expected
 
 
-@pytest.mark.parametrize("rows,cols,by_block,parts", [(3, 1000, True, None), (1, 4097, True, 5), (2, 11, True, 4),
+@pytest.mark.parametrize("rows,cols,by_block,parts", [(3, 1000, True, None), (1, 4097, True, 5), (2, 3, True, 5),
                                                    (3, 1000, False, None), (1000, 3, False, None)])
 @pytest.mark.parametrize("op", ["sum", "max"])
 def test_reduction_kernels_directly(rows, cols, op, by_block, parts):
-    """Parts of rows folded by blocks of 4 threads (the block reduction, which the simulator's own
-    launches skip for its cost in barriers), with parts that do not divide a row and more parts
-    than a row has values for, then added in order; and a thread per row. Against NumPy in float32."""
+    """Parts of rows folded by blocks of COOPERATING threads (the block reduction, which the
+    simulator's own launches skip for its cost in barriers), with parts that do not divide a row
+    and more parts than a row has values, then added in order; and a thread per row. Against
+    NumPy in float32."""
     from numba import cuda
     a = rng.standard_normal((rows, cols)).astype(np.float32)
     out = cuda.device_array(rows, np.float32)
     reduce.reduce_rows(op, cuda.to_device(a.ravel()), cols, out, by_block, anp.get_backend("cuda").empty,
-                       parts=parts, threads=4)
+                       parts=parts, threads=COOPERATING)
     np.testing.assert_allclose(out.copy_to_host(), getattr(np, op)(a, axis=1), rtol=1e-5, atol=1e-4)
 
 
@@ -106,9 +108,9 @@ def test_rows_are_cut_into_parts_for_two_blocks_per_sm(monkeypatch):
 
 @pytest.mark.parametrize("parts", [1, 3])
 def test_fused_per_channel_kernels_with_cooperating_threads(parts):
-    """Batch-norm statistics and backward with 4 threads per block combining their sums in shared
-    memory, as on a GPU (the simulator's own launches give a block one thread), over 1 and 3
-    parts of each channel."""
+    """Batch-norm statistics and backward with COOPERATING threads per block combining their sums,
+    as on a GPU (the simulator's own launches give a block one thread), over 1 and 3 parts of
+    each channel."""
     from numba import cuda
     from atrousnp.backends.cuda import fused, launch
     from atrousnp.backends.numpy_backend import NumpyBackend
@@ -118,14 +120,14 @@ def test_fused_per_channel_kernels_with_cooperating_threads(parts):
     weight, var = rng.standard_normal(c), rng.uniform(0.5, 2, c)
     x_dev, partials = cuda.to_device(x.ravel()), anp.get_backend("cuda").empty((2, c * parts), np.float64)
     mean_dev, var_dev = cuda.device_array(c), cuda.device_array(c)
-    launch.launch_per_row(fused.bn_partial_stats_kernel, c * parts, threads=4)(x_dev, c, length, parts, partials)
+    launch.launch_per_row(fused.bn_partial_stats_kernel, c * parts, threads=COOPERATING)(x_dev, c, length, parts, partials)
     launch.launch(fused.bn_finish_stats_kernel, c)(x_dev, length, parts, partials, mean_dev, var_dev)
     np.testing.assert_allclose(mean_dev.copy_to_host(), x.mean(axis=(0, 2)), rtol=1e-12)
     np.testing.assert_allclose(var_dev.copy_to_host(), x.var(axis=(0, 2)), rtol=1e-10)
     mean = x.mean(axis=(0, 2))
     dx, dweight, dbias = cuda.device_array(x.size), cuda.device_array(c), cuda.device_array(c)
     grad_dev, out_dev, mean_dev, var_dev, weight_dev = (cuda.to_device(a.ravel()) for a in (grad, out, mean, var, weight))
-    launch.launch_per_row(fused.bn_backward_sums_kernel, c * parts, threads=4)(
+    launch.launch_per_row(fused.bn_backward_sums_kernel, c * parts, threads=COOPERATING)(
         grad_dev, x_dev, out_dev, mean_dev, var_dev, 1e-5, c, length, parts, partials)
     launch.launch(fused.bn_backward_kernel, x.size)(grad_dev, x_dev, out_dev, mean_dev, var_dev, weight_dev, 1e-5,
                                                     True, c, length, parts, partials, dx, dweight, dbias)

@@ -11,10 +11,11 @@ gradient sums over the images).
 How the tiled kernel is fast, one lesson at a time (the numbers are the GPU's tile, ``GPU_TILE``):
 
 1. **Reuse through shared memory.** A GEMM does 2nkm flops on (nk + km) inputs, but a thread
-   that computes one output entry reads 2k values for 2k flops: one load per multiply-add, and
-   global memory delivers ~3 TB/s, a tenth of what the SMs can multiply. So a block of 256
-   threads owns a 128x128 tile of out, and per step along k stages a 128x8 slab of a and an 8x128
-   slab of b in shared memory: 2048 values loaded once, then used 128 times each.
+   that computes one output entry reads 2k values for 2k flops: two loads per multiply-add, and
+   global memory's ~3 TB/s is under a fiftieth of what an H100's multiply-adds would then need
+   (about 60 TFLOP/s in float32). So a block of 256 threads owns a 128x128 tile of out, and
+   per step along k stages a 128x8 slab of a and an 8x128 slab of b in shared memory: 2048
+   values loaded once, then used 128 times each.
 2. **Reuse through registers.** Shared memory is itself slower than the FMA units, so each
    thread computes an 8x8 block of out: per k it reads 8 values of a and 8 of b into registers
    and does 64 multiply-adds with them, 4 flops per shared-memory read. Its 64 sums never leave
@@ -38,7 +39,8 @@ How the tiled kernel is fast, one lesson at a time (the numbers are the GPU's ti
    thread already holds the next step's 8 values, loaded from global memory into registers
    before the multiply-adds begin, so their latency hides behind the arithmetic; they are stored
    into the other copy afterwards. One barrier per step instead of two.
-6. **Fill the GPU.** An H100 has 132 SMs, each running one or two such blocks at a time. A
+6. **Fill the GPU.** An H100 has 132 SMs, each running one such block at a time (its 213
+   registers a thread, by ``ptxas -v``, leave room for one). A
    weight gradient of a 64-channel conv is a 64x576 output, 5 blocks, with k = N*H*W in the tens
    of thousands: 127 SMs would idle. So when the tiles are fewer than the SMs, k is split
    (``split-k``): each of s blocks per tile sums its own stretch of k into a workspace, and a

@@ -75,4 +75,7 @@ def launch_per_row(kernel, rows, threads=None):
     which a barrier costs nothing (``threads`` overrides that, for tests of the cooperation)."""
     if threads is None:
         threads = 1 if SIMULATED else THREADS
+    if not SIMULATED and threads % 32:
+        raise ValueError(f"launch_per_row: threads={threads}: blocks that combine by warp shuffles need whole warps "
+                         "(a multiple of 32)")
     return configured(kernel, 1 if SIMULATED else max(1, rows), threads)
