@@ -120,13 +120,15 @@ def test_fused_per_channel_kernels_with_cooperating_threads(parts):
     weight, var = rng.standard_normal(c), rng.uniform(0.5, 2, c)
     x_dev, partials = cuda.to_device(x.ravel()), anp.get_backend("cuda").empty((2, c * parts), np.float64)
     mean_dev, var_dev = cuda.device_array(c), cuda.device_array(c)
-    launch.launch_per_row(fused.bn_partial_stats_kernel, c * parts, threads=COOPERATING)(x_dev, c, length, parts, partials)
+    launch.launch_per_row(fused.bn_partial_stats_kernel, c * parts, threads=COOPERATING)(
+        x_dev, c, length, parts, partials)
     launch.launch(fused.bn_finish_stats_kernel, c)(x_dev, length, parts, partials, mean_dev, var_dev)
     np.testing.assert_allclose(mean_dev.copy_to_host(), x.mean(axis=(0, 2)), rtol=1e-12)
     np.testing.assert_allclose(var_dev.copy_to_host(), x.var(axis=(0, 2)), rtol=1e-10)
     mean = x.mean(axis=(0, 2))
     dx, dweight, dbias = cuda.device_array(x.size), cuda.device_array(c), cuda.device_array(c)
-    grad_dev, out_dev, mean_dev, var_dev, weight_dev = (cuda.to_device(a.ravel()) for a in (grad, out, mean, var, weight))
+    grad_dev, out_dev, mean_dev, var_dev, weight_dev = (cuda.to_device(a.ravel())
+                                                        for a in (grad, out, mean, var, weight))
     launch.launch_per_row(fused.bn_backward_sums_kernel, c * parts, threads=COOPERATING)(
         grad_dev, x_dev, out_dev, mean_dev, var_dev, 1e-5, c, length, parts, partials)
     launch.launch(fused.bn_backward_kernel, x.size)(grad_dev, x_dev, out_dev, mean_dev, var_dev, weight_dev, 1e-5,

@@ -226,7 +226,7 @@ def sgd_kernel(params, grads, buffers, starts, total, lr, momentum, weight_decay
 
 class FusedPrimitives:
     """The fused primitives of the CUDA backend, as methods it inherits. Arrays are C-contiguous
-    device arrays; ``self`` provides empty(), and ``_none(dtype)``, an empty array of a dtype."""
+    device arrays; ``self`` provides empty(), and ``_or_none(a, dtype)``: a, or an empty array standing for it."""
 
     def bn_stats(self, x, parts=None):
         c, length = x.shape[1], _length(x)
