@@ -46,6 +46,16 @@ def _part_range(b, parts, count):
     return ch, p * per_part, min(count, (p + 1) * per_part)
 
 
+@cuda.jit(device=True)
+def _channel_sums(partials, ch, parts):
+    """Channel ch's two sums (partials[0] and partials[1]), each added up over its parts in order."""
+    first, second = 0.0, 0.0
+    for p in range(ch * parts, (ch + 1) * parts):
+        first += partials[0, p]
+        second += partials[1, p]
+    return first, second
+
+
 @cuda.jit
 def bn_partial_stats_kernel(x, c, length, parts, partials):
     """Per (channel, part) block: the sum and the sum of squares of x - shift over the part, into
@@ -71,10 +81,7 @@ def bn_finish_stats_kernel(x, length, parts, partials, mean, var):
     """Mean and biased variance of each channel from its parts' shifted sums, in order."""
     count = x.size // mean.size
     for ch in range(cuda.grid(1), mean.size, cuda.gridsize(1)):
-        total, squares = 0.0, 0.0
-        for p in range(ch * parts, (ch + 1) * parts):
-            total += partials[0, p]
-            squares += partials[1, p]
+        total, squares = _channel_sums(partials, ch, parts)
         shifted_mean = total / count
         mean[ch] = x[ch * length] + shifted_mean
         var[ch] = max(squares / count - shifted_mean * shifted_mean, 0.0)
@@ -141,10 +148,7 @@ def bn_backward_kernel(grad, x, relu_out, mean, var, weight, eps, training, c, l
     count = x.size // c
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         ch = (i // length) % c
-        sum_g, sum_gx = 0.0, 0.0
-        for p in range(ch * parts, (ch + 1) * parts):
-            sum_g += partials[0, p]
-            sum_gx += partials[1, p]
+        sum_g, sum_gx = _channel_sums(partials, ch, parts)
         if i < c * length and i % length == 0:
             dbias[ch], dweight[ch] = sum_g, sum_gx
         mu, inv = mean[ch], 1 / math.sqrt(var[ch] + eps)
@@ -228,9 +232,9 @@ class FusedPrimitives:
     """The fused primitives of the CUDA backend, as methods it inherits. Arrays are C-contiguous
     device arrays; ``self`` provides empty(), and ``_or_none(a, dtype)``: a, or an empty array standing for it."""
 
-    def bn_stats(self, x, parts=None):
+    def bn_stats(self, x):
         c, length = x.shape[1], _length(x)
-        parts = parts or row_parts(c, x.size // c)
+        parts = row_parts(c, x.size // c)
         partials = self.empty((2, c * parts), np.float64)
         launch_per_row(bn_partial_stats_kernel, c * parts)(flat(x), c, length, parts, partials)
         mean, var = self.empty((c,), x.dtype), self.empty((c,), x.dtype)
@@ -253,9 +257,9 @@ class FusedPrimitives:
         launch(relu_backward_kernel, grad.size)(flat(grad), flat(out), flat(dx))
         return dx
 
-    def batch_norm_backward(self, grad, x, mean, var, weight, eps, training, relu_out=None, parts=None):
+    def batch_norm_backward(self, grad, x, mean, var, weight, eps, training, relu_out=None):
         c, length = x.shape[1], _length(x)
-        parts = parts or row_parts(c, x.size // c)
+        parts = row_parts(c, x.size // c)
         relu_out = self._or_none(None if relu_out is None else flat(relu_out), x.dtype)
         partials = self.empty((2, c * parts), np.float64)
         launch_per_row(bn_backward_sums_kernel, c * parts)(flat(grad), flat(x), relu_out, mean, var,

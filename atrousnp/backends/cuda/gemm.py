@@ -39,10 +39,10 @@ How the tiled kernel is fast, one lesson at a time (the numbers are the GPU's ti
    thread already holds the next step's 8 values, loaded from global memory into registers
    before the multiply-adds begin, so their latency hides behind the arithmetic; they are stored
    into the other copy afterwards. One barrier per step instead of two.
-6. **Fill the GPU.** An H100 has 132 SMs, each running one such block at a time (its 213
-   registers a thread, by ``ptxas -v``, leave room for one). A
-   weight gradient of a 64-channel conv is a 64x576 output, 5 blocks, with k = N*H*W in the tens
-   of thousands: 127 SMs would idle. So when the tiles are fewer than the SMs, k is split
+6. **Fill the GPU.** An H100 has 132 SMs, each running one such block at a time (its 214
+   registers a thread, by ``ptxas -v``, leave room for one). A weight gradient of a 64-channel
+   conv is a 64x576 output, 5 blocks, with k = N*H*W in the tens of thousands: 127 SMs would
+   idle. So when the tiles are fewer than the SMs, k is split
    (``split-k``): each of s blocks per tile sums its own stretch of k into a workspace, and a
    second kernel adds the s partial tiles in a fixed order (deterministic, unlike atomics).
 
@@ -93,6 +93,15 @@ PAD = 4                  # words after each row of a shared slab (lesson 3)
 MIN_SPLIT_STEPS = 8      # a split-k share is at least this many steps along k
 
 
+@cuda.jit(device=True)
+def _slab_entry(e, first_len, second_len, second_is_unit):
+    """The (first, second) index of a thread's e-th value of a first_len x second_len slab: the
+    block's consecutive e walk along the slab's axis whose stride is 1 in memory (lesson 4)."""
+    if second_is_unit:
+        return e // second_len, e % second_len
+    return e % first_len, e // first_len
+
+
 @functools.cache
 def tiled_gemm_kernel(dtype, tile=GPU_TILE):
     """The kernel for one dtype and tile. Its grid is (column tiles, row tiles, output batches *
@@ -133,11 +142,11 @@ def tiled_gemm_kernel(dtype, tile=GPU_TILE):
             if step > first:                                            # store the slabs loaded last turn
                 for q in range(a_loads):
                     e = thread + q * threads
-                    r, c = (e // depth, e % depth) if a_along_k else (e % rows, e // rows)
+                    r, c = _slab_entry(e, rows, depth, a_along_k)
                     a_slabs[buffer, c, r] = a_next[q]
                 for q in range(b_loads):
                     e = thread + q * threads
-                    r, c = (e // cols, e % cols) if b_along_cols else (e % depth, e // depth)
+                    r, c = _slab_entry(e, depth, cols, b_along_cols)
                     b_slabs[buffer, r, c] = b_next[q]
                 cuda.syncthreads()
             if step < last:                                             # load the next slabs into registers
@@ -145,12 +154,12 @@ def tiled_gemm_kernel(dtype, tile=GPU_TILE):
                 k0 = (step % k_steps) * depth
                 for q in range(a_loads):
                     e = thread + q * threads
-                    r, c = (e // depth, e % depth) if a_along_k else (e % rows, e // rows)
+                    r, c = _slab_entry(e, rows, depth, a_along_k)
                     inside = row0 + r < n and k0 + c < k
                     a_next[q] = a[a_off + z * a_bs + (row0 + r) * a_rs + (k0 + c) * a_cs] if inside else 0
                 for q in range(b_loads):
                     e = thread + q * threads
-                    r, c = (e // cols, e % cols) if b_along_cols else (e % depth, e // depth)
+                    r, c = _slab_entry(e, depth, cols, b_along_cols)
                     inside = k0 + r < k and col0 + c < m
                     b_next[q] = b[b_off + z * b_bs + (k0 + r) * b_rs + (col0 + c) * b_cs] if inside else 0
             if step > first:                                            # multiply the stored slabs

@@ -145,8 +145,8 @@ def reduce_rows(op, a, cols, out, by_block, empty, parts=None, threads=None):
 
     ``by_block``: for sum and max of floats where rows are longer than their count, blocks fold
     parts of each row (into an array from ``empty(shape, dtype)``) and a second launch adds the
-    parts (see the module docstring); otherwise
-    a thread per row. ``parts`` and ``threads`` override the plan (tests use them)."""
+    parts (see the module docstring); otherwise a thread per row. ``parts`` and ``threads``
+    override the plan (tests use them)."""
     code = ("sum", "max", "argmax").index(op)
     if by_block:
         parts = parts or row_parts(out.size, cols)
