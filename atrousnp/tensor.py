@@ -188,12 +188,15 @@ def tensor(data, requires_grad: bool = False, dtype=None) -> Tensor:
     """
     if isinstance(data, Tensor):
         data = data.numpy()
-    host = np.array(data, dtype=dtype, copy=True)
+    host = np.asarray(data, dtype=dtype)
     if dtype is None and not isinstance(data, np.ndarray) and host.dtype == np.float64:
         host = host.astype(np.float32)
     backend = get_backend()
     check_dtype(backend, host.dtype, "tensor")
-    return Tensor._wrap(backend.asarray(host), backend, requires_grad)
+    array = backend.asarray(host)   # a device backend copies; given the caller's array itself, a CUDA graph knows its input
+    if array is host:               # a host backend keeps the memory: copy it, so that the tensor is its own
+        array = array.copy()
+    return Tensor._wrap(array, backend, requires_grad)
 
 
 def full(shape, value: float, dtype=np.float32, requires_grad: bool = False) -> Tensor:

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import distributed
+from . import cuda, distributed
 from . import functional as F
 from . import models
 from .backends import set_backend
@@ -85,6 +85,7 @@ class TrainConfig:
     overwrite: bool = False         # start afresh in an --out that holds a checkpoint
     progress: bool = True
     distributed: bool = False       # one rank of an MPI job (mpiexec -n K): see atrousnp.distributed
+    cuda_graph: bool = True         # backend "cuda": replay each step as a CUDA graph (crops keep one size)
     dtype: str = "float32"          # the model's and the images' floating-point type
 
 
@@ -234,17 +235,17 @@ def _train(config, out):
     model, optimizer, schedule, start, history = _prepare(config, checkpoint_path, rng)
     saved = start if start else None  # the iteration of the last checkpoint written (kept on divergence)
     transform = TrainTransform(config.crop_size)
+    step = _training_step(model, optimizer, config)
     bar = _progress(start, config)
     began = time.perf_counter()
     for iteration in range(start, config.iterations):
         tick = time.perf_counter()
         images, labels = _batch(train_set, transform, config, rng, iteration)
         model.train()
-        loss, loss_value = _loss(model, images, labels, config)
+        loss_value = _loss_value(step(images.astype(config.dtype), labels), config)
         done = iteration + 1
-        if not np.isfinite(loss_value):
+        if not np.isfinite(loss_value):  # the weights took the step; the checkpoint on disk did not
             raise DivergenceError(_diverged(done, f"the loss is {loss_value}", saved, checkpoint_path, config))
-        _update(model, optimizer, loss, config)
         schedule.step()
         history["iteration"].append(done)
         history["loss"].append(loss_value)
@@ -285,13 +286,22 @@ def _prepare(config, checkpoint_path, rng):
     return model, optimizer, schedule, start, history
 
 
-def _update(model, optimizer, loss, config):
-    """Backward, the gradients averaged over the ranks of a distributed run, one SGD step."""
-    optimizer.zero_grad()
-    loss.backward()
-    if config.distributed:
-        distributed.allreduce_gradients(model.parameters())
-    optimizer.step()
+def _training_step(model, optimizer, config):
+    """step(images, labels) -> this rank's loss Tensor, after forward, backward (the gradients
+    averaged over the ranks of a distributed run) and one SGD step. On the cuda backend it is a
+    CUDA graph (``config.cuda_graph``): every batch has the same shape, so the step is captured
+    once and replayed, one launch instead of hundreds (see ``atrousnp.cuda.graph``)."""
+    def step(images, labels):
+        loss = _loss(model, images, labels, config)
+        optimizer.zero_grad()
+        loss.backward()
+        if config.distributed:
+            distributed.allreduce_gradients(model.parameters())
+        optimizer.step()
+        return loss
+    if config.backend == "cuda" and config.cuda_graph and not config.distributed:  # MPI's reductions run on the host
+        return cuda.graph(step)
+    return step
 
 
 def load_trained(checkpoint_path):
@@ -330,15 +340,21 @@ def _batch(train_set, transform, config, rng, iteration):
 
 
 def _loss(model, images, labels, config):
-    """(the loss to differentiate, the global batch's loss as a number). In a distributed run
-    each rank's mean is scaled to its share of the global mean (its pixels that are not
-    ignored, over all ranks'), so the averaged gradients are the global batch's."""
-    loss = F.cross_entropy(model(tensor(images.astype(config.dtype))), labels)
+    """The loss to differentiate. In a distributed run each rank's mean is scaled to its share
+    of the global mean (its pixels that are not ignored, over all ranks'), so the averaged
+    gradients are the global batch's."""
+    loss = F.cross_entropy(model(tensor(images)), labels)
     if not config.distributed:
-        return loss, loss.item()
+        return loss
     factor, _ = distributed.share_of_mean(int((labels != IGNORE_INDEX).sum()))
-    share = loss * factor
-    return share, float(distributed.allreduce_sum(np.array([share.item()]))[0]) / distributed.world_size()
+    return loss * factor
+
+
+def _loss_value(loss, config):
+    """The global batch's loss as a number, from this rank's ``_loss``."""
+    if not config.distributed:
+        return loss.item()
+    return float(distributed.allreduce_sum(np.array([loss.item()]))[0]) / distributed.world_size()
 
 
 @contextlib.contextmanager

@@ -6,7 +6,8 @@ Times (median) an eval-mode forward and one training step (forward, cross-entrop
 SGD with momentum) of atrousnp and, where torchvision is installed, of torchvision's model
 with the same weights, built by torchvision's own code at output stride 16, each library in
 a fresh process of the same run; with --backend cuda, PyTorch runs on the GPU too and each
-time ends when the GPU is done. Each step uploads its batch, as a training loop would. Peak
+time ends when the GPU is done, and a third row times atrousnp's step replayed as a CUDA graph
+(``anp.cuda.graph``) against PyTorch's eager step. Each step uploads its batch, as a training loop would. Peak
 memory (CPU backends only) is each phase's growth of resident memory above its level before
 the phase's first run (Linux's VmHWM, reset then), so both libraries are measured the same way.
 """
@@ -65,14 +66,20 @@ def run_atrousnp(args, x, target):
         with anp.no_grad():
             model(anp.tensor(x))
 
-    def train():
+    def step(images, labels):
         model.train()
         optimizer.zero_grad()
-        F.cross_entropy(model(anp.tensor(x)), target).backward()
+        F.cross_entropy(model(anp.tensor(images)), labels).backward()
         optimizer.step()
 
     synchronize, on_gpu = synchronizer(args.backend), args.backend == "cuda"
-    return measure(evaluate, args.repeats, synchronize, on_gpu), measure(train, args.repeats, synchronize, on_gpu)
+    phases = [measure(evaluate, args.repeats, synchronize, on_gpu),
+              measure(lambda: step(x, target), args.repeats, synchronize, on_gpu)]
+    if on_gpu:
+        graphed = anp.cuda.graph(step)
+        graphed(x, target)                                   # eager: the first call; the second captures
+        phases.append(measure(lambda: graphed(x, target), args.repeats, synchronize, on_gpu))
+    return phases
 
 
 def run_torchvision(args, x, target):
@@ -150,9 +157,9 @@ def main():
     print("| phase | atrousnp s | torchvision s | ratio | atrousnp peak MiB | torchvision peak MiB |")
     print("|---|---|---|---|---|---|")
     mib = lambda value: "n/a" if value is None else f"{value:.0f}"  # noqa: E731
-    for k, phase in enumerate(("eval forward", "training step")):
+    for k, phase in enumerate(("eval forward", "training step", "training step, a CUDA graph")[:len(results["atrousnp"])]):
         ours_s, ours_mib = results["atrousnp"][k]
-        their_s, their_mib = results["torchvision"][k] if "torchvision" in results else (None, None)
+        their_s, their_mib = results["torchvision"][min(k, 1)] if "torchvision" in results else (None, None)
         ratio = f"{ours_s / their_s:.2f}" if their_s else "n/a"
         their_text = f"{their_s:.3f}" if their_s else "n/a"
         print(f"| {phase} | {ours_s:.3f} | {their_text} | {ratio} | {mib(ours_mib)} | {mib(their_mib)} |")

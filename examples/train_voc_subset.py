@@ -63,6 +63,8 @@ def parse_args(argv=None):
                                             f"{PRETRAINED_LR}, the paper's, with --backbone-weights)")
     p.add_argument("--weight-decay", type=float, default=d.weight_decay)
     p.add_argument("--backend", choices=backend_names(), default=d.backend, help="cuda needs an NVIDIA GPU")
+    p.add_argument("--no-cuda-graph", dest="cuda_graph", action="store_false", default=None,
+                   help="--backend cuda: launch each step's kernels one by one instead of replaying a CUDA graph")
     p.add_argument("--eval-scales", type=floats, default=d.eval_scales, help="e.g. 0.75,1.0,1.25")
     p.add_argument("--flip", action="store_true", help="also evaluate on mirrored images")
     p.add_argument("--eval-every", type=int, default=d.eval_every)

@@ -12,6 +12,7 @@ import shutil
 if "NUMBA_ENABLE_CUDASIM" not in os.environ and not (os.path.exists("/dev/nvidia0") or shutil.which("nvidia-smi")):
     os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 
@@ -41,3 +42,15 @@ def backend(request):
     with anp.use_backend(request.param):
         yield request.param
 
+
+
+@pytest.fixture
+def tiny_deeplab():
+    """A factory of the smallest DeepLabv3 (a ResNet of one block a stage, 2-4 channels, and
+    ASPP): the whole graph, small enough for numba's CUDA simulator."""
+    def build():
+        backbone = anp.models.ResNet(anp.models.resnet.BasicBlock, (1, 1, 1, 1), widths=(2, 2, 4, 4), stem_width=2,
+                                     output_stride=16, rng=np.random.default_rng(0))
+        head = anp.models.ASPPHead(backbone.out_channels, num_classes=3, channels=4, rng=np.random.default_rng(1))
+        return anp.models.DeepLabV3(backbone, head)
+    return build

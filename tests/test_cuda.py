@@ -138,14 +138,7 @@ def test_fused_per_channel_kernels_with_cooperating_threads(parts):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
 
 
-def tiny_deeplab():
-    backbone = anp.models.ResNet(anp.models.resnet.BasicBlock, (1, 1, 1, 1), widths=(2, 2, 4, 4), stem_width=2,
-                                 output_stride=16, rng=np.random.default_rng(0))
-    head = anp.models.ASPPHead(backbone.out_channels, num_classes=3, channels=4, rng=np.random.default_rng(1))
-    return anp.models.DeepLabV3(backbone, head)
-
-
-def test_tiny_deeplabv3_forward_and_training_step_match_numpy():
+def test_tiny_deeplabv3_forward_and_training_step_match_numpy(tiny_deeplab):
     """In float64: two SGD steps at lr 0.1 through batch norms over a few values amplify float32's
     rounding, in whichever order a backend sums, to 1e-4..3e-3 on some inputs (numba's backend
     too), while float64 agrees to 1e-11. So float64, and a tolerance that a wrong kernel cannot meet."""
@@ -167,7 +160,7 @@ def test_tiny_deeplabv3_forward_and_training_step_match_numpy():
         np.testing.assert_allclose(results["cuda"][1][key], value, rtol=1e-9, atol=1e-9, err_msg=key)
 
 
-def test_a_checkpoint_resumes_training_on_cuda_bit_for_bit(tmp_path):
+def test_a_checkpoint_resumes_training_on_cuda_bit_for_bit(tmp_path, tiny_deeplab):
     """Weights, batch-norm statistics and SGD momentum go to the host and back exactly."""
     x = rng.standard_normal((2, 3, 17, 17)).astype(np.float32)
     labels = rng.integers(0, 3, (2, 17, 17))
@@ -195,7 +188,7 @@ def test_a_checkpoint_resumes_training_on_cuda_bit_for_bit(tmp_path):
             np.testing.assert_array_equal(resumed.state_dict()[name], value, err_msg=name)
 
 
-def test_no_host_round_trip_inside_a_training_step(monkeypatch):
+def test_no_host_round_trip_inside_a_training_step(monkeypatch, tiny_deeplab):
     """Forward, the loss on NumPy labels (as the data pipeline yields them), backward and an SGD
     step, with every device-to-host copy made to fail."""
     with anp.use_backend("cuda"):
@@ -221,7 +214,7 @@ def test_no_host_round_trip_inside_a_training_step(monkeypatch):
         assert np.isfinite(loss.item())
 
 
-def test_a_training_step_after_warm_up_makes_no_device_malloc_and_few_launches():
+def test_a_training_step_after_warm_up_makes_no_device_malloc_and_few_launches(tiny_deeplab):
     """The counters on a small DeepLabv3. Two warm-up steps: the first one's optimiser step creates
     the momentum buffers, which then hold blocks that the second step's forward pass needs again;
     from then on every allocation finds a cached block. The launch budget per conv counts its
@@ -279,11 +272,35 @@ def test_block_sizes_round_up_by_at_most_an_eighth(nbytes, expected):
 
 def test_the_pool_bookkeeping_without_a_device():
     pool = memory.CachingPool(bytearray)
-    size, block = pool.take(1000)
-    assert (size, pool.stats()["allocated_bytes"], pool.stats()["device_mallocs"]) == (1024, 1024, 1)
-    pool.give_back(size, block)
-    assert pool.take(900) == (1024, block) and pool.stats()["device_mallocs"] == 1
+    block, give_back = pool.take(1000)
+    assert (len(block), pool.stats()["allocated_bytes"], pool.stats()["device_mallocs"]) == (1024, 1024, 1)
+    give_back()
+    assert pool.take(900)[0] is block and pool.stats()["device_mallocs"] == 1
     assert pool.stats()["peak_allocated_bytes"] == 1024
+
+
+def test_a_private_pool_keeps_its_blocks_until_released():
+    """A graph's blocks serve only the graph while it lives (its replays write them)."""
+    pool = memory.CachingPool(bytearray)
+    shared, give_shared = pool.take(1000)
+    give_shared()
+    private = memory.Private()
+    with pool.use_private(private):
+        graph_block, give_graph = pool.take(1000)         # not the shared cached block
+    assert graph_block is not shared and pool.stats()["device_mallocs"] == 2
+    give_graph()
+    assert pool.take(1000)[0] is shared                   # outside, the graph's block is not handed out
+    with pool.use_private(private):
+        again, give_again = pool.take(1000)
+        still_held, give_held = pool.take(2000)
+    assert again is graph_block                           # inside, it is
+    give_again()
+    pool.release(private)
+    assert pool.take(1000)[0] is graph_block              # released: shared now
+    give_held()                                           # freed after the release: shared too
+    assert pool.take(2000)[0] is still_held
+    pool.empty_cache()
+    assert pool.stats()["reserved_bytes"] == pool.stats()["allocated_bytes"]
 
 
 def test_without_a_gpu_or_simulator_the_error_says_how(monkeypatch):

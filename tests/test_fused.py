@@ -137,7 +137,8 @@ def test_sgd_step_over_several_steps(backend, sizes, dtype, momentum, weight_dec
         params, buffers = upload(*start), [None] * len(sizes)
         for step_grads in grads:
             uploaded = upload(*step_grads)
-            params, buffers = step(params, uploaded, buffers, 0.1, momentum, weight_decay, 0.0, nesterov)
+            lr = be.scalar_feed(lambda: 0.1)            # a number, or (cuda) a device cell holding it
+            params, buffers = step(params, uploaded, buffers, lr, momentum, weight_decay, 0.0, nesterov)
             for g, host in zip(uploaded, step_grads):
                 np.testing.assert_array_equal(be.to_host(g), host)
         results.append([be.to_host(p) for p in params])

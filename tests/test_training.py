@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+import atrousnp as anp
 import atrousnp.training as training
 from atrousnp.training import train
 from helpers import tiny_train_config
@@ -50,3 +51,26 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
 def test_a_batch_of_one_is_refused_up_front(tmp_path):
     with pytest.raises(ValueError, match="batch_size must be at least 2"):
         train(tiny_train_config(tmp_path, batch_size=1))
+
+
+@pytest.mark.filterwarnings("ignore:anp.cuda.graph. numba's CUDA simulator")
+def test_on_cuda_a_graphed_run_equals_an_eager_one(tmp_path, monkeypatch):
+    """The example replays each step as a CUDA graph on the cuda backend (its default there):
+    the same losses and weights as launching every kernel, bit for bit, with an evaluation and
+    a checkpoint between steps. A DeepLabv3 of a few channels, for the CUDA simulator's sake."""
+    def tiny_model(config, rng):
+        backbone = anp.models.ResNet(anp.models.resnet.BasicBlock, (1, 1, 1, 1), widths=(2, 2, 4, 4), stem_width=2,
+                                     output_stride=16, rng=rng)
+        return anp.models.DeepLabV3(backbone, anp.models.ASPPHead(backbone.out_channels, config.num_classes,
+                                                                  channels=4, rng=rng))
+    monkeypatch.setattr(training, "build_model", tiny_model)
+    runs = {}
+    for graphed in (False, True):
+        config = tiny_train_config(tmp_path / str(graphed), backend="cuda", cuda_graph=graphed, synthetic_train=4,
+                                   synthetic_val=1, synthetic_size=24, crop_size=24, batch_size=2, iterations=4,
+                                   eval_every=2, checkpoint_every=4)
+        train(config)
+        runs[graphed] = training.load(tmp_path / str(graphed) / "run" / "checkpoint.npz")
+    assert runs[True]["history"] == runs[False]["history"]
+    for name, value in runs[False]["model"].items():
+        np.testing.assert_array_equal(runs[True]["model"][name], value, err_msg=name)

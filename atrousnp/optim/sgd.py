@@ -52,10 +52,11 @@ class SGD:
                 if p.grad is not None and p.requires_grad:
                     by_backend.setdefault(p._backend, []).append(i)
             for be, live in by_backend.items():
+                lr = be.scalar_feed(lambda group=group: group["lr"])   # re-read at each replay of a CUDA graph
                 params, buffers = be.sgd_step([self.params[i].data for i in live],
                                               [self.params[i].grad.data for i in live],
                                               [self.momentum_buffers[i] for i in live],
-                                              group["lr"], group["momentum"], group["weight_decay"],
+                                              lr, group["momentum"], group["weight_decay"],
                                               group["dampening"], group["nesterov"])
                 for i, p, buf in zip(live, params, buffers):
                     self.params[i].data, self.momentum_buffers[i] = p, buf

@@ -9,6 +9,7 @@
     conv.py         im2col/col2im and conv2d as GEMMs that read in place
     fused.py        batch norm, ReLU backward, softmax cross-entropy and SGD kernels
     backend.py      CudaBackend, the primitive set on device arrays
+    graph.py        a training step captured as a CUDA graph and replayed (anp.cuda.graph)
 """
 
 from .backend import CudaBackend

@@ -14,7 +14,7 @@ import numpy as np
 from numba import cuda
 
 from ..base import Backend
-from . import conv, elementwise, layout, memory
+from . import conv, elementwise, launch as launching, layout, memory
 from .layout import flat
 from .fused import FusedPrimitives
 from .gemm import Operand, contiguous, gemm
@@ -82,6 +82,8 @@ class CudaBackend(FusedPrimitives, Backend):
     def asarray(self, host_array, dtype=None):
         if self.owns(host_array):
             return host_array if dtype is None else self.astype(host_array, dtype)
+        if launching.CAPTURE is not None:       # a step being captured: only its inputs may come in
+            return launching.CAPTURE.input_buffer(host_array, dtype, self.empty)
         host = np.ascontiguousarray(np.asarray(host_array, dtype=dtype))
         out = self.empty(host.shape, host.dtype)
         if host.size:
@@ -90,8 +92,17 @@ class CudaBackend(FusedPrimitives, Backend):
         return out
 
     def to_host(self, a):
+        if launching.CAPTURE is not None:
+            launching.CAPTURE.refuse_read_back(a)
         COUNTERS.device_to_host += 1
         return a.copy_to_host()
+
+    def scalar_feed(self, read):
+        """A (1,) float64 device cell holding ``read()``; while a step is captured, an empty cell
+        that the graph fills before every replay (see ``Backend.scalar_feed``)."""
+        if launching.CAPTURE is not None:
+            return launching.CAPTURE.feed(read, self.empty((1,), np.float64))
+        return self.full((1,), read(), np.float64)
 
     def owns(self, a):
         return hasattr(a, "copy_to_host") and not isinstance(a, np.ndarray)

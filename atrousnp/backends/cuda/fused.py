@@ -217,13 +217,14 @@ TENSORS_PER_LAUNCH = 16
 @cuda.jit
 def sgd_kernel(params, grads, buffers, starts, total, lr, momentum, weight_decay, dampening, nesterov, first):
     """SGD on a chunk of parameters at once, in place: tuples of flat arrays, parameter t's
-    elements numbered from starts[t] in one index space of ``total`` elements that the grid strides."""
+    elements numbered from starts[t] in one index space of ``total`` elements that the grid strides.
+    The rate is read from the device (``lr[0]``), so that a replayed CUDA graph sees each step's."""
     for i in range(cuda.grid(1), total, cuda.gridsize(1)):
         t = 0
         while t + 1 < len(starts) and starts[t + 1] <= i:
             t += 1
         param, buf, j = params[t], buffers[t], i - starts[t]
-        new_param, buf[j] = sgd_rule(param[j], grads[t][j], buf[j], lr, momentum, weight_decay, dampening,
+        new_param, buf[j] = sgd_rule(param[j], grads[t][j], buf[j], lr[0], momentum, weight_decay, dampening,
                                      nesterov, first)
         param[j] = new_param                   # after buf: without momentum, buf is param itself
 
@@ -295,7 +296,8 @@ class FusedPrimitives:
     def sgd_step(self, params, grads, buffers, lr, momentum, weight_decay, dampening, nesterov):
         """In place, a launch per chunk of TENSORS_PER_LAUNCH parameters of one dtype: where one
         launch per parameter would cost a ResNet-50 161 launches, this costs 11 (PyTorch's
-        ``multi_tensor_apply`` chunks its tensor lists the same way, for the same reason)."""
+        ``multi_tensor_apply`` chunks its tensor lists the same way, for the same reason).
+        ``lr`` is the (1,) float64 device cell that ``scalar_feed`` made."""
         buffers, groups = list(buffers), {}
         for k, p in enumerate(params):
             first = bool(momentum) and buffers[k] is None
@@ -336,5 +338,6 @@ def signatures(dtype):
         ("xent pixels", xent_pixels_kernel, (a1, i1, a1, i, i, i, a1, a1, a1)),
         ("xent total", xent_total_kernel, (a1, i, a1, a1)),
         ("xent backward", xent_backward_kernel, (a1, a1, i1, a1, i, a1, a1, i, i, a1)),
-        ("sgd", sgd_kernel, (chunk, chunk, chunk, t.UniTuple(i, TENSORS_PER_LAUNCH), i) + (f64,) * 4 + (flag, flag)),
+        ("sgd", sgd_kernel, (chunk, chunk, chunk, t.UniTuple(i, TENSORS_PER_LAUNCH), i, f64[::1]) + (f64,) * 3
+                           + (flag, flag)),
     ]

@@ -49,10 +49,17 @@ COUNTERS = Counters()
 COUNT_ONLY = False
 
 
+# The graph.Capture that launches go to while a step is captured as a CUDA graph, or None.
+CAPTURE = None
+
+
 def configured(kernel, grid, block):
-    """``kernel[grid, block]``, counted as one launch."""
+    """``kernel[grid, block]``, counted as one launch (while a step is captured, the capture's:
+    on its stream, or recorded)."""
     COUNTERS.launches += 1
-    return (lambda *args: None) if COUNT_ONLY else kernel[grid, block]
+    if COUNT_ONLY:
+        return lambda *args: None
+    return kernel[grid, block] if CAPTURE is None else CAPTURE.configured(kernel, grid, block)
 
 
 @functools.cache

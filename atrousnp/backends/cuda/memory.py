@@ -20,6 +20,7 @@ block's next user is queued after its last one.
   bytes plays the pointer, and its finalizer returns the block in the same way.
 """
 
+import contextlib
 import functools
 import weakref
 
@@ -37,21 +38,30 @@ def rounded_size(nbytes):
 
 
 class CachingPool:
-    """Free lists of device blocks by size; ``malloc(size)`` makes a new block when none is free."""
+    """Free lists of device blocks by size; ``malloc(size)`` makes a new block when none is free.
+
+    While a ``Private`` pool is in use (``use_private``: a CUDA graph being captured), requests are
+    served from its own free lists, and its blocks go back to them when freed: a graph's
+    replays write the addresses it captured, so no array outside the graph may be given one of
+    them until the graph is gone (``release``). PyTorch keeps a private pool per graph likewise."""
 
     def __init__(self, malloc):
         self.malloc = malloc
         self.free = {}                # size -> blocks
+        self.private = None           # the Private pool that serves requests now, if any
         self.allocated = 0            # bytes in blocks handed out
-        self.cached = 0               # bytes in blocks on the free lists
+        self.cached = 0               # bytes in blocks on the free lists (private ones too)
         self.peak = 0
         self.device_mallocs = 0
         self.device_frees = 0
 
     def take(self, nbytes):
-        """(size, block): a cached block of the rounded size, or a new one."""
+        """(block, give_back): a cached block of ``nbytes`` rounded up, or a new one, and the
+        function that returns it to the free lists it came from (call it once, when the block is
+        no longer used)."""
         size = rounded_size(nbytes)
-        blocks = self.free.get(size)
+        home = self.private
+        blocks = (self.free if home is None else home.free).get(size)
         if blocks:
             block = blocks.pop()
             self.cached -= size
@@ -60,23 +70,51 @@ class CachingPool:
             self.device_mallocs += 1
         self.allocated += size
         self.peak = max(self.peak, self.allocated)
-        return size, block
+        return block, functools.partial(self._give_back, size, block, home)
 
-    def give_back(self, size, block):
-        self.free.setdefault(size, []).append(block)
+    def _give_back(self, size, block, home):
+        free = self.free if home is None or home.released else home.free
+        free.setdefault(size, []).append(block)
         self.allocated -= size
         self.cached += size
 
+    @contextlib.contextmanager
+    def use_private(self, private):
+        """Serve every request from ``private`` inside the with-block."""
+        self.private = private
+        try:
+            yield private
+        finally:
+            self.private = None
+
+    def release(self, private):
+        """A graph is gone: its cached blocks join the shared free lists, and so will the blocks
+        its arrays still hold, when they are freed."""
+        private.released = True
+        for size, blocks in private.free.items():
+            self.free.setdefault(size, []).extend(blocks)
+        private.free.clear()
+
     def empty_cache(self):
-        """Drop every cached block: the driver frees them when nothing refers to them any more."""
+        """Drop every shared cached block: the driver frees them when nothing refers to them any
+        more. A live graph's private blocks stay."""
+        dropped = sum(len(blocks) * size for size, blocks in self.free.items())
         self.device_frees += sum(len(blocks) for blocks in self.free.values())
         self.free.clear()
-        self.cached = 0
+        self.cached -= dropped
 
     def stats(self):
         return {"allocated_bytes": self.allocated, "reserved_bytes": self.allocated + self.cached,
                 "peak_allocated_bytes": self.peak, "device_mallocs": self.device_mallocs,
                 "device_frees": self.device_frees}
+
+
+class Private:
+    """The free lists of one CUDA graph's blocks (see ``CachingPool``)."""
+
+    def __init__(self):
+        self.free = {}
+        self.released = False
 
 
 def simulated_pool():
@@ -94,10 +132,10 @@ def simulated_array(pool, shape, dtype):
     starts as whatever was there: a float read before it is written is NaN."""
     dtype = np.dtype(dtype)
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    size, block = pool.take(nbytes)
+    block, give_back = pool.take(nbytes)
     owner = np.frombuffer(block, np.uint8, count=nbytes)
     owner[:] = 0xFF  # NaN in every float: a kernel that reads what it never wrote fails in tests, not by chance
-    weakref.finalize(owner, pool.give_back, size, block)
+    weakref.finalize(owner, give_back)
     return owner.view(dtype).reshape(shape)
 
 
@@ -115,9 +153,8 @@ def caching_memory_manager(pool_factory):
             self.pool = pool_factory(super().memalloc)
 
         def memalloc(self, size):
-            block_size, block = self.pool.take(size)
-            return MemoryPointer(weakref.proxy(self.context), block.device_pointer, size,
-                                 finalizer=functools.partial(self.pool.give_back, block_size, block))
+            block, give_back = self.pool.take(size)
+            return MemoryPointer(weakref.proxy(self.context), block.device_pointer, size, finalizer=give_back)
 
         def reset(self):
             self.pool.empty_cache()

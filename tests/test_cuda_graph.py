@@ -1,0 +1,184 @@
+"""anp.cuda.graph: a training step captured once and replayed. In numba's CUDA simulator the
+capture records the step's kernels without running them and a replay runs the record, so these
+tests hold a step to a graph's rules (frozen addresses, kernel arguments and host work) there
+too; on a GPU the same tests run real CUDA graphs."""
+
+import numpy as np
+import pytest
+
+import atrousnp as anp
+import atrousnp.functional as F
+from atrousnp.backends.cuda.graph import GraphCaptureError
+from atrousnp.backends.cuda.launch import SIMULATED
+
+pytestmark = [pytest.mark.filterwarnings("ignore::numba.NumbaPerformanceWarning"),
+              pytest.mark.filterwarnings("ignore:anp.cuda.graph. numba's CUDA simulator")]
+
+SHAPE = (2, 3, 17, 19)
+
+
+def batches(count):
+    """(images, labels) pairs, different each step, with some ignored pixels."""
+    rng = np.random.default_rng(3)
+    for _ in range(count):
+        labels = rng.integers(0, 3, (SHAPE[0],) + SHAPE[2:])
+        labels[:, :2] = 255
+        yield rng.standard_normal(SHAPE).astype(np.float32), labels
+
+
+def training(tiny_deeplab):
+    """A step function over a fresh tiny DeepLabv3, SGD with momentum and weight decay, and the poly
+    schedule: everything a graph must carry from one replay to the next."""
+    model = tiny_deeplab()
+    optimizer = anp.optim.SGD(list(model.parameters()), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    schedule = anp.optim.PolyLR(optimizer, max_iter=5)
+
+    def step(images, labels):
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(anp.tensor(images)), labels)
+        loss.backward()
+        optimizer.step()
+        return loss
+    return model, schedule, step
+
+
+def test_replayed_steps_equal_eager_steps_bit_for_bit(tiny_deeplab):
+    """Four steps on new batches each, the rate falling every step, batch norm's running statistics
+    moving: eager and graphed (the warm-up, the capture, two replays) end with the same bits."""
+    results = {}
+    with anp.use_backend("cuda"):
+        for graphed in (False, True):
+            model, schedule, step = training(tiny_deeplab)
+            if graphed:
+                step = anp.cuda.graph(step)
+            losses = []
+            for images, labels in batches(4):
+                losses.append(step(images, labels).item())
+                schedule.step()
+            results[graphed] = losses, model.state_dict()
+    assert results[True][0] == results[False][0]
+    assert len(set(results[True][0])) == 4                          # each step saw its own batch
+    for name, value in results[False][1].items():
+        np.testing.assert_array_equal(results[True][1][name], value, err_msg=name)
+
+
+def test_a_replay_is_one_launch_and_copies_only_its_inputs_and_rate(tiny_deeplab):
+    with anp.use_backend("cuda"):
+        _, schedule, step = training(tiny_deeplab)
+        step = anp.cuda.graph(step)
+        data = list(batches(3))
+        for images, labels in data[:2]:
+            step(images, labels)
+        before = anp.cuda.counters()
+        step(*data[2])
+        cost = anp.cuda.counters(since=before)
+    assert cost == {"launches": 1, "host_to_device": 3, "device_to_host": 0, "device_mallocs": 0}, cost
+
+
+def warmed_up(step):
+    """``step`` as a graph after its first (eager) call, and the batch it got."""
+    step = anp.cuda.graph(step)
+    batch = next(batches(1))
+    step(*batch)
+    return step, batch
+
+
+def test_the_capture_warns_in_the_simulator_only(tiny_deeplab):
+    with anp.use_backend("cuda"):
+        step, batch = warmed_up(training(tiny_deeplab)[2])
+        if SIMULATED:
+            with pytest.warns(UserWarning, match="recorded and replayed one by one"):
+                step(*batch)
+        else:
+            step(*batch)
+
+
+@pytest.mark.parametrize("forward,message", [
+    (lambda model, images: F.dropout(model(anp.tensor(images)), 0.5).sum(), "dropout mask"),  # would replay its draw
+    (lambda model, images: model(anp.tensor(images)).sum().item(), "read it after the call"),
+    (lambda model, images: (anp.tensor(images, dtype=np.float64) * 2).sum(), "in the dtype the step uses"),
+])
+def test_what_a_replay_cannot_repeat_is_refused_at_capture(tiny_deeplab, forward, message):
+    with anp.use_backend("cuda"):
+        model = tiny_deeplab()
+        step, (images, _) = warmed_up(lambda images, labels: forward(model, images))   # eager: fine
+        with pytest.raises(GraphCaptureError, match=message):
+            step(images, _)
+
+
+def test_other_shapes_and_non_arrays_are_refused(tiny_deeplab):
+    with anp.use_backend("cuda"):
+        step, (images, labels) = warmed_up(training(tiny_deeplab)[2])
+        with pytest.raises(ValueError, match=r"argument 0 has shape \(1, 3, 17, 19\).*made for \(2, 3, 17, 19\)"):
+            step(images[:1], labels[:1])
+        with pytest.raises(ValueError, match="argument 1 has shape .* dtype int8"):
+            step(images, labels.astype(np.int8))
+        with pytest.raises(TypeError, match="argument 1 must be a NumPy array"):
+            step(images, labels.tolist())
+
+
+def test_a_graph_needs_the_cuda_backend():
+    with anp.use_backend("numpy"), pytest.raises(ValueError, match="set_backend\\('cuda'\\)"):
+        anp.cuda.graph(lambda: None)
+
+
+class FakeDriver:
+    """The few cuda.bindings.driver calls a capture makes, logged; ``failing`` names one that fails."""
+
+    class CUresult:
+        CUDA_SUCCESS, CUDA_ERROR_STREAM_CAPTURE_INVALIDATED = 0, 901
+
+    class CUstream_flags:
+        class CU_STREAM_NON_BLOCKING:
+            value = 1
+
+    class CUstreamCaptureMode:
+        CU_STREAM_CAPTURE_MODE_RELAXED = 2
+
+    def __init__(self, failing=None):
+        self.log, self.failing = [], failing
+
+    def __getattr__(self, name):
+        def call(*args):
+            self.log.append(name)
+            if name == self.failing:
+                return (self.CUresult.CUDA_ERROR_STREAM_CAPTURE_INVALIDATED, None)
+            value = 77 if name == "cuStreamCreate" else f"<{name}>"     # a stream handle is a number
+            return (self.CUresult.CUDA_SUCCESS,) + (() if "Destroy" in name or "Begin" in name else (value,))
+        return call
+
+
+@pytest.fixture
+def fake_driver(monkeypatch):
+    from atrousnp.backends.cuda import graph
+    driver = FakeDriver()
+    monkeypatch.setattr(graph, "_driver", lambda: driver)
+    monkeypatch.setattr(graph.cuda, "external_stream", lambda handle: f"numba stream over {handle}", raising=False)
+    monkeypatch.setattr(graph.cuda, "synchronize", lambda: None, raising=False)
+    return driver
+
+
+def test_a_driver_capture_makes_an_executable_graph(fake_driver):
+    """The driver-API glue that only a GPU runs for real, against a fake driver: the calls, in order."""
+    from atrousnp.backends.cuda.graph import _DriverCapture
+    capture = _DriverCapture()
+    with capture:
+        pass
+    assert fake_driver.log == ["cuStreamCreate", "cuStreamBeginCapture", "cuStreamEndCapture", "cuGraphInstantiate"]
+    assert capture.executable == "<cuGraphInstantiate>" and capture.numba_stream == "numba stream over 77"
+    capture.destroy()
+    assert fake_driver.log[-3:] == ["cuGraphExecDestroy", "cuGraphDestroy", "cuStreamDestroy"]
+
+
+def test_a_failing_step_still_ends_the_capture_and_frees_it(fake_driver):
+    from atrousnp.backends.cuda.graph import _DriverCapture
+    with pytest.raises(KeyError), _DriverCapture():
+        raise KeyError("the step failed")
+    assert fake_driver.log[2:] == ["cuStreamEndCapture", "cuGraphDestroy", "cuStreamDestroy"]
+
+
+def test_a_driver_error_names_the_call(fake_driver):
+    from atrousnp.backends.cuda.graph import _DriverCapture
+    fake_driver.failing = "cuGraphInstantiate"
+    with pytest.raises(RuntimeError, match="cuGraphInstantiate failed"), _DriverCapture():
+        pass
