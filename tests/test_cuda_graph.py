@@ -115,6 +115,8 @@ def test_other_shapes_and_non_arrays_are_refused(tiny_deeplab):
             step(images, labels.astype(np.int8))
         with pytest.raises(TypeError, match="argument 1 must be a NumPy array"):
             step(images, labels.tolist())
+        with pytest.raises(ValueError, match="the step got 3 arguments, 2 before"):
+            step(images, labels, labels)
 
 
 def test_a_graph_needs_the_cuda_backend():

@@ -146,6 +146,8 @@ class StepGraph:
         return self.outputs
 
     def _check(self, arrays):
+        if self.signature is not None and len(arrays) != len(self.signature):
+            raise ValueError(f"anp.cuda.graph: the step got {len(arrays)} arguments, {len(self.signature)} before")
         for i, a in enumerate(arrays):
             if not isinstance(a, np.ndarray):
                 raise TypeError(f"anp.cuda.graph: argument {i} must be a NumPy array (a graph copies its host "
@@ -155,8 +157,6 @@ class StepGraph:
                 raise ValueError(f"anp.cuda.graph: argument {i} has shape {a.shape} and dtype {a.dtype}; the graph "
                                  f"was made for {shape} {dtype} (a replay reuses the captured sizes). Make a new "
                                  "graph for these shapes, or run the step without one")
-        if self.signature is not None and len(arrays) != len(self.signature):
-            raise ValueError(f"anp.cuda.graph: the step got {len(arrays)} arguments, {len(self.signature)} before")
 
     def _capture(self, arrays):
         if SIMULATED:
@@ -164,12 +164,8 @@ class StepGraph:
                           "recorded and replayed one by one (the same results and rules, no speed-up)", stacklevel=3)
         stream = None if SIMULATED else _DriverCapture()
         capture = Capture(arrays, None if stream is None else stream.numba_stream)
-        with self.backend.pool.use_private(self.private), capturing(capture):
-            if stream is None:
-                self.outputs = self.step(*arrays)
-            else:
-                with stream:
-                    self.outputs = self.step(*arrays)
+        with self.backend.pool.use_private(self.private), capturing(capture), stream or contextlib.nullcontext():
+            self.outputs = self.step(*arrays)
         self.capture = capture
         if stream is not None:
             self.executable = stream.executable
