@@ -242,7 +242,7 @@ def _train(config, out):
         tick = time.perf_counter()
         images, labels = _batch(train_set, transform, config, rng, iteration)
         model.train()
-        loss_value = _loss_value(step(images.astype(config.dtype), labels), config)
+        loss_value = _loss_value(step(images.astype(config.dtype, copy=False), labels), config)
         done = iteration + 1
         if not np.isfinite(loss_value):  # the weights took the step; the checkpoint on disk did not
             raise DivergenceError(_diverged(done, f"the loss is {loss_value}", saved, checkpoint_path, config))
