@@ -1,32 +1,45 @@
 """Reading PyTorch and safetensors weight files without PyTorch: ``{name: np.ndarray}``.
 
+A weight file often comes from a stranger, so nothing in it is trusted: every count, offset
+and shape it declares is checked against the bytes it really holds before anything is read,
+and anything else is refused with a ``WeightFileError`` naming the file and the tensor.
+
 **PyTorch's format** (``torch.save`` since 1.6) is a zip archive::
 
     <archive>/data.pkl      the pickled object: a dict of name -> tensor
     <archive>/data/<key>    each storage's raw bytes (little-endian unless <archive>/byteorder says)
+    <archive>/byteorder     "little" or "big"
     <archive>/version       ...and a few small records we do not need
 
 Inside ``data.pkl`` a tensor is the call ``torch._utils._rebuild_tensor_v2(storage, offset,
 size, stride, requires_grad, hooks)``, and ``storage`` is a *persistent id*,
 ``("storage", torch.FloatStorage, key, location, numel)``, naming the file ``data/<key>``.
+The tensor is the view ``storage[offset + i0*stride0 + i1*stride1 + ...]`` for every index
+``(i0, i1, ...) < size``, so its last element is ``offset + Σ (size_d - 1) * stride_d``: a view
+is read only if that lies inside the storage, and the storage's ``numel`` only if its record
+holds ``numel * itemsize`` bytes (as ``torch.load`` checks; an unchecked view would hand back
+bytes of this process's own memory).
 
 A pickle is a program: unpickling may call any global function it names, which is why
 ``torch.load`` without ``weights_only=True`` runs code from the file. ``_StateDictUnpickler``
 therefore resolves only the handful of globals a state dict needs, each to a NumPy stand-in
 of ours, and refuses every other name before anything runs (``UnsafeWeightsError``).
 
-**safetensors** is simpler and safe by construction: an 8-byte little-endian header length,
-a JSON header ``{name: {"dtype", "shape", "data_offsets": [begin, end]}}``, then raw bytes.
+**safetensors** is simpler: an 8-byte little-endian header length, a JSON header
+``{name: {"dtype", "shape", "data_offsets": [begin, end]}}``, then raw bytes. The format's own
+reader (the ``safetensors`` package) checks that the offsets tile the body exactly, in order,
+with ``end - begin = prod(shape) * itemsize``; we read through it.
 """
 
 import collections
-import json
+import math
 import pickle
 import struct
 import zipfile
 from pathlib import Path
 
 import numpy as np
+import safetensors
 
 from .checkpoint import load
 
@@ -39,11 +52,22 @@ _STORAGE_DTYPES = {
 }
 _SAFETENSORS_DTYPES = {
     "F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": "bfloat16", "I64": np.int64,
-    "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_,
+    "I32": np.int32, "I16": np.int16, "I8": np.int8, "U64": np.uint64, "U32": np.uint32, "U16": np.uint16,
+    "U8": np.uint8, "BOOL": np.bool_,
 }
+# A tensor that repeats its storage's elements (a stride-0 "expanded" view) is returned as a
+# read-only view, never copied; this caps the elements it may claim.
+MAX_ELEMENTS = 2 ** 40
+# What an unpickler, a zip member or a stride trick raises on a malformed file.
+_MALFORMED = (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, TypeError, ValueError, KeyError, IndexError,
+              AttributeError, RecursionError, NotImplementedError, OverflowError, struct.error, UnicodeError)
 
 
-class UnsafeWeightsError(ValueError):
+class WeightFileError(ValueError):
+    """A weight file that is not what it claims to be; the message names the file (and tensor)."""
+
+
+class UnsafeWeightsError(WeightFileError):
     """A weight file's pickle names something other than tensors and dicts; nothing from it ran."""
 
 
@@ -59,9 +83,11 @@ def load_weights(path) -> dict:
                 return _as_state_dict(load(path), path)
         return load_torch_state_dict(path)
     with open(path, "rb") as f:
-        start = f.read(2)
+        start = f.read(9)
     if start[:1] == b"\x80":  # a bare pickle: PyTorch's pre-1.6 format
         return load_torch_state_dict(path)
+    if len(start) < 9 or start[8:9] != b"{":
+        raise WeightFileError(f"{path} is neither a PyTorch nor a safetensors file")
     return load_safetensors(path)
 
 
@@ -72,47 +98,48 @@ def load_torch_state_dict(path) -> dict:
     is unwrapped; the ``module.`` prefix that DataParallel adds is removed."""
     path = Path(path)
     if not zipfile.is_zipfile(path):
-        raise ValueError(f"{path} is in PyTorch's legacy (pre-1.6) format, which atrousnp does not read; "
-                         "re-save it where PyTorch is installed: torch.save(torch.load(path), new_path)")
-    with zipfile.ZipFile(path) as archive:
-        pickles = [name for name in archive.namelist() if name.endswith("/data.pkl") or name == "data.pkl"]
-        if len(pickles) != 1:
-            raise ValueError(f"{path} is a zip file but not a torch.save archive (no single data.pkl)")
-        prefix = pickles[0][: -len("data.pkl")]
-        byteorder = archive.read(prefix + "byteorder").decode() if prefix + "byteorder" in archive.namelist() \
-            else "little"
-        unpickler = _StateDictUnpickler(archive.open(pickles[0]), archive, prefix, byteorder, path)
-        return _as_state_dict(unpickler.load(), path)
+        raise WeightFileError(f"{path} is in PyTorch's legacy (pre-1.6) format, which atrousnp does not read; "
+                              "re-save it where PyTorch is installed: torch.save(torch.load(path), new_path)")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            pickles = [name for name in archive.namelist() if name.endswith("/data.pkl") or name == "data.pkl"]
+            if len(pickles) != 1:
+                raise WeightFileError(f"{path} is a zip file but not a torch.save archive (no single data.pkl)")
+            storages = _StorageReader(archive, pickles[0][: -len("data.pkl")], path)
+            with archive.open(pickles[0]) as pickled:
+                state = _as_state_dict(_StateDictUnpickler(pickled, path).load(), path)
+            return {name: _materialise(view, storages, f"{path}: tensor {name!r}") for name, view in state.items()}
+    except WeightFileError:
+        raise
+    except _MALFORMED as error:
+        raise WeightFileError(f"{path} is a malformed torch.save file ({type(error).__name__}: {error})") from None
 
 
 def load_safetensors(path) -> dict:
-    """The tensors of a ``.safetensors`` file as NumPy arrays."""
+    """The tensors of a ``.safetensors`` file as NumPy arrays, read through the format's own reader."""
     path = Path(path)
-    data = path.read_bytes()
     try:
-        (header_size,) = struct.unpack("<Q", data[:8])
-        header = json.loads(data[8: 8 + header_size])
-    except (struct.error, ValueError):  # too short, or no JSON header where one belongs
-        raise ValueError(f"{path} is neither a PyTorch nor a safetensors file") from None
-    body = memoryview(data)[8 + header_size:]
+        tensors = safetensors.deserialize(path.read_bytes())
+    except safetensors.SafetensorError as error:
+        raise WeightFileError(f"{path} is not a valid safetensors file: {error}") from None
     arrays = {}
-    for name, entry in header.items():
-        if name == "__metadata__":
-            continue
+    for name, entry in tensors:
         if entry["dtype"] not in _SAFETENSORS_DTYPES:
-            raise ValueError(f"{path}: {name} has dtype {entry['dtype']}, which atrousnp does not read")
-        begin, end = entry["data_offsets"]
-        arrays[name] = _from_bytes(body[begin:end], _SAFETENSORS_DTYPES[entry["dtype"]], "little").reshape(
+            raise WeightFileError(f"{path}: tensor {name!r} has dtype {entry['dtype']}, which atrousnp does not read")
+        arrays[name] = _from_bytes(entry["data"], _SAFETENSORS_DTYPES[entry["dtype"]], "little").reshape(
             entry["shape"])
     return arrays
 
 
-class _StateDictUnpickler(pickle.Unpickler):
-    """Unpickles a state dict with NumPy stand-ins for torch's rebuild functions, and nothing else."""
+# -- torch.save's pickle ---------------------------------------------------------------------------
 
-    def __init__(self, file, archive, prefix, byteorder, path):
+class _StateDictUnpickler(pickle.Unpickler):
+    """Unpickles a state dict with stand-ins for torch's rebuild functions, and nothing else.
+    Tensors come out as ``_View`` records; nothing is read until ``_materialise`` checks them."""
+
+    def __init__(self, file, path):
         super().__init__(file)
-        self.archive, self.prefix, self.byteorder, self.path = archive, prefix, byteorder, path
+        self.path = path
 
     def find_class(self, module, name):
         if (module, name) == ("collections", "OrderedDict"):
@@ -127,29 +154,108 @@ class _StateDictUnpickler(pickle.Unpickler):
                                  "needs; refused before running anything from the file")
 
     def persistent_load(self, pid):
-        kind, storage_type, key, _location, numel = pid
-        if kind != "storage" or not isinstance(storage_type, _StorageType):
+        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"
+                and isinstance(pid[1], _StorageType) and isinstance(pid[2], str) and _is_count(pid[4])):
             raise UnsafeWeightsError(f"{self.path}: unexpected persistent id {pid!r}")
-        raw = self.archive.read(f"{self.prefix}data/{key}")
-        return _from_bytes(raw, storage_type.dtype, self.byteorder)[:numel]
+        _, storage_type, key, _location, numel = pid
+        return _Storage(key, storage_type.dtype, numel)
 
 
-class _StorageType:
-    def __init__(self, dtype):
-        self.dtype = dtype
+_StorageType = collections.namedtuple("_StorageType", "dtype")
+_Storage = collections.namedtuple("_Storage", "key dtype numel")
+_View = collections.namedtuple("_View", "storage offset size stride")
 
 
 def _rebuild_tensor(storage, offset, size, stride, requires_grad=False, hooks=None, metadata=None):
-    """A contiguous copy of the view (offset, size, stride) of ``storage``: torch's strides count elements."""
-    if not size:
-        return np.array(storage[offset])
-    view = np.lib.stride_tricks.as_strided(storage[offset:], tuple(size),
-                                           tuple(s * storage.itemsize for s in stride))
-    return np.ascontiguousarray(view)
+    return _View(storage, offset, size, stride)
 
 
 def _rebuild_parameter(data, requires_grad=True, hooks=None):
     return data
+
+
+class _StorageReader:
+    """Each storage's elements, read once from ``data/<key>`` after checking the record's size."""
+
+    def __init__(self, archive, prefix, path):
+        self.archive, self.prefix, self.path = archive, prefix, path
+        self.byteorder = _byteorder(archive, prefix, path)
+        self.read_already = {}
+
+    def read(self, storage, where):
+        if storage.key not in self.read_already:
+            record = f"{self.prefix}data/{storage.key}"
+            if record not in self.archive.namelist():
+                raise WeightFileError(f"{where}: its storage record {record} is missing")
+            needed = storage.numel * _itemsize(storage.dtype)
+            held = self.archive.getinfo(record).file_size
+            if needed > held:
+                raise WeightFileError(f"{where}: its storage declares {storage.numel} elements ({needed} bytes) "
+                                      f"but its record {record} holds {held} bytes")
+            with self.archive.open(record) as f:
+                raw = f.read(needed)
+            if len(raw) != needed:
+                raise WeightFileError(f"{where}: its storage record {record} ends after {len(raw)} bytes")
+            self.read_already[storage.key] = (storage.dtype, _from_bytes(raw, storage.dtype, self.byteorder))
+        dtype, elements = self.read_already[storage.key]
+        if dtype != storage.dtype or len(elements) < storage.numel:
+            raise WeightFileError(f"{where}: its storage {storage.key} is declared twice, differently")
+        return elements
+
+
+def _materialise(view, storages, where):
+    """The array that ``view`` describes, after checking it lies inside its storage.
+
+    A view that holds no more elements than its storage is copied into a contiguous array; one
+    that repeats elements (a stride of 0: torch's ``expand``) stays a read-only view, so that
+    no file can make us allocate more than it holds."""
+    if isinstance(view, np.ndarray):
+        return view
+    storage, offset, size, stride = view
+    size, stride = _counts(size, where, "size"), _counts(stride, where, "stride")
+    if not isinstance(storage, _Storage) or not _is_count(offset) or len(size) != len(stride):
+        raise WeightFileError(f"{where}: not a tensor view (storage {storage!r}, offset {offset!r}, size {size}, "
+                              f"stride {stride}); offsets and strides must be integers >= 0")
+    elements = math.prod(size)
+    if elements > MAX_ELEMENTS:
+        raise WeightFileError(f"{where}: its shape {size} has {elements} elements, more than atrousnp reads "
+                              f"({MAX_ELEMENTS})")
+    dtype = np.float32 if storage.dtype == "bfloat16" else np.dtype(storage.dtype)
+    if elements == 0:
+        return np.empty(size, dtype)
+    last = offset + sum((n - 1) * s for n, s in zip(size, stride))
+    if last >= storage.numel:
+        raise WeightFileError(f"{where}: its view (offset {offset}, size {size}, stride {stride}) reaches element "
+                              f"{last} of a storage of {storage.numel} elements")
+    flat = storages.read(storage, where)
+    array = np.lib.stride_tricks.as_strided(flat[offset:], size, tuple(s * flat.itemsize for s in stride),
+                                            writeable=False)
+    return array.copy() if elements <= storage.numel else array
+
+
+def _counts(values, where, what):
+    if not isinstance(values, (tuple, list)) or not all(_is_count(v) for v in values):
+        raise WeightFileError(f"{where}: its {what} {values!r} is not a tuple of integers >= 0")
+    return tuple(values)
+
+
+def _is_count(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _byteorder(archive, prefix, path):
+    """The storages' byte order: the ``byteorder`` record's, little-endian if there is none."""
+    if prefix + "byteorder" not in archive.namelist():
+        return "little"
+    with archive.open(prefix + "byteorder") as f:
+        order = f.read(16).decode("ascii", errors="replace")
+    if order not in ("little", "big"):
+        raise WeightFileError(f"{path}: its byteorder record says {order!r}; expected 'little' or 'big'")
+    return order
+
+
+def _itemsize(dtype):
+    return 2 if dtype == "bfloat16" else np.dtype(dtype).itemsize
 
 
 def _from_bytes(raw, dtype, byteorder):
@@ -161,10 +267,12 @@ def _from_bytes(raw, dtype, byteorder):
 
 
 def _as_state_dict(obj, path):
+    """The dict of name -> tensor in ``obj``, unwrapped from a training checkpoint's dict."""
     for wrapper in ("model", "state_dict", "model_state_dict", "model_state"):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
             obj = obj[wrapper]
             break
-    if not isinstance(obj, dict) or not all(isinstance(v, np.ndarray) for v in obj.values()):
-        raise ValueError(f"{path} does not hold a state dict (a dict of name -> tensor)")
+    if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, (np.ndarray, _View))
+                                            for k, v in obj.items()):
+        raise WeightFileError(f"{path} does not hold a state dict (a dict of name -> tensor)")
     return {name.removeprefix("module."): value for name, value in obj.items()}

@@ -4,6 +4,7 @@ and training on a dataset with its own classes."""
 import collections
 import io
 import json
+import math
 import pickle
 import struct
 import subprocess
@@ -17,7 +18,8 @@ import pytest
 from PIL import Image
 
 import atrousnp as anp
-from atrousnp.io import UnsafeWeightsError, load_safetensors, load_torch_state_dict, load_weights
+from atrousnp.io import MAX_ELEMENTS, UnsafeWeightsError, WeightFileError, load_safetensors, load_torch_state_dict, \
+    load_weights
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 
@@ -25,12 +27,23 @@ EXAMPLES = Path(__file__).parents[1] / "examples"
 # -- a torch.save file written without torch ------------------------------------------------------
 
 def write_torch_zip(path, arrays, monkeypatch):
-    """Write ``arrays`` as ``torch.save(state_dict)`` does (PyTorch >= 1.6), with only the
-    standard library: a zip holding ``archive/data.pkl``, whose tensors are calls
-    ``torch._utils._rebuild_tensor_v2(storage, offset, size, stride, requires_grad, hooks)`` and
-    whose storages are persistent ids ``("storage", torch.FloatStorage, key, "cpu", numel)``,
-    and each storage's bytes as ``archive/data/<key>``. Pickle writes a global by its module
-    and name, so stand-in ``torch`` modules hold them while the pickle is written."""
+    """Write ``arrays`` as ``torch.save(state_dict)`` does (PyTorch >= 1.6): each array a
+    contiguous view of a storage of its own."""
+    storages = {str(i): np.ravel(array) for i, array in enumerate(arrays.values())}
+    views = {name: (str(i), 0, array.shape, tuple(math.prod(array.shape[d + 1:]) for d in range(array.ndim)))
+             for i, (name, array) in enumerate(arrays.items())}
+    write_torch_archive(path, storages, views, monkeypatch)
+
+
+def write_torch_archive(path, storages, views, monkeypatch, numels=None, byteorder="little"):
+    """A ``torch.save`` archive written with only the standard library: a zip holding
+    ``archive/data.pkl``, whose tensors are calls ``torch._utils._rebuild_tensor_v2(storage,
+    offset, size, stride, requires_grad, hooks)`` and whose storages are persistent ids
+    ``("storage", torch.FloatStorage, key, "cpu", numel)``, and each storage's bytes as
+    ``archive/data/<key>``. ``storages``: key -> 1-d array; ``views``: name -> (key, offset,
+    size, stride), written as given, however wrong; ``numels``: key -> the numel to declare
+    (default: the array's). Pickle writes a global by its module and name, so stand-in
+    ``torch`` modules hold them while the pickle is written."""
     torch_module, utils_module = types.ModuleType("torch"), types.ModuleType("torch._utils")
 
     def _rebuild_tensor_v2(*args):
@@ -45,39 +58,35 @@ def write_torch_zip(path, arrays, monkeypatch):
     torch_module._utils = utils_module
     monkeypatch.setitem(sys.modules, "torch", torch_module)
     monkeypatch.setitem(sys.modules, "torch._utils", utils_module)
+    numels = {key: array.size for key, array in storages.items()} | (numels or {})
 
     class Storage:
-        def __init__(self, key, array):
-            self.key, self.array = key, array
+        def __init__(self, key):
+            self.key = key
 
     class Tensor:
-        def __init__(self, storage, shape):
-            self.storage, self.shape = storage, shape
+        def __init__(self, key, offset, size, stride):
+            self.view = (Storage(key), offset, size, stride)
 
         def __reduce__(self):
-            array = self.storage.array
-            stride = tuple(s // array.itemsize for s in array.reshape(self.shape).strides)  # in elements
-            return _rebuild_tensor_v2, (self.storage, 0, self.shape, stride, False, collections.OrderedDict())
+            return _rebuild_tensor_v2, self.view + (False, collections.OrderedDict())
 
     class Pickler(pickle.Pickler):
         def persistent_id(self, obj):
             if isinstance(obj, Storage):
-                return ("storage", storage_types[obj.array.dtype], obj.key, "cpu", obj.array.size)
+                return ("storage", storage_types[storages[obj.key].dtype], obj.key, "cpu", numels[obj.key])
             return None
 
-    state = collections.OrderedDict()
-    storages = {}
-    for i, (name, array) in enumerate(arrays.items()):
-        storages[str(i)] = Storage(str(i), np.ascontiguousarray(array))
-        state[name] = Tensor(storages[str(i)], tuple(array.shape))
+    state = collections.OrderedDict((name, Tensor(*view)) for name, view in views.items())
     buffer = io.BytesIO()
     Pickler(buffer, protocol=2).dump(state)
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("archive/data.pkl", buffer.getvalue())
-        archive.writestr("archive/byteorder", "little")
+        archive.writestr("archive/byteorder", byteorder)
         archive.writestr("archive/version", "3\n")
-        for key, storage in storages.items():
-            archive.writestr(f"archive/data/{key}", storage.array.astype(storage.array.dtype.newbyteorder("<")).tobytes())
+        for key, array in storages.items():
+            order = "<" if byteorder == "little" else ">"
+            archive.writestr(f"archive/data/{key}", array.astype(array.dtype.newbyteorder(order)).tobytes())
     monkeypatch.undo()
 
 
@@ -119,6 +128,106 @@ def test_files_that_are_not_weights_are_named(tmp_path):
         load_weights(tmp_path / "missing.pth")
 
 
+# -- views that a stranger's file may declare ------------------------------------------------------
+
+TWO_FLOATS = {"s": np.array([1.5, -2.0], np.float32)}
+
+
+@pytest.mark.parametrize("view,numel,message", [
+    (("s", 0, (4096,), (1,)), None, r"reaches element 4095 of a storage of 2 elements"),
+    (("s", 0, (2,), (10 ** 9,)), None, r"reaches element 1000000000 of a storage of 2 elements"),
+    (("s", 5, (1,), (1,)), None, r"reaches element 5 of a storage of 2"),
+    (("s", 0, (2,), (-1,)), None, r"stride \(-1,\) is not a tuple of integers >= 0"),
+    (("s", 0, (-2,), (1,)), None, r"size \(-2,\) is not a tuple of integers >= 0"),
+    (("s", -1, (1,), (1,)), None, r"not a tensor view .*offset -1"),
+    (("s", 0, (2, 2), (1,)), None, r"not a tensor view"),
+    (("s", 0, (4096,), (1,)), {"s": 4096}, r"declares 4096 elements \(16384 bytes\) but its record "
+                                            r"archive/data/s holds 8 bytes"),
+    (("s", 0, (2 ** 30, 2 ** 30), (0, 0)), None, rf"has {2 ** 60} elements, more than atrousnp reads"),
+])
+def test_a_view_outside_its_storage_is_refused_naming_the_file_and_tensor(tmp_path, monkeypatch, view, numel,
+                                                                          message):
+    """Each of these once returned bytes of this process's heap as weights, or crashed it."""
+    write_torch_archive(tmp_path / "bad.pth", TWO_FLOATS, {"conv1.weight": view}, monkeypatch, numels=numel)
+    with pytest.raises(WeightFileError, match=r"bad.pth: tensor 'conv1.weight': .*" + message):
+        load_weights(tmp_path / "bad.pth")
+
+
+def test_a_byteorder_that_is_neither_little_nor_big_is_refused(tmp_path, monkeypatch):
+    write_torch_archive(tmp_path / "w.pth", TWO_FLOATS, {"w": ("s", 0, (2,), (1,))}, monkeypatch, byteorder="middle")
+    with pytest.raises(WeightFileError, match=r"w.pth: its byteorder record says 'middle'"):
+        load_weights(tmp_path / "w.pth")
+
+
+def test_big_endian_storages_and_views_into_a_shared_storage_load(tmp_path, monkeypatch):
+    storage = {"s": np.arange(12, dtype=np.float64)}
+    views = {"whole": ("s", 0, (3, 4), (4, 1)), "transposed": ("s", 0, (4, 3), (1, 4)), "tail": ("s", 10, (2,), (1,))}
+    write_torch_archive(tmp_path / "w.pth", storage, views, monkeypatch, byteorder="big")
+    loaded = load_weights(tmp_path / "w.pth")
+    np.testing.assert_array_equal(loaded["whole"], np.arange(12.0).reshape(3, 4))
+    np.testing.assert_array_equal(loaded["transposed"], np.arange(12.0).reshape(3, 4).T)
+    np.testing.assert_array_equal(loaded["tail"], [10.0, 11.0])
+    assert loaded["whole"].dtype == np.float64 and loaded["whole"].flags.writeable
+
+
+def test_an_expanded_view_loads_as_a_read_only_broadcast_without_copying(tmp_path, monkeypatch):
+    write_torch_archive(tmp_path / "w.pth", {"s": np.array([3.0], np.float32)}, {"b": ("s", 0, (1000, 1000), (0, 0))},
+                        monkeypatch)
+    loaded = load_weights(tmp_path / "w.pth")["b"]
+    assert loaded.shape == (1000, 1000) and loaded.strides == (0, 0) and not loaded.flags.writeable
+    assert (loaded == 3.0).all()
+    assert MAX_ELEMENTS >= 2 ** 40
+
+
+def test_a_storage_record_that_is_missing_is_named(tmp_path, monkeypatch):
+    write_torch_archive(tmp_path / "w.pth", TWO_FLOATS, {"w": ("s", 0, (2,), (1,))}, monkeypatch)
+    with zipfile.ZipFile(tmp_path / "w.pth") as archive, zipfile.ZipFile(tmp_path / "cut.pth", "w") as cut:
+        for name in archive.namelist():
+            if name != "archive/data/s":
+                cut.writestr(name, archive.read(name))
+    with pytest.raises(WeightFileError, match=r"cut.pth: tensor 'w': its storage record archive/data/s is missing"):
+        load_weights(tmp_path / "cut.pth")
+
+
+def malformed_pickles():
+    """data.pkl bodies that are not state dicts: truncated, of the wrong types, nested deeply."""
+    truncated = pickle.dumps({"w": list(range(100))}, protocol=2)[:-20]
+    deep = b"\x80\x02" + b"]" * 200_000 + b"." # 200,000 nested empty lists: a deep structure
+    return {"truncated": truncated, "a list": pickle.dumps([1, 2], protocol=2),
+            "ints as tensors": pickle.dumps({"w": 3}, protocol=2), "deep": deep,
+            "not a pickle": b"hello world"}
+
+
+@pytest.mark.parametrize("kind", list(malformed_pickles()))
+def test_a_malformed_pickle_is_one_error_naming_the_file(tmp_path, kind):
+    with zipfile.ZipFile(tmp_path / "bad.pth", "w") as archive:
+        archive.writestr("archive/data.pkl", malformed_pickles()[kind])
+    with pytest.raises(WeightFileError, match=r"bad.pth (is a malformed torch.save file|does not hold a state dict)"):
+        load_weights(tmp_path / "bad.pth")
+
+
+def test_a_corrupted_storage_record_is_one_error_naming_the_file(tmp_path, monkeypatch):
+    write_torch_archive(tmp_path / "w.pth", TWO_FLOATS, {"w": ("s", 0, (2,), (1,))}, monkeypatch)
+    raw = bytearray((tmp_path / "w.pth").read_bytes())
+    at = raw.index(TWO_FLOATS["s"].tobytes())
+    raw[at] ^= 0xFF  # the bytes no longer match the record's CRC
+    (tmp_path / "w.pth").write_bytes(bytes(raw))
+    with pytest.raises(WeightFileError, match=r"w.pth is a malformed torch.save file \(BadZipFile: Bad CRC"):
+        load_weights(tmp_path / "w.pth")
+
+
+def test_the_backbone_flag_refuses_a_hostile_file_in_one_line(tmp_path, monkeypatch):
+    """Through the training example a stride of 1e9 once ended the process with a segfault."""
+    write_torch_archive(tmp_path / "evil.pth", TWO_FLOATS, {"conv1.weight": ("s", 0, (2,), (10 ** 9,))}, monkeypatch)
+    root = anp.data.make_synthetic_voc(tmp_path / "voc", 2, 2, 40, seed=0)
+    result = subprocess.run([sys.executable, str(EXAMPLES / "train_voc_subset.py"), "--backbone-weights",
+                             str(tmp_path / "evil.pth"), "--voc-root", str(root), "--crop-size", "40", "--batch-size",
+                             "2", "--backend", "numpy", "--out", str(tmp_path / "run")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr
+    assert "evil.pth: tensor 'conv1.weight'" in result.stderr and "Traceback" not in result.stderr
+
+
 # -- safetensors ----------------------------------------------------------------------------------
 
 def write_safetensors(path, arrays, dtypes):
@@ -156,6 +265,43 @@ def test_safetensors_written_by_the_safetensors_package_load_bit_exactly(tmp_pat
     for name, array in arrays.items():
         assert loaded[name].dtype == array.dtype
         np.testing.assert_array_equal(loaded[name], array)
+
+
+def write_raw_safetensors(path, header, body):
+    encoded = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(encoded)) + encoded + body)
+
+
+@pytest.mark.parametrize("header,body", [
+    pytest.param({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, bytes(8), id="past the body"),
+    pytest.param({"a": {"dtype": "F32", "shape": [0], "data_offsets": [8, 0]}}, bytes(8), id="reversed"),
+    pytest.param({"a": {"dtype": "F32", "shape": [2], "data_offsets": [-8, 0]}}, bytes(8), id="negative"),
+    pytest.param({"a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}, bytes(8), id="a hole"),
+    pytest.param({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                  "b": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, bytes(8), id="overlapping"),
+    pytest.param({"a": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}}, bytes(8), id="negative shape"),
+    pytest.param({"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, bytes(8), id="shape vs bytes"),
+    pytest.param({"a": {"dtype": "F32", "shape": "2", "data_offsets": [0, 8]}}, bytes(8), id="wrong JSON type"),
+    pytest.param({"a": {"dtype": "F32", "data_offsets": [0, 8]}}, bytes(8), id="missing field"),
+    pytest.param({"a": json.loads("[" * 200 + "]" * 200)}, bytes(8), id="nesting"),
+])
+def test_a_safetensors_header_that_does_not_tile_its_body_is_refused_naming_the_file(tmp_path, header, body):
+    write_raw_safetensors(tmp_path / "bad.safetensors", header, body)
+    with pytest.raises(WeightFileError, match=r"bad.safetensors is not a valid safetensors file"):
+        load_weights(tmp_path / "bad.safetensors")
+
+
+def test_a_safetensors_header_longer_than_the_file_is_refused(tmp_path):
+    (tmp_path / "bad.safetensors").write_bytes(struct.pack("<Q", 10 ** 12) + b'{"a": 1}')
+    with pytest.raises(WeightFileError, match=r"bad.safetensors is not a valid safetensors file"):
+        load_weights(tmp_path / "bad.safetensors")
+
+
+def test_a_safetensors_dtype_we_do_not_read_is_named(tmp_path):
+    write_raw_safetensors(tmp_path / "c.safetensors", {"z": {"dtype": "C64", "shape": [1], "data_offsets": [0, 8]}},
+                          bytes(8))
+    with pytest.raises(WeightFileError, match=r"c.safetensors: tensor 'z' has dtype C64, which atrousnp does not"):
+        load_weights(tmp_path / "c.safetensors")
 
 
 # -- against PyTorch, where it is installed -------------------------------------------------------
