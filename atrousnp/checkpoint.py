@@ -8,21 +8,20 @@ stores can be mistaken for one (format 1 marked arrays with a ``{"__array__": pa
 which a user's own dict of that shape imitated). Nothing is pickled, so loading a file runs
 no code from it, and what could not be loaded (object arrays) is refused before writing.
 
-Writing goes to a temporary file in the same folder, flushed to disk, then renamed over the
-target: a crash mid-save leaves the previous checkpoint as it was. The temporary's name holds
-the target, host and process (``.checkpoint.npz.host-123.tmp-x1y2.npz``), so the next save of
-the same target removes what a killed process left, and nothing a live one is writing.
+Writing is atomic (``files.write_atomically``): a crash mid-save leaves the previous
+checkpoint as it was. Reading trusts nothing in the file: each member's declared shape is
+checked against the bytes it holds before any is read, so a small file cannot make us
+allocate terabytes.
 """
 
 import json
+import math
 import os
-import socket
-import tempfile
 import zipfile
-from pathlib import Path
 
 import numpy as np
 
+from .files import write_atomically
 from .tensor import Tensor
 
 _FORMAT = "atrousnp-checkpoint-2"
@@ -38,23 +37,9 @@ def save(path, obj):
     arrays = {}
     tree = _split(obj, "", arrays)
     meta = json.dumps({"format": _FORMAT, "tree": tree, "arrays": list(arrays)}).encode()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(path)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{_temporary_prefix(path)}{os.getpid()}.tmp-",
-                                   suffix=".npz")
-    try:
-        with os.fdopen(handle, "wb") as f:
-            np.savez(f, **{_META: np.frombuffer(meta, np.uint8)},
-                     **{_ARRAYS + name: array for name, array in arrays.items()})
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes files private; a checkpoint is not
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    write_atomically(path, lambda f: np.savez(f, **{_META: np.frombuffer(meta, np.uint8)},
+                                              **{_ARRAYS + name: array for name, array in arrays.items()}),
+                     suffix=".npz")
 
 
 def load(path):
@@ -63,21 +48,43 @@ def load(path):
     if not os.path.exists(path):
         raise FileNotFoundError(f"load: no checkpoint at {path}")
     try:
-        npz = np.load(path, allow_pickle=False)
-        if not isinstance(npz, np.lib.npyio.NpzFile):  # a lone .npy array under an .npz name
-            raise ValueError("it holds a single array, not an archive")
-        with npz:
+        _check_members(path)
+        with np.load(path, allow_pickle=False) as npz:
             entries = {name: npz[name] for name in npz.files}
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
+        header = json.loads(entries.pop(_META).tobytes().decode()) if _META in entries else None
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as error:
         raise ValueError(f"load: {path} is not a readable checkpoint (truncated or foreign file: {error})") from None
-    if _META not in entries:
-        raise ValueError(f"load: {path} is an .npz but not an atrousnp checkpoint (no {_META})")
-    header = json.loads(entries.pop(_META).tobytes().decode())
-    if header.get("format") == _FORMAT_1:
-        return _join_format_1(header["tree"], entries)
-    if header.get("format") != _FORMAT:
+    if not isinstance(header, dict) or "tree" not in header:
+        raise ValueError(f"load: {path} is an .npz but not an atrousnp checkpoint (no {_META} with a tree)")
+    if header.get("format") not in (_FORMAT, _FORMAT_1):
         raise ValueError(f"load: {path} has format {header.get('format')!r}, expected {_FORMAT!r}")
-    return _join(header["tree"], "", set(header["arrays"]), entries)
+    try:
+        if header["format"] == _FORMAT_1:
+            return _join_format_1(header["tree"], entries)
+        return _join(header["tree"], "", set(header["arrays"]), entries)
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"load: {path}: its {_META} does not match its arrays ({error!r})") from None
+
+
+def _check_members(path):
+    """Refuse an archive whose members are not plain numeric .npy arrays that hold the bytes
+    their headers declare (numpy would allocate a declared 3.6 TiB before reading a byte)."""
+    if not zipfile.is_zipfile(path):
+        raise ValueError("not an .npz archive")
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            with archive.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                if version not in ((1, 0), (2, 0)):
+                    raise ValueError(f"member {info.filename} is an .npy of version {version}")
+                read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                    np.lib.format.read_array_header_2_0
+                shape, _fortran, dtype = read_header(f)
+                declared = math.prod(shape) * dtype.itemsize
+                if dtype.hasobject or declared > info.file_size - f.tell():
+                    kind = "Python objects" if dtype.hasobject else f"{declared} bytes"
+                    raise ValueError(f"member {info.filename} declares {kind} (shape {shape}, dtype {dtype}) "
+                                     f"in a record of {info.file_size} bytes")
 
 
 def state_array(where, name, value, shape, dtype):
@@ -93,38 +100,6 @@ def state_array(where, name, value, shape, dtype):
     if array.shape != tuple(shape):
         raise ValueError(f"{where}: {name} has shape {array.shape}, expected {tuple(shape)}")
     return array.astype(dtype)
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _temporary_prefix(path):
-    """What every temporary of ``path`` written on this host begins with; the process id follows."""
-    return f".{path.name}.{socket.gethostname()}-"
-
-
-def _remove_stale_temporaries(path):
-    """Delete temporaries of ``path`` left by processes of this host that no longer run."""
-    if os.name != "posix":  # os.kill(pid, 0) probes a process only on POSIX; Windows would end it
-        return
-    prefix = _temporary_prefix(path)
-    for leftover in path.parent.iterdir():
-        pid = leftover.name[len(prefix):].split(".tmp-")[0]
-        if leftover.name.startswith(prefix) and pid.isdigit() and not _running(int(pid)):
-            leftover.unlink(missing_ok=True)
-
-
-def _running(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it runs, as another user
-        pass
-    return True
 
 
 def _split(node, prefix, arrays):
