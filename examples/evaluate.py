@@ -10,6 +10,7 @@ import argparse
 import json
 
 import atrousnp as anp
+from atrousnp.inference import check_scales
 from atrousnp.metrics import mean_iou, pixel_accuracy
 from atrousnp.training import class_names, datasets, evaluate, load_trained, named_iou
 
@@ -24,27 +25,26 @@ def main(argv=None):
     parser.add_argument("--flip", action="store_true")
     parser.add_argument("--backend", choices=anp.backend_names(), default="numba")
     args = parser.parse_args(argv)
+    try:
+        scales = check_scales(args.scales.split(","), "--scales")
+    except ValueError as error:
+        parser.error(str(error))
 
     anp.set_backend(args.backend)
     try:
         model, config = load_trained(args.checkpoint)
-    except ValueError as error:
-        raise SystemExit(f"error: {error}") from None
-    if args.voc_root:
-        config.voc_root = args.voc_root
-    if args.split:
-        config.val_split = args.split
-    scales = tuple(float(s) for s in args.scales.split(","))
-    val_set = datasets(config)[1]
-    try:
+        if args.voc_root:
+            config.voc_root = args.voc_root
+        if args.split:
+            config.val_split = args.split
+        val_set = datasets(config)[1]
         val_set.check(config.num_classes)  # every bad file named now, not a failure halfway through
-    except ValueError as error:
+        cm, _ = evaluate(model, val_set, config.num_classes, args.output_stride, scales, args.flip)
+    except (ValueError, FileNotFoundError) as error:
         raise SystemExit(f"error: {error}") from None
-    cm, _ = evaluate(model, val_set, config.num_classes, args.output_stride, scales, args.flip)
     print(json.dumps({"miou": mean_iou(cm), "pixel_accuracy": pixel_accuracy(cm),
                       "output_stride": args.output_stride or config.output_stride, "scales": scales, "flip": args.flip,
                       "per_class_iou": named_iou(cm, class_names(config))}, indent=2))
-
 
 if __name__ == "__main__":
     main()

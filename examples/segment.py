@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
-from PIL import Image
 
 import atrousnp as anp
-from atrousnp.inference import predict
+from atrousnp.data import read_image
+from atrousnp.inference import check_scales, predict
 from atrousnp.training import class_names, load_trained
 from atrousnp.viz import add_legend, overlay
 
@@ -32,14 +32,17 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if not args.image.is_file():
         parser.error(f"no image at {args.image}")
+    try:
+        scales = check_scales(args.scales.split(","), "--scales")
+    except ValueError as error:
+        parser.error(str(error))
     anp.set_backend(args.backend)
     try:
         model, config = load_trained(args.checkpoint)
-        image = np.asarray(Image.open(args.image).convert("RGB"))
+        image = read_image(args.image)
+        prediction = predict(model, image, args.output_stride, scales, args.flip).argmax(axis=0).astype(np.uint8)
     except (ValueError, OSError) as error:
         raise SystemExit(f"error: {error}") from None
-    scales = tuple(float(s) for s in args.scales.split(","))
-    prediction = predict(model, image, args.output_stride, scales, args.flip).argmax(axis=0).astype(np.uint8)
     out = args.out or args.image.with_name(f"{args.image.stem}_segmented.png")
     names = class_names(config)
     fig = Figure(figsize=(6, 6 * image.shape[0] / image.shape[1] + 0.8))

@@ -12,8 +12,9 @@
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from tqdm.auto import tqdm
+
+from .images import decode, open_image, read_image
 
 
 def find_voc2012(root):
@@ -52,14 +53,14 @@ class VOCSegmentation:
 
     def __getitem__(self, i):
         image_path, label_path = self.paths(i)
-        image = np.asarray(_open(image_path).convert("RGB"))
+        image = read_image(image_path)
         label = _label(label_path, image.shape[1], image.shape[0], image_path)
         if self.transform is not None:
             return self.transform(image, label)
         return image, label
 
     def check(self, num_classes, ignore_index=255, progress=False):
-        """A pass over every file before training: each image opens (its header only), and each
+        """A pass over every file before training: each image decodes to its last pixel, and each
         label is a P or L PNG of the image's size whose values are classes below ``num_classes``
         or ``ignore_index``. Raises one ValueError naming every bad file (the first 20), so a run
         never fails at its first evaluation, hours in, over one broken label."""
@@ -67,7 +68,7 @@ class VOCSegmentation:
         for i in tqdm(range(len(self)), desc=f"check {self.split}", leave=False, disable=not progress):
             image_path, label_path = self.paths(i)
             try:
-                width, height = _open(image_path, header_only=True).size
+                height, width = read_image(image_path).shape[:2]
                 values = np.unique(_label(label_path, width, height, image_path))
             except (OSError, ValueError) as error:
                 problems.append(str(error))
@@ -85,7 +86,7 @@ class VOCSegmentation:
 
 def _label(path, width, height, image_path):
     """The class-index array of a label PNG, checked against its image's size."""
-    label_image = _open(path)
+    label_image = decode(open_image(path), path)
     if label_image.mode not in ("P", "L"):
         raise ValueError(f"{path}: a label must be a palette (P) or greyscale (L) PNG of class "
                          f"indices, got mode {label_image.mode}")
@@ -95,14 +96,3 @@ def _label(path, width, height, image_path):
                          f"{image_path.name} is {width}x{height}")
     return label
 
-
-def _open(path, header_only=False):
-    if not path.is_file():
-        raise FileNotFoundError(f"missing file {path}")
-    try:
-        image = Image.open(path)
-        if not header_only:
-            image.load()
-    except Exception as error:  # PIL raises several types for a broken file
-        raise ValueError(f"cannot read {path}: {error}") from None
-    return image
