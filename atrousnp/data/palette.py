@@ -1,10 +1,7 @@
-"""The PASCAL VOC colour palette and class names."""
+"""The PASCAL VOC colour palette, and the label that marks pixels to ignore."""
 
 import numpy as np
 
-VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
-               "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
-               "train", "tvmonitor")
 IGNORE_INDEX = 255
 
 

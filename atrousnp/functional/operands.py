@@ -105,6 +105,13 @@ def as_pair(op, name, value, minimum):
     return tuple(int(v) for v in pair)
 
 
+def positive_int(op, name, value):
+    """``value`` if it is an int >= 1 (not a bool); else a named error."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{op}: {name} must be a positive int, got {value!r}")
+    return int(value)
+
+
 def constant(like, array, dtype=None):
     """A Tensor holding ``array`` (host data) on the backend of the Tensor ``like``."""
     backend = backend_of("constant", like)

@@ -182,19 +182,22 @@ def apply_plan(module, plan):
         module.get_submodule(path).set_geometry(stride, dilation)
 
 
+STAGE_UNITS = {"small": (1, 1, 1, 1), "resnet18": (2, 2, 2, 2), "resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3)}
+
+
 def resnet18(**kwargs):
-    return ResNet(BasicBlock, (2, 2, 2, 2), **kwargs)
+    return ResNet(BasicBlock, STAGE_UNITS["resnet18"], **kwargs)
 
 
 def resnet50(**kwargs):
-    return ResNet(Bottleneck, (3, 4, 6, 3), **kwargs)
+    return ResNet(Bottleneck, STAGE_UNITS["resnet50"], **kwargs)
 
 
 def resnet101(**kwargs):
-    return ResNet(Bottleneck, (3, 4, 23, 3), **kwargs)
+    return ResNet(Bottleneck, STAGE_UNITS["resnet101"], **kwargs)
 
 
-def resnet_small(layers=(1, 1, 1, 1), **kwargs):
+def resnet_small(layers=STAGE_UNITS["small"], **kwargs):
     """A width-reduced ResNet (BasicBlocks of 16, 32, 64, 128 channels) that trains on a CPU;
     ``layers`` units per stage, one each by default."""
     if len(layers) != 4 or not all(isinstance(n, (int, np.integer)) and n >= 1 for n in layers):

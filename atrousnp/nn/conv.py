@@ -3,6 +3,7 @@
 import numpy as np
 
 from .. import functional as F
+from ..functional.operands import as_pair, positive_int
 from .module import Module, Parameter
 
 
@@ -20,6 +21,13 @@ class Conv2d(Module):
                  dilation=1, groups: int = 1, bias: bool = True, rng: np.random.Generator | None = None,
                  dtype=np.float32):
         super().__init__()
+        for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
+            positive_int("Conv2d", name, value)
+        as_pair("Conv2d", "kernel_size", kernel_size, 1)
+        as_pair("Conv2d", "stride", stride, 1)
+        as_pair("Conv2d", "dilation", dilation, 1)
+        if not isinstance(padding, str):
+            as_pair("Conv2d", "padding", padding, 0)
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"Conv2d: groups={groups} must divide in_channels={in_channels} "
                              f"and out_channels={out_channels}")

@@ -1,7 +1,17 @@
 """Stateless layers: each one calls its functional op with the arguments it was built with."""
 
 from .. import functional as F
+from ..functional.operands import as_pair
 from .module import Module
+
+
+def _check_window(layer, kernel_size, stride, padding, dilation=1):
+    """A pooling window's settings, checked when the layer is built rather than at its first call."""
+    as_pair(layer, "kernel_size", kernel_size, 1)
+    if stride is not None:
+        as_pair(layer, "stride", stride, 1)
+    as_pair(layer, "padding", padding, 0)
+    as_pair(layer, "dilation", dilation, 1)
 
 
 class ReLU(Module):
@@ -17,6 +27,7 @@ class Identity(Module):
 class MaxPool2d(Module):
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False):
         super().__init__()
+        _check_window("MaxPool2d", kernel_size, stride, padding, dilation)
         self.kernel_size, self.stride, self.padding, self.dilation = kernel_size, stride, padding, dilation
         self.return_indices, self.ceil_mode = return_indices, ceil_mode
 
@@ -29,6 +40,7 @@ class AvgPool2d(Module):
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                  divisor_override=None):
         super().__init__()
+        _check_window("AvgPool2d", kernel_size, stride, padding)
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         self.ceil_mode, self.count_include_pad, self.divisor_override = ceil_mode, count_include_pad, divisor_override
 
@@ -51,6 +63,8 @@ class Dropout(Module):
 
     def __init__(self, p=0.5, rng=None):
         super().__init__()
+        if not 0 <= p < 1:
+            raise ValueError(f"Dropout: p must be in [0, 1), got {p!r}")
         self.p, self.rng = p, rng
 
     def forward(self, x):

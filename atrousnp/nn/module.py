@@ -157,9 +157,16 @@ class Module:
         # Every value is checked and converted before any is copied: a refused dict changes nothing.
         arrays = {name: state_array("load_state_dict", name, state_dict[name], target.shape, target.dtype)
                   for name, target in own.items() if name in state_dict}
+        for prefix, module in self.named_modules():
+            module.check_loaded(f"{prefix}." if prefix else "", arrays)
         for name, array in arrays.items():
             own[name].data = own[name]._backend.asarray(array)
         return missing, unexpected
+
+    def check_loaded(self, prefix, arrays):
+        """Refuse, with a ValueError naming the key, values that ``load_state_dict`` is about to
+        copy into this module (``arrays[prefix + name]``) and that it cannot hold; by default
+        any value of the right shape will do."""
 
     def __repr__(self):
         lines = [f"  ({name}): " + repr(child).replace("\n", "\n  ") for name, child in self.named_children()]

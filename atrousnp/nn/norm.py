@@ -4,6 +4,7 @@ import numpy as np
 
 from .. import distributed
 from .. import functional as F
+from ..functional.operands import positive_int
 from ..tensor import Tensor, tensor
 from .module import Module, Parameter
 
@@ -28,6 +29,7 @@ class BatchNorm2d(Module):
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True,
                  dtype=np.float32, sync: bool = False):
         super().__init__()
+        positive_int("BatchNorm2d", "num_features", num_features)
         self.sync = sync
         self.num_features, self.eps, self.momentum, self.affine = num_features, eps, momentum, affine
         self.weight = Parameter(np.ones(num_features, dtype)) if affine else None
@@ -48,6 +50,13 @@ class BatchNorm2d(Module):
         return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
                             training=self.training and not self.frozen, momentum=self.momentum, eps=self.eps,
                             residual=residual, relu=relu, allreduce=distributed.allreduce_sum if self.sync else None)
+
+    def check_loaded(self, prefix, arrays):
+        """A variance is >= 0: a negative one (from a corrupted file) would make every output nan."""
+        var = arrays.get(prefix + "running_var")
+        if var is not None and (var < 0).any():
+            raise ValueError(f"load_state_dict: {prefix}running_var has {(var < 0).sum()} negative values (e.g. "
+                             f"{var[var < 0].flat[0]}): a variance is >= 0, so these weights are corrupted")
 
     def extra_repr(self):
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, frozen={self.frozen}, sync={self.sync}"

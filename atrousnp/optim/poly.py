@@ -1,13 +1,18 @@
 """The "poly" learning-rate schedule of DeepLab: lr = base_lr * (1 - iter / max_iter) ** power."""
 
+import numpy as np
+
+from ..functional.operands import positive_int
+
 
 class PolyLR:
     """Call ``step()`` once per iteration, after ``optimizer.step()``."""
 
     def __init__(self, optimizer, max_iter, power=0.9):
         """The base rates are the optimiser's rates now, at construction, one per parameter group."""
-        if max_iter < 1:
-            raise ValueError(f"PolyLR: max_iter must be >= 1, got {max_iter}")
+        positive_int("PolyLR", "max_iter", max_iter)
+        if not np.isfinite(power) or power < 0:
+            raise ValueError(f"PolyLR: power must be a finite number >= 0, got {power!r}")
         self.optimizer, self.max_iter, self.power = optimizer, max_iter, power
         self.base_lrs = [group["lr"] for group in optimizer.param_groups]
         self.set_iteration(0)
