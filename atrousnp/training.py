@@ -16,9 +16,9 @@ continues exactly where an interrupted run stopped.
 import contextlib
 import dataclasses
 import fcntl
-import json
 import os
 import socket
+import stat
 import time
 from pathlib import Path
 
@@ -31,10 +31,13 @@ from . import models
 from .backends import set_backend
 from .checkpoint import load, save
 from .data import TrainTransform, VOCSegmentation, keyed_batch, make_synthetic_voc, random_batch
-from .data.palette import IGNORE_INDEX, VOC_CLASSES
-from .inference import predict
+from .data.classes import VOC_CLASSES, check_class_names
+from .data.palette import IGNORE_INDEX
+from .files import save_json
+from .inference import check_scales, predict
 from .io import load_weights
 from .metrics import confusion_matrix, mean_iou, per_class_iou, pixel_accuracy
+from .models.resnet import STAGE_UNITS
 from .optim import SGD, PolyLR
 from .tensor import tensor
 from .viz import save_prediction_grid, save_training_curves
@@ -183,13 +186,15 @@ def check_config(config):
                          f"in training (the image-pooling branch has one per image); got {config.batch_size}")
     if config.max_images is not None and (isinstance(config.max_images, bool) or config.max_images < 1):
         raise ValueError(f"max_images must be a positive integer or None (every image), got {config.max_images!r}")
-    if not config.eval_scales or not all(np.isfinite(s) and s > 0 for s in config.eval_scales):
-        raise ValueError(f"eval_scales must be positive finite numbers, got {config.eval_scales!r}")
+    check_scales(config.eval_scales, "eval_scales")
     for name in ("lr", "backbone_lr_scale"):
         if not np.isfinite(getattr(config, name)) or getattr(config, name) < 0:
             raise ValueError(f"{name} must be a finite number >= 0, got {getattr(config, name)!r}")
-    if config.class_names is not None and len(config.class_names) != config.num_classes:
-        raise ValueError(f"class_names has {len(config.class_names)} names but num_classes is {config.num_classes}")
+    if config.class_names is not None:
+        check_class_names(config.class_names)
+        if len(config.class_names) != config.num_classes:
+            raise ValueError(f"class_names has {len(config.class_names)} names but num_classes is {config.num_classes}")
+    _check_multi_grid(config)
     if config.backbone_weights is not None and not Path(config.backbone_weights).is_file():
         raise ValueError(f"backbone_weights: no file at {config.backbone_weights}")
     if config.distributed:
@@ -202,11 +207,30 @@ def check_config(config):
     checkpoint = out / "checkpoint.npz"
     if checkpoint.is_dir():
         raise ValueError(f"{checkpoint} is a folder, where the checkpoint file would go")
+    if config.resume and config.overwrite:
+        raise ValueError("resume and overwrite contradict each other: --resume continues the run in --out, "
+                         "--overwrite replaces it")
+    if config.resume and not checkpoint.is_file():
+        raise FileNotFoundError(f"resume: there is no checkpoint at {checkpoint} to continue; leave out --resume "
+                                "to start a new run")
     if checkpoint.exists() and not config.resume and not config.overwrite:
         raise FileExistsError(f"{checkpoint} holds an earlier run: pass --resume to continue it, or --overwrite "
                               "to start a new run in its place")
     if out.exists() and not os.access(out, os.W_OK):
         raise ValueError(f"out folder {out} is not writable")
+
+
+def _check_multi_grid(config):
+    """A multi-grid has one factor per unit of layer4 (the paper's block4 has three)."""
+    if config.multi_grid is None:
+        return
+    units = (config.backbone_layers or STAGE_UNITS.get(config.backbone, (1,)))[-1]
+    if len(config.multi_grid) != units:
+        fix = f"; --backbone-layers 1,1,1,{len(config.multi_grid)} gives it {len(config.multi_grid)}" \
+            if config.backbone == "small" else ""
+        raise ValueError(f"multi_grid (--multi-grid) {','.join(map(str, config.multi_grid))} has "
+                         f"{len(config.multi_grid)} factors, but layer4 of the {config.backbone} backbone has {units} "
+                         f"unit{'s' if units > 1 else ''}: give one factor per unit{fix}")
 
 
 def train(config):
@@ -279,11 +303,36 @@ def _prepare(config, checkpoint_path, rng):
     schedule = PolyLR(optimizer, config.iterations)
     start, history = 0, {"iteration": [], "loss": [], "val_iteration": [], "val_miou": []}
     if resuming:
-        start, history = _restore(load(checkpoint_path), model, optimizer, rng)
+        state = load(checkpoint_path)
+        _check_resumable(state, config, checkpoint_path)
+        start, history = _restore(state, model, optimizer, rng)
         schedule.set_iteration(start)
+        if config.progress and distributed.is_main():
+            tqdm.write(f"resuming {checkpoint_path} at iteration {start} of {config.iterations}")
     if config.distributed:
         distributed.broadcast_parameters(distributed.sync_batch_norm(model))
     return model, optimizer, schedule, start, history
+
+
+# What a resumed run must share with the run it continues: the model, its data and its optimiser.
+# The rest (iterations ahead, evaluation and checkpoint cadence, backend) may change.
+RESUME_MUST_MATCH = ("backbone", "backbone_layers", "backbone_weights", "head", "aspp_rates", "image_pooling",
+                     "cascade_blocks", "multi_grid", "output_stride", "num_classes", "class_names", "dtype", "lr",
+                     "momentum", "weight_decay", "backbone_lr_scale", "batch_size", "crop_size", "seed", "voc_root",
+                     "train_split", "use_aug", "max_images", "synthetic_kind", "synthetic_train", "synthetic_size")
+
+
+def _check_resumable(state, config, checkpoint_path):
+    """Refuse to continue a checkpoint under other settings, naming each that differs."""
+    saved, now = state.get("config", {}), _plain(config)
+    differ = [f"{name} was {saved.get(name)!r}, now {now[name]!r}" for name in RESUME_MUST_MATCH
+              if saved.get(name) != now[name]]
+    if differ:
+        raise ValueError(f"resume: {checkpoint_path} was trained with other settings ({'; '.join(differ)}); "
+                         "resume with the same ones, or start a new run with another --out")
+    if state["iteration"] > config.iterations:
+        raise ValueError(f"resume: {checkpoint_path} is at iteration {state['iteration']}, past iterations "
+                         f"({config.iterations}); pass --iterations {state['iteration']} or more")
 
 
 def _training_step(model, optimizer, config):
@@ -361,17 +410,25 @@ def _loss_value(loss, config):
 def _lock(out):
     """Hold ``out/.lock`` for the run: a second run into the same folder is refused at once
     rather than both running and the last replacing the other's checkpoint. The lock is the
-    kernel's (flock), so it ends with the process however that ends, and no stale lock stays."""
+    kernel's (flock), so it ends with the process however that ends, and no stale lock stays.
+    The file is opened without following a symbolic link, and must be a regular file: a link
+    planted there would otherwise have the run overwrite whatever it points to."""
     path = out / ".lock"
-    with open(path, "a+") as handle:
+    try:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as error:
+        raise FolderInUseError(f"{path} cannot be the run's lock file ({error.strerror}: a symbolic link or "
+                               "another program's file?); remove it, or give this run another --out") from None
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        raise FolderInUseError(f"{path} is not a regular file; remove it, or give this run another --out")
+    with os.fdopen(descriptor, "r+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            handle.seek(0)
             owner = handle.read().strip() or "another process"
             raise FolderInUseError(f"{out} is in use by another training run ({owner}); wait for it to "
-                               "finish, or give this run another --out") from None
-        handle.seek(0)
+                                   "finish, or give this run another --out") from None
         handle.truncate()
         handle.write(f"pid {os.getpid()} on {socket.gethostname()}")
         handle.flush()
@@ -414,7 +471,7 @@ def _finish(model, val_set, history, config, out, seconds):
                "per_class_iou": named_iou(cm, names), "train_seconds": seconds, "settings": _plain(config)}
     if not distributed.is_main():
         return metrics
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    save_json(out / "metrics.json", metrics)
     save_training_curves(out / "curves.png", history)
     save_prediction_grid(out / "predictions.png", examples, class_names=names)
     return metrics

@@ -44,6 +44,7 @@ from atrousnp import backend_names, set_backend
 from atrousnp.metrics import mean_iou
 from atrousnp.training import BACKBONES, TrainConfig, datasets, evaluate, load_trained, train
 from atrousnp.data import IGNORE_INDEX, VOC_CLASSES
+from atrousnp.files import load_json, save_json
 from atrousnp.viz import add_legend, overlay, save_valid_taps
 
 MULTI_SCALE = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
@@ -173,7 +174,7 @@ def trained(args, config):
     folder = run_folder(args, config)
     if not (folder / "metrics.json").is_file():
         print(f"training {folder.name}: {describe(config)}", flush=True)
-        train(dataclasses.replace(config, out=str(folder), resume=True))
+        train(dataclasses.replace(config, out=str(folder), resume=(folder / "checkpoint.npz").is_file()))
     args.trained.add(folder)
     return folder
 
@@ -191,14 +192,14 @@ def describe(config):
 def evaluated(folder, config, row):
     """val mIoU of the model in ``folder`` evaluated as ``row`` says; cached in evals.json."""
     cache_path = folder / "evals.json"
-    cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+    cache = load_json(cache_path) if cache_path.is_file() else {}
     key = f"os{row.output_stride or config.output_stride} scales{','.join(map(str, row.scales))} flip{row.flip}"
     if key not in cache:
         model, _ = load_trained(folder / "checkpoint.npz")
         _, val_set = datasets(config)
         cm, _ = evaluate(model, val_set, config.num_classes, row.output_stride, row.scales, row.flip)
         cache[key] = mean_iou(cm)
-        cache_path.write_text(json.dumps(cache, indent=2))
+        save_json(cache_path, cache)
     return cache[key]
 
 
@@ -298,7 +299,7 @@ def plot_output_strides(args, path, images=3):
 
 def training_minutes(folders):
     """The training time of every configuration in ``folders``, summed (from their metrics.json)."""
-    return sum(json.loads((folder / "metrics.json").read_text())["train_seconds"] for folder in folders) / 60
+    return sum(load_json(folder / "metrics.json")["train_seconds"] for folder in folders) / 60
 
 
 def write_results(args, results, spread, minutes):

@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 from atrousnp import backend_names, distributed
+from atrousnp.data import read_class_names
 from atrousnp.training import BACKBONES, DivergenceError, FolderInUseError, TrainConfig, check_config, train
 
 
@@ -84,7 +85,10 @@ def parse_args(argv=None):
     if args.class_names is not None:
         if not args.class_names.is_file():
             p.error(f"--class-names {args.class_names} does not exist")
-        args.class_names = tuple(line.strip() for line in args.class_names.read_text().splitlines() if line.strip())
+        try:
+            args.class_names = read_class_names(args.class_names)
+        except ValueError as error:
+            p.error(f"--class-names: {error}")
         args.num_classes = args.num_classes or len(args.class_names)
     if args.lr is None and args.backbone_weights is not None:
         args.lr = PRETRAINED_LR

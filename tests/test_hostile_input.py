@@ -1,16 +1,23 @@
-"""What atrousnp promises a hostile but fair user, in one place (issue 15 grows it): settings are
-checked where they enter, and a diverging run stops loudly, keeping its last finite checkpoint."""
+"""What atrousnp promises a hostile but fair user, in one place: settings are checked where they
+enter, files are read without trusting what they declare, and a diverging run stops loudly,
+keeping its last finite checkpoint."""
 
+import io
+import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import atrousnp as anp
 import atrousnp.training as training
-from atrousnp.training import DivergenceError, check_config, train
+from atrousnp.data import read_class_names
+from atrousnp.files import load_json, save_json
+from atrousnp.training import DivergenceError, FolderInUseError, check_config, train
 from helpers import tiny_train_config
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
@@ -270,3 +277,158 @@ def test_two_runs_into_one_folder_do_not_both_run(tmp_path):
             train(tiny_train_config(tmp_path))
     assert not (out / "checkpoint.npz").exists()
     train(tiny_train_config(tmp_path, iterations=1))  # free once the first run ends
+
+
+# -- class names, the run folder's lock, resuming, and files the CLI writes -----------------------
+
+@pytest.mark.parametrize("text,message", [
+    ("background\ncat\ncat\n", r"names.txt, line 3: 'cat' is class 1 already"),
+    ("\n\n", r"names.txt lists no class names"),
+    ("background\ncr\rack\n", r"names.txt, line 2: 'cr\\rack' is not a class name"),
+    ("background\ncr\x0cack\n", r"names.txt, line 2: 'cr\\x0cack' is not a class name"),
+    ("background\ncr\u2028ack\n", r"names.txt, line 2: 'cr\\u2028ack' is not a class name"),
+    ("background\n\ncat\n", r"names.txt, line 2: '' is not a class name"),
+])
+def test_class_names_are_one_per_line_distinct_and_printable(tmp_path, text, message):
+    (tmp_path / "names.txt").write_text(text, newline="")
+    with pytest.raises(ValueError, match=message):
+        read_class_names(tmp_path / "names.txt")
+
+
+def test_class_names_from_windows_files_read_and_undecodable_ones_are_named(tmp_path):
+    (tmp_path / "names.txt").write_bytes(b"background\r\nrust\r\ncrack\r\n\r\n")
+    assert read_class_names(tmp_path / "names.txt") == ("background", "rust", "crack")
+    (tmp_path / "latin.txt").write_bytes("background\nrouill\xe9\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin.txt is not UTF-8 text"):
+        read_class_names(tmp_path / "latin.txt")
+
+
+def test_the_example_refuses_duplicate_class_names_naming_the_file_and_line(tmp_path):
+    (tmp_path / "names.txt").write_text("background\ncat\ncat\n")
+    run = subprocess.run([sys.executable, str(EXAMPLES / "train_voc_subset.py"), "--class-names",
+                          str(tmp_path / "names.txt"), "--out", str(tmp_path / "run")], capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 2 and "names.txt, line 3: 'cat' is class 1 already" in run.stderr, run.stderr
+
+
+def test_a_lock_file_that_is_a_symbolic_link_is_refused_and_its_target_untouched(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".lock").symlink_to(victim)
+    with pytest.raises(FolderInUseError, match=r"\.lock cannot be the run's lock file"):
+        train(tiny_train_config(tmp_path, iterations=1))
+    assert victim.read_text() == "precious"
+
+
+@pytest.mark.parametrize("make", [os.mkfifo, os.mkdir])
+def test_a_lock_file_that_is_not_a_regular_file_is_refused_without_waiting(tmp_path, make):
+    out = tmp_path / "run"
+    out.mkdir()
+    make(out / ".lock")
+    with pytest.raises(FolderInUseError, match=r"\.lock (is not a regular file|cannot be the run's lock file)"):
+        train(tiny_train_config(tmp_path, iterations=1))
+
+
+def test_resume_refuses_other_settings_and_says_what_it_resumes(tmp_path, capsys):
+    train(tiny_train_config(tmp_path, iterations=2))
+    for change, message in ((dict(backbone="resnet18"), "backbone was 'small', now 'resnet18'"),
+                            (dict(lr=0.5), "lr was 0.02, now 0.5"), (dict(dtype="float64"), "dtype was 'float32'"),
+                            (dict(class_names=tuple(f"c{i}" for i in range(21))), r"class_names was None, now \['c0'"),
+                            (dict(iterations=1), r"is at iteration 2, past iterations \(1\)")):
+        with pytest.raises(ValueError, match=rf"resume: .*checkpoint.npz .*{message}"):
+            train(tiny_train_config(tmp_path, resume=True, **{"iterations": 3, **change}))
+    with pytest.raises(ValueError, match="resume and overwrite contradict each other"):
+        check_config(tiny_train_config(tmp_path, resume=True, overwrite=True))
+    with pytest.raises(FileNotFoundError, match=r"resume: there is no checkpoint at .*elsewhere.*checkpoint.npz"):
+        check_config(tiny_train_config(tmp_path, resume=True, out=str(tmp_path / "elsewhere")))
+    train(tiny_train_config(tmp_path, iterations=3, resume=True, progress=True))
+    assert f"resuming {tmp_path / 'run' / 'checkpoint.npz'} at iteration 2 of 3" in capsys.readouterr().out
+
+
+def test_json_files_are_written_atomically_and_a_broken_one_is_named(tmp_path):
+    save_json(tmp_path / "metrics.json", {"miou": 0.5})
+    with pytest.raises(TypeError):
+        save_json(tmp_path / "metrics.json", {"miou": object()})  # fails while writing
+    assert load_json(tmp_path / "metrics.json") == {"miou": 0.5}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+    (tmp_path / "evals.json").write_text('{"os16": 0.8')
+    with pytest.raises(ValueError, match=r"evals.json is not valid JSON"):
+        load_json(tmp_path / "evals.json")
+
+
+def test_a_checkpoint_member_declaring_terabytes_is_refused_by_name(tmp_path):
+    anp.save(tmp_path / "ck.npz", {"w": np.zeros(3)})
+    header = np.lib.format.header_data_from_array_1_0(np.zeros(1))
+    header["shape"] = (2 ** 39,)  # 4 TiB of float64
+    member = io.BytesIO()
+    np.lib.format.write_array_header_1_0(member, header)
+    with zipfile.ZipFile(tmp_path / "ck.npz", "a") as archive:
+        archive.writestr("arrays/huge.npy", member.getvalue() + bytes(8))
+    with pytest.raises(ValueError, match=r"ck.npz is not a readable checkpoint .*member arrays/huge.npy declares "
+                                         r"4398046511104 bytes"):
+        anp.load(tmp_path / "ck.npz")
+
+
+def test_a_pickle_given_as_a_checkpoint_is_refused_without_advice_about_pickles(tmp_path):
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with zipfile.ZipFile(tmp_path / "objects.npz", "w") as archive:
+        archive.write(tmp_path / "objects.npy", "arrays/objects.npy")
+    (tmp_path / "text.npz").write_text("hello")
+    for name in ("objects.npz", "text.npz", "objects.npy"):
+        with pytest.raises(ValueError, match=rf"{name} is not a readable checkpoint") as refused:
+            anp.load(tmp_path / name)
+        assert "allow_pickle" not in str(refused.value)
+
+
+def test_a_val_image_truncated_after_its_header_is_named_before_training(tmp_path):
+    root = anp.data.make_synthetic_voc(tmp_path / "voc", 4, 2, 40, seed=0)
+    folder = root / "VOC2012"
+    image_id = (folder / "ImageSets" / "Segmentation" / "val.txt").read_text().split()[0]
+    jpeg = folder / "JPEGImages" / f"{image_id}.jpg"
+    jpeg.write_bytes(jpeg.read_bytes()[:400])
+    with pytest.raises(ValueError, match=rf"1 of the 2 images of split 'val'.*\n  cannot read .*{image_id}.jpg"):
+        anp.data.VOCSegmentation(root, "val").check(21)
+
+
+def test_a_negative_running_variance_is_refused_when_weights_load(tmp_path):
+    model = anp.models.deeplabv3_small(num_classes=3, rng=np.random.default_rng(0))
+    state = model.state_dict()
+    before = {name: value.copy() for name, value in state.items()}
+    state["backbone.bn1.running_var"] = -np.ones_like(state["backbone.bn1.running_var"])
+    with pytest.raises(ValueError, match=r"backbone.bn1.running_var has 16 negative values \(e.g. -1.0\)"):
+        model.load_state_dict(state)
+    with pytest.raises(ValueError, match=r"bn1.running_var has 16 negative values"):
+        model.backbone.load_torchvision_backbone({k[len("backbone."):]: v for k, v in state.items()
+                                                  if k.startswith("backbone.")})
+    for name, value in model.state_dict().items():  # nothing changed
+        np.testing.assert_array_equal(value, before[name])
+
+
+@pytest.mark.parametrize("build,message", [
+    (lambda: anp.nn.Conv2d(0, 4, 3), r"Conv2d: in_channels must be a positive int, got 0"),
+    (lambda: anp.nn.Conv2d(3, -4, 3), r"Conv2d: out_channels must be a positive int, got -4"),
+    (lambda: anp.nn.Conv2d(3, 4, 0), r"Conv2d: kernel_size must be >= 1, got 0"),
+    (lambda: anp.nn.Conv2d(3, 4, 3, stride=0), r"Conv2d: stride must be >= 1, got 0"),
+    (lambda: anp.nn.Conv2d(3, 4, 3, dilation=(1, 0)), r"Conv2d: dilation must be >= 1"),
+    (lambda: anp.nn.Conv2d(3, 4, 3, padding=-1), r"Conv2d: padding must be >= 0"),
+    (lambda: anp.nn.BatchNorm2d(0), r"BatchNorm2d: num_features must be a positive int, got 0"),
+    (lambda: anp.nn.MaxPool2d(0), r"MaxPool2d: kernel_size must be >= 1, got 0"),
+    (lambda: anp.nn.AvgPool2d(2, stride=0), r"AvgPool2d: stride must be >= 1, got 0"),
+    (lambda: anp.nn.Dropout(1.5), r"Dropout: p must be in \[0, 1\), got 1.5"),
+    (lambda: anp.optim.PolyLR(anp.optim.SGD([anp.nn.Parameter(np.zeros(2))], lr=0.1), 10, power=-1),
+     r"PolyLR: power must be a finite number >= 0, got -1"),
+    (lambda: anp.optim.PolyLR(anp.optim.SGD([anp.nn.Parameter(np.zeros(2))], lr=0.1), 10.5),
+     r"PolyLR: max_iter must be a positive int, got 10.5"),
+])
+def test_layers_refuse_settings_that_cannot_work_when_built(build, message):
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+def test_a_multi_grid_that_does_not_fit_layer4_names_the_flag_and_the_fix(tmp_path):
+    with pytest.raises(ValueError, match=r"multi_grid \(--multi-grid\) 1,2 has 2 factors, but layer4 of the small "
+                                         r"backbone has 1 unit: give one factor per unit; --backbone-layers 1,1,1,2"):
+        check_config(tiny_train_config(tmp_path, multi_grid=(1, 2)))
+    check_config(tiny_train_config(tmp_path, multi_grid=(1, 2), backbone_layers=(1, 1, 1, 2)))
