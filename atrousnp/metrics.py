@@ -16,18 +16,23 @@ def confusion_matrix(pred, label, num_classes, ignore_index=255):
 
 
 def per_class_iou(cm):
-    """IoU_c = TP / (TP + FP + FN); NaN for a class absent from both ground truth and prediction."""
+    """IoU_c = TP / (TP + FP + FN); NaN for a class absent from both ground truth and prediction.
+    cm: (C, C), or a stack (..., C, C) of them, giving (..., C)."""
     cm = np.asarray(cm, np.float64)
-    tp = np.diag(cm)
-    union = cm.sum(axis=0) + cm.sum(axis=1) - tp
+    tp = np.diagonal(cm, axis1=-2, axis2=-1)
+    union = cm.sum(axis=-2) + cm.sum(axis=-1) - tp
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(union > 0, tp / union, np.nan)
 
 
 def mean_iou(cm):
-    """Mean IoU over the classes present in ground truth or prediction."""
+    """Mean IoU over the classes present in ground truth or prediction: a float for cm: (C, C),
+    an array (...) for a stack (..., C, C)."""
     iou = per_class_iou(cm)
-    return float(np.nanmean(iou)) if np.any(~np.isnan(iou)) else float("nan")
+    present = ~np.isnan(iou)
+    with np.errstate(invalid="ignore"):
+        miou = np.where(present.any(axis=-1), np.nansum(iou, axis=-1) / present.sum(axis=-1), np.nan)
+    return float(miou) if miou.ndim == 0 else miou
 
 
 def pixel_accuracy(cm):
