@@ -39,6 +39,9 @@ class no_grad(contextlib.ContextDecorator):
         return False
 
 
+inference_mode = no_grad  # PyTorch's stricter inference mode; here the same as no_grad
+
+
 class Context:
     """What forward leaves for backward: saved arrays and any plain attributes."""
 

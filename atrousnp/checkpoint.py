@@ -31,9 +31,13 @@ _ARRAYS = "arrays/"
 
 
 def save(path, obj):
-    """Write ``obj`` (a dict whose leaves are arrays, Tensors or JSON-able values) to ``path``."""
+    """Write ``obj`` (a dict whose leaves are arrays, Tensors or JSON-able values) to ``path``.
+    PyTorch's order, ``save(obj, path)``, is taken too."""
+    if isinstance(path, dict) and not isinstance(obj, dict):
+        path, obj = obj, path
     if not isinstance(obj, dict):
-        raise TypeError(f"save: expected a dict, got {type(obj).__name__}")
+        raise TypeError(f"save: expected save(path, obj) or save(obj, path) with obj a dict, got "
+                        f"{type(path).__name__} and {type(obj).__name__}")
     arrays = {}
     tree = _split(obj, "", arrays)
     meta = json.dumps({"format": _FORMAT, "tree": tree, "arrays": list(arrays)}).encode()
@@ -52,8 +56,9 @@ def load(path):
         with np.load(path, allow_pickle=False) as npz:
             entries = {name: npz[name] for name in npz.files}
         header = json.loads(entries.pop(_META).tobytes().decode()) if _META in entries else None
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as error:
-        raise ValueError(f"load: {path} is not a readable checkpoint (truncated or foreign file: {error})") from None
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError, RecursionError) as error:
+        raise ValueError(f"load: {path} is not a readable checkpoint (truncated or foreign file: "
+                         f"{type(error).__name__}: {error})") from None
     if not isinstance(header, dict) or "tree" not in header:
         raise ValueError(f"load: {path} is an .npz but not an atrousnp checkpoint (no {_META} with a tree)")
     if header.get("format") not in (_FORMAT, _FORMAT_1):
@@ -62,17 +67,21 @@ def load(path):
         if header["format"] == _FORMAT_1:
             return _join_format_1(header["tree"], entries)
         return _join(header["tree"], "", set(header["arrays"]), entries)
-    except (KeyError, TypeError) as error:
-        raise ValueError(f"load: {path}: its {_META} does not match its arrays ({error!r})") from None
+    except (KeyError, TypeError, RecursionError) as error:
+        raise ValueError(f"load: {path}: its {_META} does not match its arrays ({type(error).__name__}: "
+                         f"{str(error)[:200]})") from None
 
 
 def _check_members(path):
-    """Refuse an archive whose members are not plain numeric .npy arrays that hold the bytes
-    their headers declare (numpy would allocate a declared 3.6 TiB before reading a byte)."""
+    """Refuse an archive whose members are not plain, uncompressed .npy arrays of numbers that
+    hold the bytes their headers declare (numpy would allocate a declared 3.6 TiB before reading
+    a byte, and a small compressed member can inflate to gigabytes)."""
     if not zipfile.is_zipfile(path):
         raise ValueError("not an .npz archive")
     with zipfile.ZipFile(path) as archive:
         for info in archive.infolist():
+            if info.compress_type != zipfile.ZIP_STORED:
+                raise ValueError(f"member {info.filename} is compressed, which anp.save never does")
             with archive.open(info) as f:
                 version = np.lib.format.read_magic(f)
                 if version not in ((1, 0), (2, 0)):
@@ -81,8 +90,8 @@ def _check_members(path):
                     np.lib.format.read_array_header_2_0
                 shape, _fortran, dtype = read_header(f)
                 declared = math.prod(shape) * dtype.itemsize
-                if dtype.hasobject or declared > info.file_size - f.tell():
-                    kind = "Python objects" if dtype.hasobject else f"{declared} bytes"
+                if dtype.kind not in "biuf" or declared > info.file_size - f.tell():
+                    kind = f"{declared} bytes" if dtype.kind in "biuf" else "values that are not numbers"
                     raise ValueError(f"member {info.filename} declares {kind} (shape {shape}, dtype {dtype}) "
                                      f"in a record of {info.file_size} bytes")
 
@@ -100,6 +109,16 @@ def state_array(where, name, value, shape, dtype):
     if array.shape != tuple(shape):
         raise ValueError(f"{where}: {name} has shape {array.shape}, expected {tuple(shape)}")
     return array.astype(dtype)
+
+
+def check_finite(state, where):
+    """Refuse a state dict with a floating-point value that is nan or inf, naming ``where`` and
+    the first such entries: weights from a file that a model would turn into nan everywhere."""
+    bad = [name for name, value in state.items()
+           if np.asarray(value).dtype.kind == "f" and not np.isfinite(np.asarray(value)).all()]
+    if bad:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise ValueError(f"{where}: {', '.join(bad[:3])}{more} hold values that are not finite (nan or inf)")
 
 
 def _split(node, prefix, arrays):

@@ -95,8 +95,8 @@ def allreduce_gradients(params, bucket_bytes: int = BUCKET_BYTES):
         flat /= world_size()
         start = 0
         for p in bucket:
-            p.grad = Tensor._wrap(p._backend.asarray(flat[start:start + p.size].reshape(p.shape)), p._backend)
-            start += p.size
+            p.grad = Tensor._wrap(p._backend.asarray(flat[start:start + p.numel()].reshape(p.shape)), p._backend)
+            start += p.numel()
 
 
 def broadcast_parameters(module):
@@ -109,8 +109,8 @@ def broadcast_parameters(module):
         _comm.Bcast(flat, root=0)
         start = 0
         for t in bucket:
-            t.data = t._backend.asarray(flat[start:start + t.size].reshape(t.shape))
-            start += t.size
+            t.data = t._backend.asarray(flat[start:start + t.numel()].reshape(t.shape))
+            start += t.numel()
 
 
 def sync_batch_norm(module):
@@ -152,11 +152,11 @@ def _buckets(tensors, bucket_bytes):
     """Consecutive runs of tensors of one dtype, each about ``bucket_bytes`` (or one larger tensor)."""
     bucket, size = [], 0
     for t in tensors:
-        if bucket and (size + t.size * t.dtype.itemsize > bucket_bytes or t.dtype != bucket[0].dtype):
+        if bucket and (size + t.numel() * t.dtype.itemsize > bucket_bytes or t.dtype != bucket[0].dtype):
             yield bucket
             bucket, size = [], 0
         bucket.append(t)
-        size += t.size * t.dtype.itemsize
+        size += t.numel() * t.dtype.itemsize
     if bucket:
         yield bucket
 

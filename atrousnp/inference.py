@@ -6,6 +6,7 @@ import numpy as np
 
 from . import functional as F
 from .autograd import no_grad
+from .data.images import MAX_PIXELS
 from .data.transforms import normalize
 from .tensor import tensor
 
@@ -21,6 +22,8 @@ def predict(model, image, output_stride=None, scales=(1.0,), flip=False):
     """
     check_image(image)
     scales = check_scales(scales, "scales", image.shape[:2])
+    if not isinstance(flip, bool):
+        raise TypeError(f"predict: flip must be True or False, got {flip!r}")
     h, w = image.shape[:2]
     previous_stride, was_training = model.output_stride, model.training
     if output_stride is not None:
@@ -66,14 +69,22 @@ def check_image(image):
 
 
 def check_scales(scales, name="scales", image_size=None):
-    """``scales`` as a tuple of positive finite numbers (each one that resizes ``image_size``
-    (H, W) to at least a pixel); a ValueError names ``name`` otherwise."""
+    """``scales`` (numbers, or their text "0.5,1,1.5") as a tuple of positive finite floats;
+    for an image of ``image_size`` (H, W), each must also resize it to between one pixel and
+    ``MAX_PIXELS``. A ValueError names ``name`` and the value as given otherwise."""
+    parts = scales.split(",") if isinstance(scales, str) else scales
     try:
-        values = tuple(float(s) for s in scales)
+        values = tuple(float(s) for s in parts if not isinstance(s, bool))
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be positive finite numbers, got {scales!r}") from None
-    if not values or not all(math.isfinite(s) and s > 0 for s in values):
+        values = ()
+    if not values or len(values) != len(parts) or not all(math.isfinite(s) and s > 0 for s in values):
         raise ValueError(f"{name} must be positive finite numbers, got {scales!r}")
-    if image_size is not None and round(min(image_size) * min(values)) < 1:
-        raise ValueError(f"{name}: {min(values)} shrinks the {image_size[1]}x{image_size[0]} image to nothing")
+    if image_size is not None:
+        h, w = image_size
+        smallest, largest = min(values), max(values)
+        if min(round(h * smallest), round(w * smallest)) < 1:
+            raise ValueError(f"{name}: {smallest} shrinks the {w}x{h} image to nothing")
+        if round(h * largest) * round(w * largest) > MAX_PIXELS:
+            raise ValueError(f"{name}: {largest} enlarges the {w}x{h} image past {MAX_PIXELS / 1e6:.1f} megapixels "
+                             "(atrousnp.data.images.MAX_PIXELS)")
     return values

@@ -4,7 +4,8 @@ A weight file often comes from a stranger, so nothing in it is trusted: every co
 and shape it declares is checked against the bytes it really holds before anything is read,
 and anything else is refused with a ``WeightFileError`` naming the file and the tensor.
 
-**PyTorch's format** (``torch.save`` since 1.6) is a zip archive::
+**PyTorch's format** (``torch.save`` since 1.6) is a zip archive, its records stored
+uncompressed::
 
     <archive>/data.pkl      the pickled object: a dict of name -> tensor
     <archive>/data/<key>    each storage's raw bytes (little-endian unless <archive>/byteorder says)
@@ -22,8 +23,9 @@ bytes of this process's own memory).
 
 A pickle is a program: unpickling may call any global function it names, which is why
 ``torch.load`` without ``weights_only=True`` runs code from the file. ``_StateDictUnpickler``
-therefore resolves only the handful of globals a state dict needs, each to a NumPy stand-in
-of ours, and refuses every other name before anything runs (``UnsafeWeightsError``).
+therefore resolves only the handful of globals a state dict needs, each to a stand-in of ours
+made for this file alone (which a pickle's BUILD instruction cannot modify), and refuses every
+other name before anything runs (``UnsafeWeightsError``).
 
 **safetensors** is simpler: an 8-byte little-endian header length, a JSON header
 ``{name: {"dtype", "shape", "data_offsets": [begin, end]}}``, then raw bytes. The format's own
@@ -34,8 +36,9 @@ with ``end - begin = prod(shape) * itemsize``; we read through it.
 import collections
 import math
 import pickle
-import struct
+import reprlib
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -56,11 +59,16 @@ _SAFETENSORS_DTYPES = {
     "U8": np.uint8, "BOOL": np.bool_,
 }
 # A tensor that repeats its storage's elements (a stride-0 "expanded" view) is returned as a
-# read-only view, never copied; this caps the elements it may claim.
-MAX_ELEMENTS = 2 ** 40
-# What an unpickler, a zip member or a stride trick raises on a malformed file.
-_MALFORMED = (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, TypeError, ValueError, KeyError, IndexError,
-              AttributeError, RecursionError, NotImplementedError, OverflowError, struct.error, UnicodeError)
+# read-only view, never copied; this caps the elements it, or any axis of an empty one, may claim.
+MAX_ELEMENTS = 2 ** 31
+_echo = reprlib.Repr()
+_echo.maxstring = _echo.maxother = 60
+_short = _echo.repr  # a stranger's value in an error, its repr cut to about 60 characters
+
+
+def _clip(text):
+    """A stranger's name in an error, as it is but cut to 60 characters."""
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 class WeightFileError(ValueError):
@@ -77,14 +85,11 @@ def load_weights(path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no weight file at {path}")
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            if "__meta__.json.npy" in archive.namelist():  # an atrousnp checkpoint: its model
-                return _as_state_dict(load(path), path)
-        return load_torch_state_dict(path)
     with open(path, "rb") as f:
         start = f.read(9)
-    if start[:1] == b"\x80":  # a bare pickle: PyTorch's pre-1.6 format
+    if start[:2] == b"PK" and _has_member(path, "__meta__.json.npy"):  # an atrousnp checkpoint: its model
+        return _as_state_dict(load(path), path)
+    if start[:2] == b"PK" or start[:1] == b"\x80":  # torch.save's zip archive, or its legacy bare pickle
         return load_torch_state_dict(path)
     if len(start) < 9 or start[8:9] != b"{":
         raise WeightFileError(f"{path} is neither a PyTorch nor a safetensors file")
@@ -97,22 +102,17 @@ def load_torch_state_dict(path) -> dict:
     A training checkpoint that wraps the weights (``{"model": ...}``, ``{"state_dict": ...}``)
     is unwrapped; the ``module.`` prefix that DataParallel adds is removed."""
     path = Path(path)
-    if not zipfile.is_zipfile(path):
-        raise WeightFileError(f"{path} is in PyTorch's legacy (pre-1.6) format, which atrousnp does not read; "
-                              "re-save it where PyTorch is installed: torch.save(torch.load(path), new_path)")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            pickles = [name for name in archive.namelist() if name.endswith("/data.pkl") or name == "data.pkl"]
-            if len(pickles) != 1:
-                raise WeightFileError(f"{path} is a zip file but not a torch.save archive (no single data.pkl)")
-            storages = _StorageReader(archive, pickles[0][: -len("data.pkl")], path)
-            with archive.open(pickles[0]) as pickled:
-                state = _as_state_dict(_StateDictUnpickler(pickled, path).load(), path)
-            return {name: _materialise(view, storages, f"{path}: tensor {name!r}") for name, view in state.items()}
-    except WeightFileError:
-        raise
-    except _MALFORMED as error:
-        raise WeightFileError(f"{path} is a malformed torch.save file ({type(error).__name__}: {error})") from None
+    with open(path, "rb") as f:
+        if f.read(1) == b"\x80":
+            raise WeightFileError(f"{path} is in PyTorch's legacy (pre-1.6) format, which atrousnp does not read; "
+                                  "re-save it where PyTorch is installed: torch.save(torch.load(path), new_path)")
+    with _open_zip(path) as archive:
+        pickles = [name for name in archive.namelist() if name.endswith("/data.pkl") or name == "data.pkl"]
+        if len(pickles) != 1:
+            raise WeightFileError(f"{path} is a zip file but not a torch.save archive (no single data.pkl)")
+        storages = _StorageReader(archive, pickles[0][: -len("data.pkl")], path)
+        state = _as_state_dict(_unpickle(archive, pickles[0], path), path)
+        return {name: _materialise(view, storages, f"{path}: tensor {_short(name)}") for name, view in state.items()}
 
 
 def load_safetensors(path) -> dict:
@@ -125,13 +125,41 @@ def load_safetensors(path) -> dict:
     arrays = {}
     for name, entry in tensors:
         if entry["dtype"] not in _SAFETENSORS_DTYPES:
-            raise WeightFileError(f"{path}: tensor {name!r} has dtype {entry['dtype']}, which atrousnp does not read")
+            raise WeightFileError(f"{path}: tensor {_short(name)} has dtype {entry['dtype']}, which atrousnp does "
+                                  "not read")
         arrays[name] = _from_bytes(entry["data"], _SAFETENSORS_DTYPES[entry["dtype"]], "little").reshape(
             entry["shape"])
     return arrays
 
 
-# -- torch.save's pickle ---------------------------------------------------------------------------
+# -- torch.save's zip archive and pickle -----------------------------------------------------------
+
+def _open_zip(path):
+    try:
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, EOFError) as error:
+        raise WeightFileError(f"{path} starts as a zip file (torch.save's format) but is truncated or corrupt "
+                              f"({error})") from None
+
+
+def _has_member(path, name):
+    with _open_zip(path) as archive:
+        return name in archive.namelist()
+
+
+def _unpickle(archive, member, path):
+    """The object in ``member``, unpickled by ``_StateDictUnpickler``. Whatever else goes wrong
+    while a stranger's pickle runs (a truncated stream, an unknown opcode, a call with the wrong
+    arguments, a declared size of exabytes) is one error naming the file."""
+    try:
+        with archive.open(member) as pickled:
+            return _StateDictUnpickler(pickled, path).load()
+    except WeightFileError:
+        raise
+    except Exception as error:
+        detail = f": {_short(str(error))}" if str(error) else ""
+        raise WeightFileError(f"{path} is a malformed torch.save file ({type(error).__name__}{detail})") from None
+
 
 class _StateDictUnpickler(pickle.Unpickler):
     """Unpickles a state dict with stand-ins for torch's rebuild functions, and nothing else.
@@ -145,33 +173,53 @@ class _StateDictUnpickler(pickle.Unpickler):
         if (module, name) == ("collections", "OrderedDict"):
             return collections.OrderedDict
         if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
-            return _rebuild_tensor
+            return _StandIn(_View, self.path)
         if (module, name) == ("torch._utils", "_rebuild_parameter"):
-            return _rebuild_parameter
+            return _StandIn(lambda data, *_: data, self.path)
         if module == "torch" and name in _STORAGE_DTYPES:
             return _StorageType(_STORAGE_DTYPES[name])
-        raise UnsafeWeightsError(f"{self.path} names {module}.{name}, which a state dict of tensors never "
-                                 "needs; refused before running anything from the file")
+        if module == "torch" and name.endswith("Storage"):
+            raise WeightFileError(f"{self.path} holds tensors of torch.{_clip(name)}, which atrousnp does not read")
+        raise UnsafeWeightsError(f"{self.path} names {_clip(module)}.{_clip(name)}, which a state dict of tensors "
+                                 "never needs; refused before running anything from the file")
 
     def persistent_load(self, pid):
         if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"
                 and isinstance(pid[1], _StorageType) and isinstance(pid[2], str) and _is_count(pid[4])):
-            raise UnsafeWeightsError(f"{self.path}: unexpected persistent id {pid!r}")
+            raise UnsafeWeightsError(f"{self.path}: a storage reference that is not (\"storage\", type, key, "
+                                     f"location, numel): {_short(pid)}")
         _, storage_type, key, _location, numel = pid
         return _Storage(key, storage_type.dtype, numel)
 
 
+class _StandIn:
+    """What an allowed global resolves to: it calls ``function``. A pickle's BUILD instruction
+    sets attributes on the object before it (``__defaults__`` of a function, say), so a stand-in
+    refuses it; a fresh one is made for each file, so one file can never change how the next loads."""
+
+    __slots__ = ("function", "path")
+
+    def __init__(self, function, path):
+        self.function, self.path = function, path
+
+    def __call__(self, *args):
+        return self.function(*args)
+
+    def __setstate__(self, state):
+        raise UnsafeWeightsError(f"{self.path}: its pickle tries to modify a function it calls; refused")
+
+
 _StorageType = collections.namedtuple("_StorageType", "dtype")
 _Storage = collections.namedtuple("_Storage", "key dtype numel")
-_View = collections.namedtuple("_View", "storage offset size stride")
 
 
-def _rebuild_tensor(storage, offset, size, stride, requires_grad=False, hooks=None, metadata=None):
-    return _View(storage, offset, size, stride)
+class _View(collections.namedtuple("_View", "storage offset size stride")):
+    """``_rebuild_tensor_v2(storage, offset, size, stride, requires_grad, hooks, metadata)``, recorded."""
 
+    __slots__ = ()
 
-def _rebuild_parameter(data, requires_grad=True, hooks=None):
-    return data
+    def __new__(cls, storage, offset, size, stride, *_):
+        return super().__new__(cls, storage, offset, size, stride)
 
 
 class _StorageReader:
@@ -184,23 +232,34 @@ class _StorageReader:
 
     def read(self, storage, where):
         if storage.key not in self.read_already:
-            record = f"{self.prefix}data/{storage.key}"
-            if record not in self.archive.namelist():
-                raise WeightFileError(f"{where}: its storage record {record} is missing")
-            needed = storage.numel * _itemsize(storage.dtype)
-            held = self.archive.getinfo(record).file_size
-            if needed > held:
-                raise WeightFileError(f"{where}: its storage declares {storage.numel} elements ({needed} bytes) "
-                                      f"but its record {record} holds {held} bytes")
-            with self.archive.open(record) as f:
-                raw = f.read(needed)
-            if len(raw) != needed:
-                raise WeightFileError(f"{where}: its storage record {record} ends after {len(raw)} bytes")
-            self.read_already[storage.key] = (storage.dtype, _from_bytes(raw, storage.dtype, self.byteorder))
+            self.read_already[storage.key] = (storage.dtype, self._read_record(storage, where))
         dtype, elements = self.read_already[storage.key]
         if dtype != storage.dtype or len(elements) < storage.numel:
-            raise WeightFileError(f"{where}: its storage {storage.key} is declared twice, differently")
+            raise WeightFileError(f"{where}: its storage {_short(storage.key)} is declared twice, differently")
         return elements
+
+    def _read_record(self, storage, where):
+        record = f"{self.prefix}data/{storage.key}"
+        try:
+            info = self.archive.getinfo(record)
+        except KeyError:
+            raise WeightFileError(f"{where}: its storage record {_clip(record)} is missing") from None
+        if info.compress_type != zipfile.ZIP_STORED:  # a small file that inflates to gigabytes
+            raise WeightFileError(f"{where}: its storage record {_clip(record)} is compressed, which torch.save "
+                                  "never does")
+        needed = storage.numel * _itemsize(storage.dtype)
+        if needed > info.file_size:
+            raise WeightFileError(f"{where}: its storage declares {storage.numel} elements ({needed} bytes) but its "
+                                  f"record {_clip(record)} holds {info.file_size} bytes")
+        try:
+            with self.archive.open(info) as f:
+                raw = f.read(needed)
+        except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as error:
+            raise WeightFileError(f"{where}: its storage record {_clip(record)} cannot be read "
+                                  f"({type(error).__name__}: {error})") from None
+        if len(raw) != needed:
+            raise WeightFileError(f"{where}: its storage record {_clip(record)} ends after {len(raw)} bytes")
+        return _from_bytes(raw, storage.dtype, self.byteorder)
 
 
 def _materialise(view, storages, where):
@@ -213,20 +272,24 @@ def _materialise(view, storages, where):
         return view
     storage, offset, size, stride = view
     size, stride = _counts(size, where, "size"), _counts(stride, where, "stride")
-    if not isinstance(storage, _Storage) or not _is_count(offset) or len(size) != len(stride):
-        raise WeightFileError(f"{where}: not a tensor view (storage {storage!r}, offset {offset!r}, size {size}, "
-                              f"stride {stride}); offsets and strides must be integers >= 0")
+    if not isinstance(storage, _Storage):
+        raise WeightFileError(f"{where}: its storage is not a storage reference")
+    if not _is_count(offset):
+        raise WeightFileError(f"{where}: its offset {_short(offset)} is not an integer >= 0")
+    if len(size) != len(stride):
+        raise WeightFileError(f"{where}: its size {_short(size)} and stride {_short(stride)} differ in length")
     elements = math.prod(size)
-    if elements > MAX_ELEMENTS:
-        raise WeightFileError(f"{where}: its shape {size} has {elements} elements, more than atrousnp reads "
-                              f"({MAX_ELEMENTS})")
+    if elements > MAX_ELEMENTS or max(size, default=0) > MAX_ELEMENTS:
+        what = f"more elements ({elements})" if elements > MAX_ELEMENTS else "an axis longer"
+        raise WeightFileError(f"{where}: its shape {_short(size)} has {what} than atrousnp reads ({MAX_ELEMENTS})")
     dtype = np.float32 if storage.dtype == "bfloat16" else np.dtype(storage.dtype)
     if elements == 0:
         return np.empty(size, dtype)
+    stride = tuple(s if n > 1 else 0 for n, s in zip(size, stride))  # an axis of one element never steps
     last = offset + sum((n - 1) * s for n, s in zip(size, stride))
     if last >= storage.numel:
-        raise WeightFileError(f"{where}: its view (offset {offset}, size {size}, stride {stride}) reaches element "
-                              f"{last} of a storage of {storage.numel} elements")
+        raise WeightFileError(f"{where}: its view (offset {offset}, size {_short(size)}, stride {_short(stride)}) "
+                              f"reaches element {last} of a storage of {storage.numel} elements")
     flat = storages.read(storage, where)
     array = np.lib.stride_tricks.as_strided(flat[offset:], size, tuple(s * flat.itemsize for s in stride),
                                             writeable=False)
@@ -235,7 +298,7 @@ def _materialise(view, storages, where):
 
 def _counts(values, where, what):
     if not isinstance(values, (tuple, list)) or not all(_is_count(v) for v in values):
-        raise WeightFileError(f"{where}: its {what} {values!r} is not a tuple of integers >= 0")
+        raise WeightFileError(f"{where}: its {what} {_short(values)} is not a tuple of integers >= 0")
     return tuple(values)
 
 
@@ -267,7 +330,8 @@ def _from_bytes(raw, dtype, byteorder):
 
 
 def _as_state_dict(obj, path):
-    """The dict of name -> tensor in ``obj``, unwrapped from a training checkpoint's dict."""
+    """The dict of name -> tensor in ``obj``, unwrapped from a training checkpoint's dict, with
+    DataParallel's ``module.`` prefix removed (refusing names that it would make collide)."""
     for wrapper in ("model", "state_dict", "model_state_dict", "model_state"):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
             obj = obj[wrapper]
@@ -275,4 +339,7 @@ def _as_state_dict(obj, path):
     if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, (np.ndarray, _View))
                                             for k, v in obj.items()):
         raise WeightFileError(f"{path} does not hold a state dict (a dict of name -> tensor)")
-    return {name.removeprefix("module."): value for name, value in obj.items()}
+    state = {name.removeprefix("module."): value for name, value in obj.items()}
+    if len(state) < len(obj):
+        raise WeightFileError(f"{path} holds both a name and its 'module.' form (DataParallel's prefix)")
+    return state

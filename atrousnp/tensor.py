@@ -8,7 +8,8 @@ differentiable ops in ``atrousnp.functional``.
 
 import numpy as np
 
-from .backends import check_dtype, get_backend
+from .backends import backend_names, check_dtype, get_backend
+from .random import generator
 
 
 class Tensor:
@@ -53,8 +54,12 @@ class Tensor:
     def ndim(self) -> int:
         return len(self.data.shape)
 
-    @property
-    def size(self) -> int:
+    def size(self, dim=None):
+        """The shape (a tuple), or the length of axis ``dim``, as PyTorch's ``size()``."""
+        return self.shape if dim is None else self.shape[dim]
+
+    def numel(self) -> int:
+        """The number of elements (NumPy's ``a.size``)."""
         return int(np.prod(self.shape, dtype=np.int64))
 
     @property
@@ -75,7 +80,7 @@ class Tensor:
 
     def __bool__(self):
         """The truth of a one-element tensor; for more elements there is no single answer."""
-        if self.size != 1:
+        if self.numel() != 1:
             raise ValueError(f"the truth value of a tensor of shape {self.shape} is ambiguous: "
                              "reduce it first (t.max(), t.sum()), or compare .numpy() arrays")
         return bool(self.item())
@@ -90,7 +95,7 @@ class Tensor:
         return self._backend.to_host(self.data)
 
     def item(self) -> float:
-        if self.size != 1:
+        if self.numel() != 1:
             raise ValueError(f"item: the tensor has shape {self.shape}, expected one element")
         return self.numpy().reshape(()).item()
 
@@ -106,6 +111,23 @@ class Tensor:
 
     def astype(self, dtype):
         return F.astype(self, dtype)
+
+    def float(self):
+        return F.astype(self, np.float32)
+
+    def double(self):
+        return F.astype(self, np.float64)
+
+    def to(self, target):
+        """A copy on another backend (``t.to("numpy")``), or of another dtype (``t.to(np.float64)``):
+        PyTorch's ``to(device)`` and ``to(dtype)``. Moving to another backend leaves the graph."""
+        if isinstance(target, str) and target in backend_names():
+            return tensor(self.numpy(), requires_grad=self.requires_grad, backend=target)
+        return F.astype(self, target)
+
+    def clone(self):
+        """A copy that stays in the graph (its gradient flows back to this tensor)."""
+        return F.mul(self, 1)
 
     # -- autodiff --------------------------------------------------------------
     def backward(self, gradient=None, retain_graph: bool = False) -> None:
@@ -159,15 +181,31 @@ class Tensor:
     def relu(self): return F.relu(self)
     def sigmoid(self): return F.sigmoid(self)
     def tanh(self): return F.tanh(self)
-    def sum(self, axis=None, keepdims=False): return F.sum(self, axis, keepdims)
-    def mean(self, axis=None, keepdims=False): return F.mean(self, axis, keepdims)
-    def max(self, axis=None, keepdims=False): return F.max(self, axis, keepdims)
-    def argmax(self, axis=None): return F.argmax(self, axis)
+    # Reductions take PyTorch's dim/keepdim and NumPy's axis/keepdims alike.
+    def sum(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+        return F.sum(self, dim, keepdim, axis=axis, keepdims=keepdims)
+
+    def mean(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+        return F.mean(self, dim, keepdim, axis=axis, keepdims=keepdims)
+
+    def max(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+        return F.max(self, dim, keepdim, axis=axis, keepdims=keepdims)
+
+    def argmax(self, dim=None, *, axis=None): return F.argmax(self, dim, axis=axis)
+    def softmax(self, dim=None, *, axis=None): return F.softmax(self, dim, axis=axis)
     def permute(self, *dims): return F.permute(self, _dims(dims))
     def transpose(self, dim0, dim1): return F.transpose(self, dim0, dim1)
 
     def reshape(self, *shape):
         return F.reshape(self, _dims(shape))
+
+    def view(self, *shape):
+        """``reshape``: atrousnp never shares a view's memory with its base in a way that
+        writes could reach, so PyTorch's view (no copy, or an error) and reshape coincide."""
+        return F.reshape(self, _dims(shape))
+
+    def flatten(self, start_dim=0, end_dim=-1):
+        return F.flatten(self, start_dim, end_dim)
 
     @property
     def T(self):
@@ -181,8 +219,8 @@ def _dims(args):
 
 # -- constructors -----------------------------------------------------------------
 
-def tensor(data, requires_grad: bool = False, dtype=None) -> Tensor:
-    """A new leaf tensor holding a copy of ``data`` on the current backend.
+def tensor(data, requires_grad: bool = False, dtype=None, backend=None) -> Tensor:
+    """A new leaf tensor holding a copy of ``data`` on ``backend`` (a name; the current one if None).
 
     Python floats become float32 (PyTorch's default); NumPy arrays keep their dtype.
     """
@@ -191,12 +229,23 @@ def tensor(data, requires_grad: bool = False, dtype=None) -> Tensor:
     host = np.asarray(data, dtype=dtype)
     if dtype is None and not isinstance(data, np.ndarray) and host.dtype == np.float64:
         host = host.astype(np.float32)
-    backend = get_backend()
+    backend = get_backend(backend)
     check_dtype(backend, host.dtype, "tensor")
     array = backend.asarray(host)   # a device backend copies; given the caller's array itself, a CUDA graph knows its input
     if array is host:               # a host backend keeps the memory: copy it, so that the tensor is its own
         array = array.copy()
     return Tensor._wrap(array, backend, requires_grad)
+
+
+def from_numpy(array: np.ndarray) -> Tensor:
+    """A tensor on the current backend that shares ``array``'s memory where it can (the CPU
+    backends: writes to one show in the other, as with ``torch.from_numpy``); a device backend
+    copies it."""
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"from_numpy: expected a NumPy array, got {type(array).__name__}")
+    backend = get_backend()
+    check_dtype(backend, array.dtype, "from_numpy")
+    return Tensor._wrap(backend.asarray(array), backend)
 
 
 def full(shape, value: float, dtype=np.float32, requires_grad: bool = False) -> Tensor:
@@ -214,8 +263,8 @@ def ones(*shape: int, dtype=np.float32, requires_grad: bool = False) -> Tensor:
 
 
 def randn(*shape: int, rng: np.random.Generator | None = None, dtype=np.float32, requires_grad: bool = False) -> Tensor:
-    """Standard normal samples drawn from ``rng`` (a numpy.random.Generator; fresh if None)."""
-    rng = np.random.default_rng() if rng is None else rng
+    """Standard normal samples drawn from ``rng`` (a numpy.random.Generator; the default stream, ``anp.manual_seed``, if None)."""
+    rng = generator(rng)
     return tensor(rng.standard_normal(_dims(shape)).astype(dtype), requires_grad=requires_grad)
 
 

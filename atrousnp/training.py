@@ -93,14 +93,10 @@ class TrainConfig:
 
 
 def build_model(config, rng):
-    if config.backbone not in BACKBONES:
-        raise ValueError(f"backbone must be one of {', '.join(BACKBONES)}, got {config.backbone!r}")
     settings = dict(num_classes=config.num_classes, output_stride=config.output_stride, multi_grid=config.multi_grid,
                     head=config.head, aspp_rates=config.aspp_rates, image_pooling=config.image_pooling,
                     cascade_blocks=config.cascade_blocks, rng=rng)
     if config.backbone_layers is not None:
-        if config.backbone != "small":
-            raise ValueError(f"backbone_layers sets the small backbone's units; {config.backbone} has its own")
         settings["layers"] = config.backbone_layers
     return BACKBONES[config.backbone](**settings).astype(config.dtype)
 
@@ -156,6 +152,9 @@ def evaluate_shared(model, dataset, config, scales=(1.0,), flip=False, keep=0):
     return distributed.allreduce_sum(cm), examples
 
 
+HISTORY = ("iteration", "loss", "val_iteration", "val_miou")  # what a run records, one list each
+
+
 class DivergenceError(RuntimeError):
     """Training produced a non-finite loss or non-finite weights. The run stops there, and the
     last checkpoint, written while everything was finite, is kept as it was."""
@@ -175,38 +174,57 @@ POSITIVE_INTEGERS = ("iterations", "crop_size", "eval_every", "checkpoint_every"
 
 
 def check_config(config):
-    """Refuse, before any data is read or anything written, a setting that cannot work: a
-    ValueError names it and the value received; a FileExistsError guards a finished run's output."""
+    """Refuse, before any data is read or anything written, a setting that cannot work
+    (``check_settings``) or an ``out`` folder that cannot take this run (``check_out``)."""
+    check_settings(config)
+    check_out(config)
+
+
+def check_settings(config):
+    """A ValueError naming the first setting of ``config`` that cannot work, and its value."""
     for name in POSITIVE_INTEGERS:
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if config.batch_size < 2:
+        _positive_integer(name, getattr(config, name))
+    if config.batch_size is None or _positive_integer("batch_size", config.batch_size) < 2:
         raise ValueError(f"batch_size must be at least 2: batch norm needs more than one value per channel "
                          f"in training (the image-pooling branch has one per image); got {config.batch_size}")
-    if config.max_images is not None and (isinstance(config.max_images, bool) or config.max_images < 1):
-        raise ValueError(f"max_images must be a positive integer or None (every image), got {config.max_images!r}")
+    if config.max_images is not None:
+        _positive_integer("max_images", config.max_images, " or None (every image)")
     check_scales(config.eval_scales, "eval_scales")
-    for name in ("lr", "backbone_lr_scale"):
-        if not np.isfinite(getattr(config, name)) or getattr(config, name) < 0:
-            raise ValueError(f"{name} must be a finite number >= 0, got {getattr(config, name)!r}")
+    for name in ("lr", "backbone_lr_scale", "momentum", "weight_decay"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    if config.backbone not in BACKBONES:
+        raise ValueError(f"backbone must be one of {', '.join(BACKBONES)}, got {config.backbone!r}")
+    if config.head not in ("aspp", "cascade"):
+        raise ValueError(f"head must be 'aspp' or 'cascade', got {config.head!r}")
+    if config.output_stride not in (8, 16, 32) or config.eval_output_stride not in (None, 8, 16, 32):
+        raise ValueError(f"output_stride and eval_output_stride must be 8, 16 or 32, got {config.output_stride!r} "
+                         f"and {config.eval_output_stride!r}")
+    if config.dtype not in ("float32", "float64"):
+        raise ValueError(f"dtype must be float32 or float64, got {config.dtype!r}")
+    _positive_integers("aspp_rates (--aspp-rates)", config.aspp_rates)
     if config.class_names is not None:
-        check_class_names(config.class_names)
-        if len(config.class_names) != config.num_classes:
-            raise ValueError(f"class_names has {len(config.class_names)} names but num_classes is {config.num_classes}")
-    _check_multi_grid(config)
+        names = check_class_names(config.class_names)
+        if len(names) != config.num_classes:
+            raise ValueError(f"class_names has {len(names)} names but num_classes is {config.num_classes}")
+    _check_backbone_layers(config)
     if config.backbone_weights is not None and not Path(config.backbone_weights).is_file():
         raise ValueError(f"backbone_weights: no file at {config.backbone_weights}")
     if config.distributed:
         distributed.shard(config.batch_size)  # refuses a batch that the ranks cannot share evenly
-    if config.dtype not in ("float32", "float64"):
-        raise ValueError(f"dtype must be float32 or float64, got {config.dtype!r}")
+
+
+def check_out(config):
+    """Refuse an ``out`` folder that is a file or not writable, a run that would replace an
+    earlier one's checkpoint unless told (FileExistsError), and --resume without a checkpoint."""
     out = Path(config.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"out must be a folder, but {out} is a file")
+    for name in ("checkpoint.npz", "metrics.json"):
+        if (out / name).is_dir():
+            raise ValueError(f"{out / name} is a folder, where the run's {name} file would go")
     checkpoint = out / "checkpoint.npz"
-    if checkpoint.is_dir():
-        raise ValueError(f"{checkpoint} is a folder, where the checkpoint file would go")
     if config.resume and config.overwrite:
         raise ValueError("resume and overwrite contradict each other: --resume continues the run in --out, "
                          "--overwrite replaces it")
@@ -220,11 +238,33 @@ def check_config(config):
         raise ValueError(f"out folder {out} is not writable")
 
 
-def _check_multi_grid(config):
-    """A multi-grid has one factor per unit of layer4 (the paper's block4 has three)."""
+def _positive_integer(name, value, alternative=""):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer{alternative}, got {value!r}")
+    return value
+
+
+def _positive_integers(name, values):
+    if not isinstance(values, (tuple, list)) or not values or \
+            any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in values):
+        raise ValueError(f"{name} must be positive integers, got {values!r}")
+
+
+def _check_backbone_layers(config):
+    """The small backbone's units per stage (four counts), and a multi-grid of one factor per
+    unit of layer4 (the paper's block4 has three)."""
+    if config.backbone_layers is not None:
+        if config.backbone != "small":
+            raise ValueError(f"backbone_layers (--backbone-layers) sets the small backbone's units; "
+                             f"{config.backbone} has its own")
+        _positive_integers("backbone_layers (--backbone-layers)", config.backbone_layers)
+        if len(config.backbone_layers) != 4:
+            raise ValueError(f"backbone_layers (--backbone-layers) needs 4 counts (layer1 to layer4), got "
+                             f"{','.join(map(str, config.backbone_layers))}")
     if config.multi_grid is None:
         return
-    units = (config.backbone_layers or STAGE_UNITS.get(config.backbone, (1,)))[-1]
+    _positive_integers("multi_grid (--multi-grid)", config.multi_grid)
+    units = (config.backbone_layers or STAGE_UNITS[config.backbone])[-1]
     if len(config.multi_grid) != units:
         fix = f"; --backbone-layers 1,1,1,{len(config.multi_grid)} gives it {len(config.multi_grid)}" \
             if config.backbone == "small" else ""
@@ -298,17 +338,20 @@ def _prepare(config, checkpoint_path, rng):
     model = build_model(config, rng)
     resuming = config.resume and checkpoint_path.exists()
     if config.backbone_weights is not None and not resuming:
-        model.backbone.load_torchvision_backbone(load_weights(config.backbone_weights))
+        try:
+            model.backbone.load_torchvision_backbone(load_weights(config.backbone_weights))
+        except ValueError as error:
+            raise ValueError(f"backbone_weights {config.backbone_weights}: {error}") from None
     optimizer = build_optimizer(model, config)
     schedule = PolyLR(optimizer, config.iterations)
-    start, history = 0, {"iteration": [], "loss": [], "val_iteration": [], "val_miou": []}
+    start, history = 0, {key: [] for key in HISTORY}
     if resuming:
         state = load(checkpoint_path)
         _check_resumable(state, config, checkpoint_path)
-        start, history = _restore(state, model, optimizer, rng)
+        start, history = _restore(state, model, optimizer, rng, checkpoint_path)
         schedule.set_iteration(start)
-        if config.progress and distributed.is_main():
-            tqdm.write(f"resuming {checkpoint_path} at iteration {start} of {config.iterations}")
+        if distributed.is_main():
+            print(f"resuming {checkpoint_path} at iteration {start} of {config.iterations}", flush=True)
     if config.distributed:
         distributed.broadcast_parameters(distributed.sync_batch_norm(model))
     return model, optimizer, schedule, start, history
@@ -323,14 +366,16 @@ RESUME_MUST_MATCH = ("backbone", "backbone_layers", "backbone_weights", "head", 
 
 
 def _check_resumable(state, config, checkpoint_path):
-    """Refuse to continue a checkpoint under other settings, naming each that differs."""
-    saved, now = state.get("config", {}), _plain(config)
-    differ = [f"{name} was {saved.get(name)!r}, now {now[name]!r}" for name in RESUME_MUST_MATCH
-              if saved.get(name) != now[name]]
+    """Refuse to continue a checkpoint under other settings, naming each that differs (a
+    setting the checkpoint does not record counts as its default)."""
+    saved_config(state, checkpoint_path)
+    saved, now, default = state["config"], _plain(config), _plain(TrainConfig())
+    differ = [f"{name} was {saved.get(name, default[name])!r}, now {now[name]!r}" for name in RESUME_MUST_MATCH
+              if saved.get(name, default[name]) != now[name]]
     if differ:
         raise ValueError(f"resume: {checkpoint_path} was trained with other settings ({'; '.join(differ)}); "
                          "resume with the same ones, or start a new run with another --out")
-    if state["iteration"] > config.iterations:
+    if isinstance(state.get("iteration"), int) and state["iteration"] > config.iterations:
         raise ValueError(f"resume: {checkpoint_path} is at iteration {state['iteration']}, past iterations "
                          f"({config.iterations}); pass --iterations {state['iteration']} or more")
 
@@ -355,18 +400,34 @@ def _training_step(model, optimizer, config):
 
 def load_trained(checkpoint_path):
     """(model, config) from a checkpoint that ``train`` wrote: the model rebuilt from the saved
-    settings, on the current backend, with its weights. A ValueError refuses weights that are
-    not finite: a diverged run's model predicts class 0 everywhere."""
+    settings (checked as ``train`` checks them), on the current backend, with its weights. A
+    ValueError names the checkpoint if it is not one of ``train``'s, if its settings cannot
+    work, or if its weights are not finite: a diverged run's model predicts class 0 everywhere."""
     state = load(checkpoint_path)
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    config = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in state["config"].items()
-                            if k in fields})
+    config = saved_config(state, checkpoint_path)
+    if not isinstance(state.get("model"), dict):
+        raise ValueError(f"{checkpoint_path} holds no model weights")
     model = build_model(config, np.random.default_rng(0))
     model.load_state_dict(state["model"])
     if not all_finite(model):
         raise ValueError(f"{checkpoint_path} holds weights that are not finite (nan or inf): it comes from a "
                          "diverged run, and its predictions would be class 0 everywhere")
     return model, config
+
+
+def saved_config(state, checkpoint_path):
+    """The TrainConfig saved in a checkpoint ``state``, its settings checked; unknown ones ignored."""
+    saved = state.get("config") if isinstance(state, dict) else None
+    if not isinstance(saved, dict):
+        raise ValueError(f"{checkpoint_path} is not a checkpoint of atrousnp's training (it saves no settings)")
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    config = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in fields})
+    config.backbone_weights = None  # what the backbone started from is in the weights now
+    try:
+        check_settings(config)
+    except ValueError as error:
+        raise ValueError(f"{checkpoint_path}: its saved settings cannot work: {error}") from None
+    return config
 
 
 def _checked_datasets(config):
@@ -411,17 +472,20 @@ def _lock(out):
     """Hold ``out/.lock`` for the run: a second run into the same folder is refused at once
     rather than both running and the last replacing the other's checkpoint. The lock is the
     kernel's (flock), so it ends with the process however that ends, and no stale lock stays.
-    The file is opened without following a symbolic link, and must be a regular file: a link
-    planted there would otherwise have the run overwrite whatever it points to."""
+    The file is opened without following a symbolic link, and must be a regular file with no
+    other name (a hard link): a link planted there would otherwise have the run overwrite
+    whatever it points to. Either is a ValueError."""
     path = out / ".lock"
     try:
         descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
     except OSError as error:
-        raise FolderInUseError(f"{path} cannot be the run's lock file ({error.strerror}: a symbolic link or "
-                               "another program's file?); remove it, or give this run another --out") from None
-    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        raise ValueError(f"{path} cannot be the run's lock file ({error.strerror}: a symbolic link or another "
+                         "program's file?); remove it, or give this run another --out") from None
+    info = os.fstat(descriptor)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
         os.close(descriptor)
-        raise FolderInUseError(f"{path} is not a regular file; remove it, or give this run another --out")
+        raise ValueError(f"{path} is not a plain file of its own (a folder, a pipe, or a hard link to another "
+                         "file); remove it, or give this run another --out")
     with os.fdopen(descriptor, "r+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -457,11 +521,24 @@ def _checkpoint(path, model, optimizer, rng, iteration, history, config):
                 "rng": rng.bit_generator.state, "history": history, "config": _plain(config)})
 
 
-def _restore(state, model, optimizer, rng):
+def _restore(state, model, optimizer, rng, checkpoint_path):
+    """Put the checkpoint's weights, optimiser state and random stream back; returns
+    (iteration, history). A checkpoint missing any of them, or holding them in another form,
+    is refused, naming it."""
+    history = state.get("history")
+    iteration = state.get("iteration")
+    if not (isinstance(history, dict) and all(isinstance(history.get(k), list) for k in HISTORY)
+            and isinstance(iteration, int) and not isinstance(iteration, bool) and iteration >= 0
+            and isinstance(state.get("model"), dict) and isinstance(state.get("optimizer"), dict)):
+        raise ValueError(f"resume: {checkpoint_path} is not a training checkpoint (it lacks its iteration, history, "
+                         "model or optimizer, or holds them in another form)")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
-    rng.bit_generator.state = state["rng"]
-    return state["iteration"], state["history"]
+    try:
+        rng.bit_generator.state = state["rng"]
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"resume: {checkpoint_path} holds no usable random-stream state ({error})") from None
+    return iteration, history
 
 
 def _finish(model, val_set, history, config, out, seconds):

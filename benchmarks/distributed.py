@@ -54,7 +54,7 @@ def worker(args):
             steps.append(time.perf_counter() - start)
             reductions.append(reduce_end - reduce_start)
     if distributed.is_main():
-        gradient_bytes = sum(p.size * p.dtype.itemsize for p in model.parameters())
+        gradient_bytes = sum(p.numel() * p.dtype.itemsize for p in model.parameters())
         print(json.dumps({"ranks": distributed.world_size(), "step_s": statistics.median(steps),
                           "allreduce_s": statistics.median(reductions), "gradient_bytes": gradient_bytes}))
 
@@ -78,7 +78,7 @@ def cpu_model():
 def ring_allreduce_table():
     """Per-step communication of DeepLabv3-ResNet-50 under a ring allreduce, on paper."""
     model = anp.models.deeplabv3_resnet50(num_classes=21, rng=np.random.default_rng(0))
-    parameters = sum(p.size for p in model.parameters())
+    parameters = sum(p.numel() for p in model.parameters())
     size = parameters * 4
     print(f"\nDeepLabv3-ResNet-50: {parameters / 1e6:.1f} M parameters, {size / 1e6:.0f} MB of float32 gradients.")
     print("A ring allreduce sends and receives 2 (K-1)/K times that per process per step:")

@@ -28,7 +28,10 @@ def main(argv=None):
     parser.add_argument("weights", help="torchvision DeepLabV3 weights: .pth or .safetensors")
     parser.add_argument("npz")
     args = parser.parse_args(argv)
-    count = convert(args.weights, args.npz)
+    try:
+        count = convert(args.weights, args.npz)
+    except (ValueError, OSError) as error:  # a file that is not what it claims: one line, no traceback
+        raise SystemExit(f"error: {error}") from None
     print(f"wrote {args.npz} ({count} tensors read)")
 
 

@@ -26,7 +26,7 @@ def main(argv=None):
     parser.add_argument("--backend", choices=anp.backend_names(), default="numba")
     args = parser.parse_args(argv)
     try:
-        scales = check_scales(args.scales.split(","), "--scales")
+        scales = check_scales(args.scales, "--scales")
     except ValueError as error:
         parser.error(str(error))
 
@@ -40,11 +40,12 @@ def main(argv=None):
         val_set = datasets(config)[1]
         val_set.check(config.num_classes)  # every bad file named now, not a failure halfway through
         cm, _ = evaluate(model, val_set, config.num_classes, args.output_stride, scales, args.flip)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, OSError) as error:
         raise SystemExit(f"error: {error}") from None
     print(json.dumps({"miou": mean_iou(cm), "pixel_accuracy": pixel_accuracy(cm),
                       "output_stride": args.output_stride or config.output_stride, "scales": scales, "flip": args.flip,
                       "per_class_iou": named_iou(cm, class_names(config))}, indent=2))
+
 
 if __name__ == "__main__":
     main()

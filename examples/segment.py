@@ -33,13 +33,14 @@ def main(argv=None):
     if not args.image.is_file():
         parser.error(f"no image at {args.image}")
     try:
-        scales = check_scales(args.scales.split(","), "--scales")
+        scales = check_scales(args.scales, "--scales")
     except ValueError as error:
         parser.error(str(error))
     anp.set_backend(args.backend)
     try:
         model, config = load_trained(args.checkpoint)
         image = read_image(args.image)
+        scales = check_scales(args.scales, "--scales", image.shape[:2])
         prediction = predict(model, image, args.output_stride, scales, args.flip).argmax(axis=0).astype(np.uint8)
     except (ValueError, OSError) as error:
         raise SystemExit(f"error: {error}") from None

@@ -129,7 +129,7 @@ def test_constructors(backend):
     assert anp.tensor([1.5, 2.0]).dtype == np.float32
     assert anp.tensor(np.array([1.5])).dtype == np.float64
     t = anp.tensor(np.zeros((2, 5)))
-    assert (t.ndim, t.size, len(t), t.backend) == (2, 10, 2, backend)
+    assert (t.ndim, t.numel(), t.size(), len(t), t.backend) == (2, 10, (2, 5), 2, backend)
 
 
 def test_tensor_copies_its_input(backend):

@@ -3,6 +3,7 @@ enter, files are read without trusting what they declare, and a diverging run st
 keeping its last finite checkpoint."""
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import atrousnp as anp
 import atrousnp.training as training
 from atrousnp.data import read_class_names
 from atrousnp.files import load_json, save_json
-from atrousnp.training import DivergenceError, FolderInUseError, check_config, train
+from atrousnp.training import DivergenceError, check_config, train
 from helpers import tiny_train_config
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
@@ -284,9 +285,9 @@ def test_two_runs_into_one_folder_do_not_both_run(tmp_path):
 @pytest.mark.parametrize("text,message", [
     ("background\ncat\ncat\n", r"names.txt, line 3: 'cat' is class 1 already"),
     ("\n\n", r"names.txt lists no class names"),
-    ("background\ncr\rack\n", r"names.txt, line 2: 'cr\\rack' is not a class name"),
-    ("background\ncr\x0cack\n", r"names.txt, line 2: 'cr\\x0cack' is not a class name"),
-    ("background\ncr\u2028ack\n", r"names.txt, line 2: 'cr\\u2028ack' is not a class name"),
+    ("background\ncr\rack\n", r"names.txt, line 2: 'cr\\rack' holds U\+000D"),
+    ("background\ncr\x0cack\n", r"names.txt, line 2: 'cr\\x0cack' holds U\+000C"),
+    ("background\ncr\u2028ack\n", r"names.txt, line 2: 'cr\\u2028ack' holds U\+2028 \(LINE SEPARATOR\)"),
     ("background\n\ncat\n", r"names.txt, line 2: '' is not a class name"),
 ])
 def test_class_names_are_one_per_line_distinct_and_printable(tmp_path, text, message):
@@ -296,8 +297,10 @@ def test_class_names_are_one_per_line_distinct_and_printable(tmp_path, text, mes
 
 
 def test_class_names_from_windows_files_read_and_undecodable_ones_are_named(tmp_path):
-    (tmp_path / "names.txt").write_bytes(b"background\r\nrust\r\ncrack\r\n\r\n")
-    assert read_class_names(tmp_path / "names.txt") == ("background", "rust", "crack")
+    (tmp_path / "names.txt").write_bytes("\ufeffbackground\r\nrust\r\nno\u00a0entry\r\n\U0001f469\u200d\U0001f52c\r\n\r\n"
+                                         .encode())
+    assert read_class_names(str(tmp_path / "names.txt")) == ("background", "rust", "no\u00a0entry",
+                                                             "\U0001f469\u200d\U0001f52c")
     (tmp_path / "latin.txt").write_bytes("background\nrouill\xe9\n".encode("latin-1"))
     with pytest.raises(ValueError, match=r"latin.txt is not UTF-8 text"):
         read_class_names(tmp_path / "latin.txt")
@@ -317,18 +320,21 @@ def test_a_lock_file_that_is_a_symbolic_link_is_refused_and_its_target_untouched
     out = tmp_path / "run"
     out.mkdir()
     (out / ".lock").symlink_to(victim)
-    with pytest.raises(FolderInUseError, match=r"\.lock cannot be the run's lock file"):
+    with pytest.raises(ValueError, match=r"\.lock cannot be the run's lock file"):
         train(tiny_train_config(tmp_path, iterations=1))
     assert victim.read_text() == "precious"
 
 
-@pytest.mark.parametrize("make", [os.mkfifo, os.mkdir])
-def test_a_lock_file_that_is_not_a_regular_file_is_refused_without_waiting(tmp_path, make):
+@pytest.mark.parametrize("make", [os.mkfifo, os.mkdir, lambda lock: os.link(lock.parent.parent / "victim", lock)],
+                         ids=["a pipe", "a folder", "a hard link"])
+def test_a_lock_file_that_is_not_a_plain_file_of_its_own_is_refused_without_waiting(tmp_path, make):
+    (tmp_path / "victim").write_text("precious")
     out = tmp_path / "run"
     out.mkdir()
     make(out / ".lock")
-    with pytest.raises(FolderInUseError, match=r"\.lock (is not a regular file|cannot be the run's lock file)"):
+    with pytest.raises(ValueError, match=r"\.lock (is not a plain file of its own|cannot be the run's lock file)"):
         train(tiny_train_config(tmp_path, iterations=1))
+    assert (tmp_path / "victim").read_text() == "precious"
 
 
 def test_resume_refuses_other_settings_and_says_what_it_resumes(tmp_path, capsys):
@@ -369,6 +375,34 @@ def test_a_checkpoint_member_declaring_terabytes_is_refused_by_name(tmp_path):
     with pytest.raises(ValueError, match=r"ck.npz is not a readable checkpoint .*member arrays/huge.npy declares "
                                          r"4398046511104 bytes"):
         anp.load(tmp_path / "ck.npz")
+
+
+def write_npz(path, members, compression=zipfile.ZIP_STORED):
+    """An .npz written member by member: name -> array."""
+    with zipfile.ZipFile(path, "w", compression) as archive:
+        for name, array in members.items():
+            buffer = io.BytesIO()
+            np.save(buffer, array)
+            archive.writestr(name, buffer.getvalue())
+
+
+@pytest.mark.parametrize("kind", ["deep tree", "compressed", "complex member", "tree not a dict"])
+def test_a_malformed_checkpoint_is_one_error_naming_the_file(tmp_path, kind):
+    meta = {"format": "atrousnp-checkpoint-2", "arrays": [], "tree": {}}
+    members, compression = {}, zipfile.ZIP_STORED
+    if kind == "deep tree":
+        meta = '{"format": "atrousnp-checkpoint-2", "arrays": [], "tree": ' + "[" * 5000 + "]" * 5000 + "}"
+    elif kind == "compressed":
+        compression = zipfile.ZIP_DEFLATED
+    elif kind == "complex member":
+        members["arrays/w.npy"] = np.zeros(2, np.complex64)
+    else:
+        meta = "[1, 2]"
+    text = meta if isinstance(meta, str) else json.dumps(meta)
+    members["__meta__.json.npy"] = np.frombuffer(text.encode(), np.uint8)
+    write_npz(tmp_path / "bad.npz", members, compression)
+    with pytest.raises(ValueError, match=r"load: .*bad.npz"):
+        anp.load(tmp_path / "bad.npz")
 
 
 def test_a_pickle_given_as_a_checkpoint_is_refused_without_advice_about_pickles(tmp_path):
@@ -416,15 +450,40 @@ def test_a_negative_running_variance_is_refused_when_weights_load(tmp_path):
     (lambda: anp.nn.BatchNorm2d(0), r"BatchNorm2d: num_features must be a positive int, got 0"),
     (lambda: anp.nn.MaxPool2d(0), r"MaxPool2d: kernel_size must be >= 1, got 0"),
     (lambda: anp.nn.AvgPool2d(2, stride=0), r"AvgPool2d: stride must be >= 1, got 0"),
-    (lambda: anp.nn.Dropout(1.5), r"Dropout: p must be in \[0, 1\), got 1.5"),
+    (lambda: anp.nn.Conv2d(3, 4, 3, padding="bogus"), r"Conv2d: padding must be an int or a pair of ints"),
+    (lambda: anp.nn.Conv2d(3, 4, 3, stride=2, padding="same"), r"Conv2d: padding='same' needs stride 1"),
+    (lambda: anp.nn.Conv2d(3, 4, 2.5), r"Conv2d: kernel_size must be an int or a pair of ints, got 2.5"),
+    (lambda: anp.nn.Conv2d(3, 4, True), r"Conv2d: kernel_size must be an int or a pair of ints, got True"),
+    (lambda: anp.nn.MaxPool2d(2, padding=5), r"MaxPool2d: padding 5 must be at most half the kernel"),
+    (lambda: anp.nn.AvgPool2d(2, divisor_override=0), r"AvgPool2d: divisor_override must be a positive int"),
+    (lambda: anp.nn.BatchNorm2d(4, momentum=None), r"BatchNorm2d: momentum must be a number in \[0, 1\]"),
+    (lambda: anp.nn.BatchNorm2d(4, eps=-1), r"BatchNorm2d: eps must be a number > 0, got -1"),
+    (lambda: anp.nn.Dropout(1.5), r"Dropout: p must be a number in \[0, 1\), got 1.5"),
+    (lambda: anp.nn.Dropout("0.5"), r"Dropout: p must be a number in \[0, 1\), got '0.5'"),
+    (lambda: anp.optim.PolyLR(anp.optim.SGD([anp.nn.Parameter(np.zeros(2))], lr=0.1), 10).set_iteration(-1),
+     r"PolyLR: iteration must be an int >= 0, got -1"),
     (lambda: anp.optim.PolyLR(anp.optim.SGD([anp.nn.Parameter(np.zeros(2))], lr=0.1), 10, power=-1),
      r"PolyLR: power must be a finite number >= 0, got -1"),
     (lambda: anp.optim.PolyLR(anp.optim.SGD([anp.nn.Parameter(np.zeros(2))], lr=0.1), 10.5),
      r"PolyLR: max_iter must be a positive int, got 10.5"),
 ])
 def test_layers_refuse_settings_that_cannot_work_when_built(build, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises((ValueError, TypeError), match=message):
         build()
+
+
+@pytest.mark.parametrize("setting,message", [
+    (dict(multi_grid=(0,)), r"multi_grid \(--multi-grid\) must be positive integers, got \(0,\)"),
+    (dict(multi_grid=(-1,)), r"multi_grid \(--multi-grid\) must be positive integers"),
+    (dict(backbone_layers=(0, 1, 1, 1)), r"backbone_layers \(--backbone-layers\) must be positive integers"),
+    (dict(backbone_layers=(1, 1, 1)), r"backbone_layers \(--backbone-layers\) needs 4 counts"),
+    (dict(backbone="nope", multi_grid=(1, 2)), r"backbone must be one of small, resnet18"),
+    (dict(aspp_rates=5), r"aspp_rates \(--aspp-rates\) must be positive integers, got 5"),
+    (dict(momentum=-0.5), r"momentum must be a finite number >= 0, got -0.5"),
+])
+def test_architecture_settings_are_refused_naming_the_flag(tmp_path, setting, message):
+    with pytest.raises(ValueError, match=message):
+        check_config(tiny_train_config(tmp_path, **setting))
 
 
 def test_a_multi_grid_that_does_not_fit_layer4_names_the_flag_and_the_fix(tmp_path):
@@ -432,3 +491,45 @@ def test_a_multi_grid_that_does_not_fit_layer4_names_the_flag_and_the_fix(tmp_pa
                                          r"backbone has 1 unit: give one factor per unit; --backbone-layers 1,1,1,2"):
         check_config(tiny_train_config(tmp_path, multi_grid=(1, 2)))
     check_config(tiny_train_config(tmp_path, multi_grid=(1, 2), backbone_layers=(1, 1, 1, 2)))
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda state: state.pop("config"), r"is not a checkpoint of atrousnp's training \(it saves no settings\)"),
+    (lambda state: state.update(config="x"), r"is not a checkpoint of atrousnp's training"),
+    (lambda state: state["config"].update(aspp_rates=5), r"its saved settings cannot work: aspp_rates"),
+    (lambda state: state["config"].update(dtype="object"), r"its saved settings cannot work: dtype"),
+    (lambda state: state["config"].update(class_names=["a"] * 21), r"its saved settings cannot work: .*is class 0"),
+    (lambda state: state["config"].update(class_names=["a", "b"]), r"class_names has 2 names but num_classes is 21"),
+    (lambda state: state.pop("model"), r"holds no model weights"),
+])
+def test_evaluation_checks_a_checkpoints_saved_settings(tmp_path, change, message):
+    train(tiny_train_config(tmp_path, iterations=1))
+    state = anp.load(tmp_path / "run" / "checkpoint.npz")
+    change(state)
+    anp.save(tmp_path / "edited.npz", state)
+    with pytest.raises(ValueError, match=message):
+        training.load_trained(tmp_path / "edited.npz")
+
+
+@pytest.mark.parametrize("change", [lambda state: state.pop("iteration"), lambda state: state.update(iteration="1"),
+                                    lambda state: state.update(iteration=-5), lambda state: state.update(history=5),
+                                    lambda state: state.update(rng="garbage"), lambda state: state.pop("optimizer")],
+                         ids=["no iteration", "iteration a string", "negative iteration", "history a number",
+                              "rng garbage", "no optimizer"])
+def test_resume_refuses_a_checkpoint_that_lacks_what_it_continues_from(tmp_path, change):
+    train(tiny_train_config(tmp_path, iterations=1))
+    state = anp.load(tmp_path / "run" / "checkpoint.npz")
+    change(state)
+    anp.save(tmp_path / "run" / "checkpoint.npz", state)
+    with pytest.raises(ValueError, match=r"resume: .*checkpoint.npz"):
+        train(tiny_train_config(tmp_path, iterations=2, resume=True))
+
+
+def test_backbone_weights_that_are_not_finite_are_refused_naming_the_file(tmp_path):
+    backbone = anp.models.deeplabv3_small(rng=np.random.default_rng(0)).backbone
+    state = {name: value.copy() for name, value in backbone.state_dict().items()}
+    state["bn1.running_var"][0] = np.nan
+    anp.save(tmp_path / "nan.npz", {"model": {f"backbone.{k}": v for k, v in state.items()}})
+    with pytest.raises(ValueError, match=r"backbone_weights .*nan.npz: load_torchvision_backbone: "
+                                         r"bn1.running_var hold values that are not finite"):
+        train(tiny_train_config(tmp_path, iterations=1, backbone_weights=str(tmp_path / "nan.npz")))

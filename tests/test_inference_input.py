@@ -41,10 +41,13 @@ def test_predict_refuses_an_image_that_is_not_uint8_rgb(tiny_model, image, messa
         predict(tiny_model, image)
 
 
-@pytest.mark.parametrize("scales", [(-1,), (0.0,), (float("nan"),), (float("inf"),), (), ("big",), (1e-6,)])
-def test_predict_refuses_a_scale_that_is_not_positive_and_finite(tiny_model, scales):
-    with pytest.raises(ValueError, match=r"scales"):
+@pytest.mark.parametrize("scales", [(-1,), (0.0,), (float("nan"),), (float("inf"),), (), ("big",), (True,), (1e-6,),
+                                    (1e4,), "1,-1"])
+def test_predict_refuses_a_scale_that_is_not_positive_finite_and_of_a_sane_size(tiny_model, scales):
+    with pytest.raises(ValueError, match=r"scales(: | must be positive finite numbers, got)"):
         predict(tiny_model, np.zeros((16, 16, 3), np.uint8), scales=scales)
+    with pytest.raises(TypeError, match=r"predict: flip must be True or False, got 'no'"):
+        predict(tiny_model, np.zeros((16, 16, 3), np.uint8), flip="no")
 
 
 def test_a_model_whose_probabilities_are_not_finite_gives_no_prediction():

@@ -9,17 +9,20 @@ is dropped.
 """
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 MAX_PIXELS = 4096 * 4096  # 16.8 megapixels: a 12-megapixel photo fits; a decompression bomb does not
-_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+# 16-bit greyscale: "I;16" in Pillow >= 10, "I" (32-bit integers holding 0..65535) in older ones.
+_GREY_16_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 
 def open_image(path, max_pixels=MAX_PIXELS):
     """The PIL image at ``path``, its header read and its size checked against ``max_pixels``;
     a ValueError names the file (missing: FileNotFoundError)."""
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"missing file {path}")
     try:
@@ -33,6 +36,7 @@ def open_image(path, max_pixels=MAX_PIXELS):
         raise ValueError(f"cannot read {path}: {error}") from None
     width, height = image.size
     if width * height > max_pixels:
+        image.close()
         raise ValueError(f"{path} is {width}x{height} ({width * height / 1e6:.1f} megapixels); atrousnp reads at most "
                          f"{max_pixels / 1e6:.1f} (max_pixels): resize it first")
     return image
@@ -43,14 +47,19 @@ def decode(image, path):
     try:
         image.load()
     except Exception as error:
+        image.close()
         raise ValueError(f"cannot read {path}: {error}") from None
     return image
 
 
 def read_image(path, max_pixels=MAX_PIXELS):
     """The image at ``path`` as uint8 (H, W, 3)."""
-    image = decode(open_image(path, max_pixels), path)
-    if image.mode in _SIXTEEN_BIT:
+    with decode(open_image(path, max_pixels), path) as image:
+        return _as_rgb(image, path)
+
+
+def _as_rgb(image, path):
+    if image.mode in _GREY_16_BIT:
         values = np.asarray(image, dtype=np.int64)
         if values.min() < 0 or values.max() > 65535:
             raise ValueError(f"{path}: a {image.mode} image with values outside 0..65535; atrousnp reads 8- and "

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from ..random import generator
 from ..tensor import Tensor
 from .operands import check_floating
 
@@ -16,6 +17,6 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, rng: np.random.Gen
         raise ValueError(f"dropout: p must be in [0, 1), got {p}")
     if not training or p == 0:
         return x
-    rng = np.random.default_rng() if rng is None else rng
+    rng = generator(rng)
     keep = (rng.random(x.shape) >= p).astype(x.dtype) / np.asarray(1 - p, x.dtype)
     return x * keep

@@ -1,8 +1,8 @@
-"""Matrix product with NumPy's batching rules."""
+"""Matrix product with NumPy's batching rules, and the linear (fully connected) layer's map."""
 
 from ..autograd import Function, unbroadcast
 from .operands import as_operands, broadcast_shape
-from .shape import reshape
+from .shape import reshape, transpose
 
 
 class MatMul(Function):
@@ -50,3 +50,11 @@ def matmul(a, b):
     if b.ndim == 1:
         out = reshape(out, out.shape[:-1])
     return out
+
+
+def linear(x, weight, bias=None):
+    """y = x @ weight^T + bias, PyTorch's layout: x: (..., in), weight: (out, in), bias: (out,)."""
+    if weight.ndim != 2:
+        raise ValueError(f"linear: weight must be (out, in), got shape {weight.shape}")
+    y = matmul(x, transpose(weight, 0, 1))
+    return y if bias is None else y + bias

@@ -5,25 +5,28 @@ import numpy as np
 from ..autograd import Function
 from ..tensor import Tensor
 from .elementwise import astype, exp, log
-from .operands import check_floating, constant
+from .operands import check_floating, constant, torch_or_numpy
 from .shape import reshape
 from .reduce import max as max_op
 from .reduce import sum as sum_op
 
 
-def log_softmax(x: Tensor, dim: int = 1) -> Tensor:
-    """log p = x - m - log(sum(exp(x - m))), m = max(x) along ``dim`` (a constant: the result
-    does not depend on it, and subtracting it keeps exp from overflowing)."""
+def log_softmax(x: Tensor, dim: int = None, *, axis: int = None) -> Tensor:
+    """log p = x - m - log(sum(exp(x - m))), m = max(x) along ``dim`` (NumPy's ``axis``; 1, the
+    class axis of (N, C, ...), if neither is given). m is a constant: the result does not
+    depend on it, and subtracting it keeps exp from overflowing."""
+    dim = torch_or_numpy("log_softmax", dim, axis, ("dim", "axis"), default=1)
     check_floating("log_softmax", x=x)
-    if x.size == 0:  # nothing to normalise (and no maximum to shift by): an empty result
+    if x.numel() == 0:  # nothing to normalise (and no maximum to shift by): an empty result
         return x * 1.0
-    shift = max_op(x, axis=dim, keepdims=True).detach()
+    shift = max_op(x, dim, keepdim=True).detach()
     shifted = x - shift
-    return shifted - log(sum_op(exp(shifted), axis=dim, keepdims=True))
+    return shifted - log(sum_op(exp(shifted), dim, keepdim=True))
 
 
-def softmax(x: Tensor, dim: int = 1) -> Tensor:
-    return exp(log_softmax(x, dim))
+def softmax(x: Tensor, dim: int = None, *, axis: int = None) -> Tensor:
+    """exp(log_softmax(x)) along ``dim`` (or ``axis``; 1 if neither is given)."""
+    return exp(log_softmax(x, dim, axis=axis))
 
 
 class SoftmaxCrossEntropy(Function):
@@ -127,7 +130,7 @@ def _soft_target_cross_entropy(logits, target, weight, reduction, label_smoothin
     if reduction == "none":
         return losses
     total = sum_op(losses)
-    return total if reduction == "sum" else total / max(losses.size, 1)
+    return total if reduction == "sum" else total / max(losses.numel(), 1)
 
 
 def _weighted(log_p, weight):

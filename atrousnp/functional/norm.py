@@ -117,7 +117,7 @@ def batch_norm(x: Tensor, running_mean: Tensor | None, running_var: Tensor | Non
     be = backend_of("batch_norm", x)
     count = None
     if training:
-        m = x.size // c
+        m = x.numel() // c
         mean, var = be.bn_stats(x.data)
         if allreduce is not None:
             mean, var, m = _global_statistics(be, mean, var, m, allreduce)

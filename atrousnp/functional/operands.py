@@ -66,7 +66,7 @@ def batched(x, run):
 
 def check_not_empty(op, x):
     """Refuse a zero-size image batch, naming its shape (an empty batch or an empty image)."""
-    if x.size == 0:
+    if x.numel() == 0:
         raise ValueError(f"{op}: x is empty (shape {x.shape}); it needs at least one image of at least one pixel")
 
 
@@ -95,10 +95,22 @@ def normalize_axes(op, axis, ndim):
     return tuple(sorted(a % ndim for a in axes))
 
 
+def torch_or_numpy(op, torch_value, numpy_value, names, default=None):
+    """One argument that PyTorch and NumPy name differently (``names``: ("dim", "axis") or
+    ("keepdim", "keepdims")): whichever of the two was given, else ``default``; both is an error."""
+    if numpy_value is None:
+        return default if torch_value is None else torch_value
+    if torch_value is not None and torch_value != default:
+        raise TypeError(f"{op}: give {names[0]} or {names[1]}, not both")
+    return numpy_value
+
+
 def as_pair(op, name, value, minimum):
     """An int or an (h, w) pair of ints, each >= minimum, as a pair; else a named error."""
-    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) for v in pair):
+    pair = (value, value) if isinstance(value, (int, np.integer)) else \
+        tuple(value) if isinstance(value, (tuple, list)) else None
+    if pair is None or len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                                                 for v in pair):
         raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
     if min(pair) < minimum:
         raise ValueError(f"{op}: {name} must be >= {minimum}, got {value!r}")

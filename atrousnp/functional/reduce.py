@@ -12,7 +12,7 @@ here, once for every backend (``_reduce``); a backend's reduce handles the rest.
 
 from ..autograd import Function, backend_of
 from ..tensor import Tensor
-from .operands import normalize_axes
+from .operands import normalize_axes, torch_or_numpy
 
 
 def _reduce(backend, op, a, axes, keepdims):
@@ -64,38 +64,44 @@ class Max(Function):
         return be.zip("mul", share, is_max)
 
 
-def sum(a, axis=None, keepdims=False):  # noqa: A001 - mirrors torch.sum
-    """The sum over ``axis`` (None: every axis); over an empty axis, 0.
+# PyTorch names the reduced axes ``dim`` and keeps them with ``keepdim``; NumPy says ``axis`` and
+# ``keepdims``. Each reduction takes either spelling.
 
-    Note: axis=() reduces nothing, as in NumPy; PyTorch's dim=() reduces every axis, so write
-    axis=None when porting code that uses it."""
-    return Sum.apply(a, axes=normalize_axes("sum", axis, a.ndim), keepdims=keepdims)
+def sum(a, dim=None, keepdim=False, *, axis=None, keepdims=None):  # noqa: A001 - mirrors torch.sum
+    """The sum over ``dim`` (None: every axis); over an empty axis, 0.
+
+    Note: dim=() reduces nothing, as NumPy's axis=(); PyTorch's dim=() reduces every axis, so
+    write dim=None when porting code that uses it."""
+    axes, keep = _axes_and_keep("sum", a, dim, axis, keepdim, keepdims)
+    return Sum.apply(a, axes=axes, keepdims=keep)
 
 
-def mean(a, axis=None, keepdims=False):
-    """The sum over ``axis`` divided by the number of values summed: nan where that is 0.
-
-    Note: axis=() reduces nothing, as in NumPy; PyTorch's dim=() reduces every axis, so write
-    axis=None when porting code that uses it."""
-    axes = normalize_axes("mean", axis, a.ndim)
+def mean(a, dim=None, keepdim=False, *, axis=None, keepdims=None):
+    """The sum over ``dim`` divided by the number of values summed: nan where that is 0."""
+    axes, keep = _axes_and_keep("mean", a, dim, axis, keepdim, keepdims)
     count = 1
     for ax in axes:
         count *= a.shape[ax]
-    return sum(a, axes, keepdims) * (1.0 / count if count else float("nan"))
+    return sum(a, axes, keep) * (1.0 / count if count else float("nan"))
 
 
-def max(a, axis=None, keepdims=False):  # noqa: A001 - mirrors torch.max
-    """The largest value over ``axis`` (None: every axis); an empty axis is an error.
+def max(a, dim=None, keepdim=False, *, axis=None, keepdims=None):  # noqa: A001 - mirrors torch.max
+    """The largest value over ``dim`` (None: every axis); an empty axis is an error.
 
-    Note: axis=() reduces nothing, as in NumPy; PyTorch's dim=() reduces every axis, so write
-    axis=None when porting code that uses it. Unlike torch.max(x, dim), this returns the
-    values only; ``argmax`` gives the indices."""
-    return Max.apply(a, axes=normalize_axes("max", axis, a.ndim), keepdims=keepdims)
+    Unlike torch.max(x, dim), this returns the values only; ``argmax`` gives the indices."""
+    axes, keep = _axes_and_keep("max", a, dim, axis, keepdim, keepdims)
+    return Max.apply(a, axes=axes, keepdims=keep)
 
 
-def argmax(a, axis=None):
-    """Index of the maximum along ``axis`` (of the flattened tensor when None); no gradient."""
+def argmax(a, dim=None, *, axis=None):
+    """Index of the maximum along ``dim`` (of the flattened tensor when None); no gradient."""
+    dim = torch_or_numpy("argmax", dim, axis, ("dim", "axis"))
     backend = backend_of("argmax", a)
-    data = a.data if axis is not None else backend.reshape(a.data, (-1,))
-    axes = normalize_axes("argmax", 0 if axis is None else axis, data.ndim)
+    data = a.data if dim is not None else backend.reshape(a.data, (-1,))
+    axes = normalize_axes("argmax", 0 if dim is None else dim, data.ndim)
     return Tensor._wrap(_reduce(backend, "argmax", data, axes, keepdims=False), backend)
+
+
+def _axes_and_keep(op, a, dim, axis, keepdim, keepdims):
+    dim = torch_or_numpy(op, dim, axis, ("dim", "axis"))
+    return normalize_axes(op, dim, a.ndim), torch_or_numpy(op, keepdim, keepdims, ("keepdim", "keepdims"), False)

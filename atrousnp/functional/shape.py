@@ -9,7 +9,7 @@ import numpy as np
 
 from ..autograd import Function
 from ..tensor import Tensor
-from .operands import normalize_axes
+from .operands import normalize_axes, torch_or_numpy
 
 
 class Reshape(Function):
@@ -34,6 +34,17 @@ def reshape(a, shape):
         raise ValueError(f"reshape: cannot reshape a tensor of shape {tuple(a.shape)} "
                          f"({size} elements) into shape {shape}")
     return Reshape.apply(a, shape=shape)
+
+
+def flatten(a, start_dim=0, end_dim=-1):
+    """``a`` with axes start_dim..end_dim (inclusive) merged into one, as PyTorch's flatten."""
+    if a.ndim == 0:
+        return reshape(a, (1,))
+    start, end = (normalize_axes("flatten", d, a.ndim)[0] for d in (start_dim, end_dim))
+    if start > end:
+        raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} for shape {a.shape}")
+    merged = int(np.prod(a.shape[start:end + 1], dtype=np.int64))
+    return reshape(a, a.shape[:start] + (merged,) + a.shape[end + 1:])
 
 
 class Permute(Function):
@@ -100,9 +111,11 @@ class Cat(Function):
                      for start, stop in zip(ctx.bounds[:-1], ctx.bounds[1:]))
 
 
-def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
-    """Join tensors along axis ``dim``; every other axis must match. As in PyTorch, a 1-d empty
-    tensor (shape (0,)) may join tensors of any shape: it contributes nothing."""
+def cat(tensors: Sequence[Tensor], dim: int = None, *, axis: int = None) -> Tensor:
+    """Join tensors along axis ``dim`` (or NumPy's ``axis``; 0 if neither); every other axis
+    must match. As in PyTorch, a 1-d empty tensor (shape (0,)) may join tensors of any shape:
+    it contributes nothing."""
+    dim = torch_or_numpy("cat", dim, axis, ("dim", "axis"), default=0)
     tensors = list(tensors)
     if not tensors:
         raise ValueError("cat: expected a non-empty sequence of tensors")
@@ -117,8 +130,9 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     return Cat.apply(*tensors, axis=axis)
 
 
-def stack(tensors, dim=0):
-    """Join equal-shaped tensors along a new axis ``dim``."""
+def stack(tensors, dim=None, *, axis=None):
+    """Join equal-shaped tensors along a new axis ``dim`` (or ``axis``; 0 if neither)."""
+    dim = torch_or_numpy("stack", dim, axis, ("dim", "axis"), default=0)
     tensors = list(tensors)
     if not tensors:
         raise ValueError("stack: expected a non-empty sequence of tensors")

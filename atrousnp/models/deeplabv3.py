@@ -15,6 +15,7 @@ import numpy as np
 from .. import functional as F
 from .. import nn
 from ..io import load_weights
+from ..random import generator
 from .heads import ASPPHead, CascadeHead, TorchvisionHead, aspp_plan, cascade_plan
 from .resnet import backbone_plan, resnet18, resnet50, resnet101, resnet_small
 
@@ -72,7 +73,7 @@ def atrous_plan(output_stride: int, multi_grid: tuple | None = None, head: str =
 def _deeplabv3(make_backbone, num_classes=21, output_stride=16, multi_grid=None, head="aspp",
                aspp_rates=(6, 12, 18), image_pooling=True, head_style="paper", cascade_blocks=3,
                backbone_weights=None, rng=None):
-    rng = np.random.default_rng() if rng is None else rng
+    rng = generator(rng)
     backbone = make_backbone(output_stride=output_stride, multi_grid=multi_grid, rng=rng)
     if backbone_weights is not None:
         backbone.load_torchvision_backbone(backbone_weights if isinstance(backbone_weights, dict) else

@@ -21,6 +21,8 @@ weight: the same network runs at any output stride.
 import numpy as np
 
 from .. import nn
+from ..checkpoint import check_finite
+from ..random import generator
 
 
 def _bn(channels):
@@ -104,7 +106,7 @@ class ResNet(nn.Module):
     def __init__(self, block, layers, widths=(64, 128, 256, 512), stem_width=64, output_stride=16,
                  multi_grid=None, rng=None):
         super().__init__()
-        rng = np.random.default_rng() if rng is None else rng
+        rng = generator(rng)
         self.block = block
         self.conv1 = nn.Conv2d(3, stem_width, 7, stride=2, padding=3, bias=False, rng=rng)
         self.bn1 = _bn(stem_width)
@@ -132,13 +134,16 @@ class ResNet(nn.Module):
 
         The classifier (``fc.*``) and BatchNorm's ``num_batches_tracked`` are dropped; a
         segmentation state dict (torchvision's DeepLabV3, or an atrousnp checkpoint's model)
-        gives its ``backbone.*`` entries. Every remaining name must match, with its shape:
-        otherwise a ValueError names what is missing, unexpected or mis-shaped (a ResNet-101
-        file into a ResNet-50, say). Nothing changes unless all of it fits. Returns self."""
+        gives its ``backbone.*`` entries. Every value must be finite, and every remaining name
+        must match, with its shape: otherwise a ValueError names what is not finite, missing,
+        unexpected or mis-shaped (a ResNet-101 file into a ResNet-50, say). Nothing changes
+        unless all of it fits. Returns self."""
         state = {k: v for k, v in state_dict.items() if not k.endswith("num_batches_tracked")}
         if any(k.startswith("backbone.") for k in state):
             state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
-        self.load_state_dict({k: v for k, v in state.items() if not k.startswith("fc.")})
+        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+        check_finite(state, "load_torchvision_backbone")
+        self.load_state_dict(state)
         return self
 
 
@@ -157,6 +162,8 @@ def unit_rates(units, rate, previous_rate, multi_grid=None):
         return [previous_rate] + [rate] * (units - 1)
     if len(multi_grid) != units:
         raise ValueError(f"multi_grid {tuple(multi_grid)} needs one factor per unit of the stage ({units})")
+    if not all(isinstance(r, (int, np.integer)) and not isinstance(r, bool) and r >= 1 for r in multi_grid):
+        raise ValueError(f"multi_grid {tuple(multi_grid)} must hold integers >= 1 (each multiplies a rate)")
     return [rate * r for r in multi_grid]
 
 

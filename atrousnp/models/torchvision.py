@@ -4,6 +4,7 @@ import warnings
 
 import numpy as np
 
+from ..checkpoint import check_finite
 from .deeplabv3 import DeepLabV3, deeplabv3_resnet50, deeplabv3_resnet101
 
 
@@ -32,5 +33,6 @@ def from_torchvision(state_dict: dict, output_stride: int = 8, aspp_rates: tuple
     model = constructors[layer3_units](num_classes=num_classes, output_stride=output_stride,
                                        aspp_rates=aspp_rates or (6, 12, 18), head_style="torchvision",
                                        rng=np.random.default_rng(0))
+    check_finite(state, "from_torchvision")
     model.load_state_dict(state)
     return model

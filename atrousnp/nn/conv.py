@@ -4,6 +4,8 @@ import numpy as np
 
 from .. import functional as F
 from ..functional.operands import as_pair, positive_int
+from ..random import generator
+from . import init
 from .module import Module, Parameter
 
 
@@ -12,7 +14,7 @@ class Conv2d(Module):
 
     weight: (out_channels, in_channels/groups, kh, kw), bias: (out_channels,). Both start
     uniform in [-1/sqrt(fan_in), 1/sqrt(fan_in)], fan_in = in_channels/groups*kh*kw (PyTorch's
-    kaiming_uniform_ with a=sqrt(5)), drawn from ``rng`` (a numpy Generator; fresh if None).
+    kaiming_uniform_ with a=sqrt(5)), drawn from ``rng`` (a numpy Generator; the default stream if None).
     ``padding`` and ``dilation`` are plain attributes: a model may change them to run the same
     weights at another output stride.
     """
@@ -26,17 +28,19 @@ class Conv2d(Module):
         as_pair("Conv2d", "kernel_size", kernel_size, 1)
         as_pair("Conv2d", "stride", stride, 1)
         as_pair("Conv2d", "dilation", dilation, 1)
-        if not isinstance(padding, str):
+        if padding not in ("valid", "same"):
             as_pair("Conv2d", "padding", padding, 0)
+        elif padding == "same" and as_pair("Conv2d", "stride", stride, 1) != (1, 1):
+            raise ValueError(f"Conv2d: padding='same' needs stride 1, got stride {stride!r}")
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"Conv2d: groups={groups} must divide in_channels={in_channels} "
                              f"and out_channels={out_channels}")
         kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
-        rng = np.random.default_rng() if rng is None else rng
+        rng = generator(rng)
         fan_in = in_channels // groups * kh * kw
-        bound = 1.0 / np.sqrt(fan_in)
-        self.weight = Parameter(rng.uniform(-bound, bound, (out_channels, in_channels // groups, kh, kw)).astype(dtype))
-        self.bias = Parameter(rng.uniform(-bound, bound, out_channels).astype(dtype)) if bias else None
+        self.weight = init.default_(Parameter(np.empty((out_channels, in_channels // groups, kh, kw), dtype)), fan_in,
+                                    rng)
+        self.bias = init.default_(Parameter(np.empty(out_channels, dtype)), fan_in, rng) if bias else None
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride, self.padding = (kh, kw), stride, padding
         self.dilation, self.groups = dilation, groups

@@ -1,16 +1,19 @@
 """Stateless layers: each one calls its functional op with the arguments it was built with."""
 
+import numbers
+
 from .. import functional as F
-from ..functional.operands import as_pair
+from ..functional.operands import as_pair, positive_int
 from .module import Module
 
 
 def _check_window(layer, kernel_size, stride, padding, dilation=1):
     """A pooling window's settings, checked when the layer is built rather than at its first call."""
-    as_pair(layer, "kernel_size", kernel_size, 1)
+    kernel = as_pair(layer, "kernel_size", kernel_size, 1)
     if stride is not None:
         as_pair(layer, "stride", stride, 1)
-    as_pair(layer, "padding", padding, 0)
+    if any(p > k // 2 for p, k in zip(as_pair(layer, "padding", padding, 0), kernel)):
+        raise ValueError(f"{layer}: padding {padding!r} must be at most half the kernel {kernel}")
     as_pair(layer, "dilation", dilation, 1)
 
 
@@ -41,6 +44,8 @@ class AvgPool2d(Module):
                  divisor_override=None):
         super().__init__()
         _check_window("AvgPool2d", kernel_size, stride, padding)
+        if divisor_override is not None:
+            positive_int("AvgPool2d", "divisor_override", divisor_override)
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         self.ceil_mode, self.count_include_pad, self.divisor_override = ceil_mode, count_include_pad, divisor_override
 
@@ -63,8 +68,8 @@ class Dropout(Module):
 
     def __init__(self, p=0.5, rng=None):
         super().__init__()
-        if not 0 <= p < 1:
-            raise ValueError(f"Dropout: p must be in [0, 1), got {p!r}")
+        if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 <= p < 1:
+            raise ValueError(f"Dropout: p must be a number in [0, 1), got {p!r}")
         self.p, self.rng = p, rng
 
     def forward(self, x):

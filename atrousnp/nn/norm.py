@@ -1,5 +1,7 @@
 """BatchNorm2d: batch normalisation with running statistics, and freezing for fine-tuning."""
 
+import numbers
+
 import numpy as np
 
 from .. import distributed
@@ -30,6 +32,11 @@ class BatchNorm2d(Module):
                  dtype=np.float32, sync: bool = False):
         super().__init__()
         positive_int("BatchNorm2d", "num_features", num_features)
+        if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or not 0 <= momentum <= 1:
+            raise ValueError(f"BatchNorm2d: momentum must be a number in [0, 1], got {momentum!r} (PyTorch's None, a "
+                             "cumulative average, is not offered)")
+        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps > 0:
+            raise ValueError(f"BatchNorm2d: eps must be a number > 0, got {eps!r}")
         self.sync = sync
         self.num_features, self.eps, self.momentum, self.affine = num_features, eps, momentum, affine
         self.weight = Parameter(np.ones(num_features, dtype)) if affine else None

@@ -1,5 +1,7 @@
 """The "poly" learning-rate schedule of DeepLab: lr = base_lr * (1 - iter / max_iter) ** power."""
 
+import numbers
+
 import numpy as np
 
 from ..functional.operands import positive_int
@@ -11,7 +13,7 @@ class PolyLR:
     def __init__(self, optimizer, max_iter, power=0.9):
         """The base rates are the optimiser's rates now, at construction, one per parameter group."""
         positive_int("PolyLR", "max_iter", max_iter)
-        if not np.isfinite(power) or power < 0:
+        if isinstance(power, bool) or not isinstance(power, numbers.Real) or not np.isfinite(power) or power < 0:
             raise ValueError(f"PolyLR: power must be a finite number >= 0, got {power!r}")
         self.optimizer, self.max_iter, self.power = optimizer, max_iter, power
         self.base_lrs = [group["lr"] for group in optimizer.param_groups]
@@ -22,6 +24,8 @@ class PolyLR:
 
     def set_iteration(self, iteration):
         """Jump to ``iteration`` (resuming a run): the rate depends on nothing else."""
+        if isinstance(iteration, bool) or not isinstance(iteration, (int, np.integer)) or iteration < 0:
+            raise ValueError(f"PolyLR: iteration must be an int >= 0, got {iteration!r}")
         self.iteration = iteration
         self._apply()
 

@@ -1,0 +1,99 @@
+"""Adam (Kingma & Ba, 2015) and AdamW (Loshchilov & Hutter, 2019), PyTorch's update rules."""
+
+import numpy as np
+
+from ..autograd import no_grad
+from ..checkpoint import state_array
+from ..tensor import Tensor
+from .optimizer import Optimizer
+
+
+class Adam(Optimizer):
+    """For each parameter p with gradient g, at step t = 1, 2, ...:
+
+        g = g + weight_decay * p                      (Adam: decay as an L2 term in the gradient)
+        p = p - lr * weight_decay * p                 (AdamW: decay applied to p directly, "decoupled")
+        m = beta1 * m + (1 - beta1) * g               a running mean of the gradient
+        v = beta2 * v + (1 - beta2) * g^2             and of its square
+        m_hat = m / (1 - beta1^t),  v_hat = v / (1 - beta2^t)     bias correction: m, v start at 0
+        p = p - lr * m_hat / (sqrt(v_hat) + eps)
+
+    Each parameter moves by about lr, whatever the scale of its gradient: v_hat divides that out.
+    """
+
+    decoupled = False
+
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0):
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
+        self.state = [{} for _ in self.params]
+
+    def check_setting(self, name, value):
+        if name == "betas":
+            if len(value) != 2 or not all(0 <= b < 1 for b in value):
+                raise ValueError(f"{type(self).__name__}: betas must be two numbers in [0, 1), got {value!r}")
+            return
+        super().check_setting(name, value)
+
+    def step(self):
+        with no_grad():
+            for group, i, p in self.stepped():
+                self._update(p, group, self.state[i])
+
+    def _update(self, p, group, state):
+        lr, (beta1, beta2), eps, decay = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+        g = p.grad
+        if decay and not self.decoupled:
+            g = g + decay * p
+        state["step"] = t = state.get("step", 0) + 1
+        state["m"] = m = g * (1 - beta1) if t == 1 else state["m"] * beta1 + g * (1 - beta1)
+        state["v"] = v = g * g * (1 - beta2) if t == 1 else state["v"] * beta2 + g * g * (1 - beta2)
+        new = p * (1 - lr * decay) if decay and self.decoupled else p
+        new = new - lr * (m / (1 - beta1 ** t)) / ((v / (1 - beta2 ** t)).sqrt() + eps)
+        p.data = new.data
+
+    def state_dict(self):
+        """Host arrays and numbers: each group's learning rate, and each parameter's step count and
+        moments (numbered over all parameters, group after group)."""
+        state = {"lr": [group["lr"] for group in self.param_groups]}
+        for i, s in enumerate(self.state):
+            if s:
+                state[f"step.{i}"] = s["step"]
+                state[f"m.{i}"], state[f"v.{i}"] = s["m"].numpy(), s["v"].numpy()
+        return state
+
+    def load_state_dict(self, state):
+        """Restore ``state_dict()``'s output, checking everything before anything changes."""
+        name = f"{type(self).__name__}.load_state_dict"
+        lrs = state.get("lr")
+        if not isinstance(lrs, (list, tuple)) or len(lrs) != len(self.param_groups):
+            raise ValueError(f"{name}: lr must hold one rate per group ({len(self.param_groups)}), got {lrs!r}")
+        for lr in lrs:
+            self.check_setting("lr", lr)
+        known = {"lr"} | {f"{key}.{i}" for key in ("step", "m", "v") for i in range(len(self.params))}
+        if set(state) - known:
+            raise ValueError(f"{name}: unexpected entries {', '.join(sorted(set(state) - known))}")
+        restored = []
+        for i, p in enumerate(self.params):
+            if f"step.{i}" not in state:
+                restored.append({})
+                continue
+            step = state[f"step.{i}"]
+            if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 1:
+                raise ValueError(f"{name}: step.{i} must be a positive int, got {step!r}")
+            moments = {key: state_array(name, f"{key}.{i}", state.get(f"{key}.{i}"), p.shape, p.dtype)
+                       for key in ("m", "v")}
+            restored.append({"step": int(step), **{key: Tensor._wrap(p._backend.asarray(value), p._backend)
+                                                    for key, value in moments.items()}})
+        for group, lr in zip(self.param_groups, lrs):
+            group["lr"] = float(lr)
+        self.state = restored
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay: p shrinks by lr * weight_decay * p at each step, apart
+    from the gradient's moments, so that decay does not get divided by sqrt(v_hat)."""
+
+    decoupled = True
+
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.01):
+        super().__init__(params, lr, betas, eps, weight_decay)

@@ -1,0 +1,55 @@
+"""What every optimiser shares: parameter groups, as PyTorch has them.
+
+``params`` is a list of Parameters, or a list of groups ``{"params": [...], "lr": ...}`` whose
+own settings override the keyword ones (a backbone fine-tuned at a tenth of the head's rate).
+``param_groups[g]["lr"]`` is what a scheduler changes.
+"""
+
+import math
+import numbers
+
+
+class Optimizer:
+    """Holds ``param_groups`` (each a dict of settings and its ``params``) and ``params`` (all of
+    them, group after group); a subclass defines ``step``. ``defaults`` names every setting a
+    group may have; each value is checked by ``check_setting``."""
+
+    def __init__(self, params, defaults):
+        name = type(self).__name__
+        params = list(params)
+        groups = params if params and isinstance(params[0], dict) else [{"params": params}]
+        self.param_groups = []
+        for index, group in enumerate(groups):
+            unknown = set(group) - set(defaults) - {"params"}
+            if unknown:
+                raise ValueError(f"{name}: group {index} has unknown settings {', '.join(sorted(unknown))}")
+            group = {**defaults, **group, "params": list(group["params"])}
+            for setting, value in group.items():
+                if setting != "params":
+                    self.check_setting(setting, value)
+            self.param_groups.append(group)
+        self.params = [p for group in self.param_groups for p in group["params"]]
+        if not self.params:
+            raise ValueError(f"{name}: got an empty parameter list")
+        if len({id(p) for p in self.params}) < len(self.params):
+            raise ValueError(f"{name}: a parameter appears twice (in one group or in two)")
+
+    def check_setting(self, name, value):
+        """Refuse a setting that is not a finite number >= 0 (booleans pass as they are)."""
+        if isinstance(value, bool):
+            return
+        if not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"{type(self).__name__}: {name} must be a finite number >= 0, got {value!r}")
+
+    def zero_grad(self):
+        for p in self.params:
+            p.grad = None
+
+    def stepped(self):
+        """(group, index into ``params``, parameter) for each parameter that has a gradient to follow."""
+        index = 0
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None and p.requires_grad:
+                    yield group, index, p
+                index += 1
