@@ -324,6 +324,8 @@ def _train(config, out):
             cm, _ = evaluate_shared(model, val_set, config)
             history["val_iteration"].append(done)
             history["val_miou"].append(mean_iou(cm))
+            if config.progress and distributed.is_main():
+                bar.write(f"iteration {done}: val mIoU {history['val_miou'][-1]:.3f}")
             _checkpoint(checkpoint_path, model, optimizer, rng, done, history, config)  # with the result
         bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{optimizer.param_groups[-1]['lr']:.4f}",
                         img_s=f"{config.batch_size / (time.perf_counter() - tick):.1f}")
@@ -545,12 +547,14 @@ def _finish(model, val_set, history, config, out, seconds):
     cm, examples = evaluate_shared(model, val_set, config, config.eval_scales, config.flip, keep=4)
     names = class_names(config)
     metrics = {"miou": mean_iou(cm), "pixel_accuracy": pixel_accuracy(cm),
-               "per_class_iou": named_iou(cm, names), "train_seconds": seconds, "settings": _plain(config)}
+               "per_class_iou": named_iou(cm, names), "train_seconds": seconds,
+               "val_history": {"iteration": history["val_iteration"], "miou": history["val_miou"]},
+               "settings": _plain(config)}
     if not distributed.is_main():
         return metrics
     save_json(out / "metrics.json", metrics)
     save_training_curves(out / "curves.png", history)
-    save_prediction_grid(out / "predictions.png", examples, class_names=names)
+    save_prediction_grid(out / "predictions.png", examples, names)
     return metrics
 
 

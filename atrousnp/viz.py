@@ -1,53 +1,93 @@
-"""Pictures: labels in VOC colours, overlays, image / truth / prediction grids, training curves.
+"""Pictures: label maps in colours told apart, prediction grids with their errors, training curves.
 
 Figures are drawn on ``matplotlib.figure.Figure`` and saved from it, without pyplot: drawing
 never switches the matplotlib backend of the program that calls it (a notebook's stays).
 """
 
+import matplotlib
 import numpy as np
+from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from .analysis import VALID_TAP_COUNTS, valid_tap_shares
-from .data.palette import IGNORE_INDEX, voc_palette
+from .data.palette import IGNORE_INDEX
+from .metrics import confusion_matrix, mean_iou
 
 
-def colorize(label):
-    """Class indices (H, W) -> RGB uint8 (H, W, 3) in VOC's palette (255 = ignore is off-white)."""
-    return voc_palette()[np.asarray(label, np.uint8)]
+BACKGROUND = (0.15, 0.15, 0.15)   # class 0: near-black, so that every object stands out against it
+IGNORED = (1.0, 1.0, 1.0)          # the ignore label: white, drawn and named in the legend
+WRONG = (0.9, 0.1, 0.1)            # a pixel predicted wrongly, in the error column
 
 
-def overlay(image, label, alpha=0.5):
-    """The image with the label's colours blended over it (ignored pixels left as they are)."""
-    colours = colorize(label).astype(np.float32)
-    blended = (1 - alpha) * image.astype(np.float32) + alpha * colours
-    keep = (np.asarray(label) == 0) | (np.asarray(label) == IGNORE_INDEX)
-    blended[keep] = image[keep]
-    return blended.astype(np.uint8)
+# After matplotlib's tab10, ten more picked greedily from its qualitative maps, each as far as
+# possible from the colours before it (no two of the 22 closer than 0.26 in RGB).
+MORE_COLOURS = ("#dbdb8d", "#9edae5", "#f0027f", "#ffff33", "#393b79", "#fb8072", "#7fc97f", "#1b9e77", "#6baed6",
+                "#f7b6d2")
 
 
-def save_prediction_grid(path, rows, titles=("image", "ground truth", "prediction"), class_names=None):
-    """rows: [(image, truth, prediction), ...] -> one PNG, a row per image; with ``class_names``
-    (one per class index), a legend of the colours of the classes that appear in the rows."""
-    fig = Figure(figsize=(9, 3 * len(rows) + (0.8 if class_names else 0)))
-    axes = fig.subplots(len(rows), 3, squeeze=False)
+def class_colours(num_classes):
+    """(num_classes, 3) RGB floats in [0, 1]: background near-black, then colours chosen to be
+    told apart (VOC's own palette gives cats, aeroplanes and background three near-blacks)."""
+    ordered = list(matplotlib.colormaps["tab10"].colors) + [to_rgb(c) for c in MORE_COLOURS]
+    return np.array([BACKGROUND] + [ordered[(c - 1) % len(ordered)] for c in range(1, num_classes)])
+
+
+def paint(label, num_classes):
+    """Class indices (H, W) -> RGB uint8 (H, W, 3): each class its solid colour, ignored pixels white."""
+    label = np.asarray(label)
+    colours = np.vstack([class_colours(num_classes), IGNORED])
+    index = np.where(label == IGNORE_INDEX, num_classes, np.minimum(label, num_classes))
+    return (colours[index] * 255).round().astype(np.uint8)
+
+
+def paint_errors(image, truth, prediction):
+    """The image faded to grey, wrong pixels red, ignored pixels white: where the prediction fails."""
+    grey = image.astype(np.float32).mean(axis=2, keepdims=True) / 255
+    picture = np.repeat(0.55 + 0.35 * grey, 3, axis=2)
+    truth = np.asarray(truth)
+    picture[(truth != IGNORE_INDEX) & (truth != prediction)] = WRONG
+    picture[truth == IGNORE_INDEX] = IGNORED
+    return (picture * 255).round().astype(np.uint8)
+
+
+def image_miou(truth, prediction, num_classes):
+    """One image's mIoU over the classes in its truth or prediction (ignored pixels left out)."""
+    return mean_iou(confusion_matrix(prediction, truth, num_classes))
+
+
+def save_prediction_grid(path, rows, class_names):
+    """rows: [(image, truth, prediction), ...] -> one PNG, a row per image: the image, the truth
+    and the prediction as solid label maps, and the errors, titled with the image's mIoU;
+    under it a legend of every colour drawn (the classes present, background, ignore, error)."""
+    n = len(class_names)
+    fig = Figure(figsize=(10, 2.6 * len(rows) + 0.9))
+    axes = fig.subplots(len(rows), 4, squeeze=False)
     for r, (image, truth, prediction) in enumerate(rows):
-        for c, picture in enumerate((image, overlay(image, truth), overlay(image, prediction))):
-            axes[r, c].imshow(picture)
-            axes[r, c].axis("off")
-            if r == 0:
-                axes[r, c].set_title(titles[c])
-    if class_names:
-        present = np.unique(np.concatenate([np.ravel(label) for _, *labels in rows for label in labels]))
-        add_legend(fig, [c for c in present if c < len(class_names)], class_names)
-    fig.tight_layout(rect=(0, 0.8 / fig.get_figheight() if class_names else 0, 1, 1))
+        pictures = (image, paint(truth, n), paint(prediction, n), paint_errors(image, truth, prediction))
+        titles = ("image", "ground truth", "prediction", f"errors (mIoU {image_miou(truth, prediction, n):.2f})")
+        for axis, picture, title in zip(axes[r], pictures, titles):
+            axis.imshow(picture, interpolation="nearest")
+            axis.set_title(title, fontsize=9)
+            axis.axis("off")
+    labels = [label for _, *pair in rows for label in pair]
+    add_legend(fig, labels, class_names, errors=True)
+    fig.tight_layout(rect=(0, 0.9 / fig.get_figheight(), 1, 1))
     fig.savefig(path, dpi=100)
 
 
-def add_legend(fig, classes, class_names):
-    """A row of colour swatches under ``fig``, one per class index in ``classes``, named."""
-    handles = [Patch(color=voc_palette()[c] / 255, label=class_names[c]) for c in classes]
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), frameon=False)
+def add_legend(fig, labels, class_names, errors=False):
+    """A row of swatches under ``fig``: each class that occurs in ``labels`` (arrays of class
+    indices), named, then the ignore label if it occurs, then the error colour if asked."""
+    present = np.unique(np.concatenate([np.ravel(label) for label in labels]))
+    colours = class_colours(len(class_names))
+    handles = [Patch(facecolor=colours[c], edgecolor="grey", label=class_names[c]) for c in present
+               if c < len(class_names)]
+    if IGNORE_INDEX in present:
+        handles.append(Patch(facecolor=IGNORED, edgecolor="grey", label=f"ignored ({IGNORE_INDEX})"))
+    if errors:
+        handles.append(Patch(facecolor=WRONG, edgecolor="grey", label="wrong"))
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 7), frameon=False, fontsize=9)
 
 
 def save_valid_taps(path, sizes=(65, 33), rates=range(1, 81)):

@@ -43,9 +43,9 @@ from matplotlib.figure import Figure
 from atrousnp import backend_names, set_backend
 from atrousnp.metrics import mean_iou
 from atrousnp.training import BACKBONES, TrainConfig, datasets, evaluate, load_trained, train
-from atrousnp.data import IGNORE_INDEX, VOC_CLASSES
+from atrousnp.data import VOC_CLASSES
 from atrousnp.files import load_json, save_json
-from atrousnp.viz import add_legend, overlay, save_valid_taps
+from atrousnp.viz import add_legend, paint, save_valid_taps
 
 MULTI_SCALE = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 PAPER_MAP = 33  # the paper's feature map at output stride 16, from its 513-pixel crops
@@ -284,15 +284,15 @@ def plot_output_strides(args, path, images=3):
     titles = ["image", "ground truth"] + [f"trained at {row.label}" for row in rows]
     fig = Figure(figsize=(2.2 * len(titles), 2.3 * len(predictions[0]) + 0.6))
     axes = fig.subplots(len(predictions[0]), len(titles), squeeze=False)
+    n = len(VOC_CLASSES)
     for r, (image, truth, _) in enumerate(predictions[0]):
-        pictures = [image, overlay(image, truth)] + [overlay(image, examples[r][2]) for examples in predictions]
+        pictures = [image, paint(truth, n)] + [paint(examples[r][2], n) for examples in predictions]
         for c, picture in enumerate(pictures):
-            axes[r, c].imshow(picture)
+            axes[r, c].imshow(picture, interpolation="nearest")
             axes[r, c].axis("off")
             if r == 0:
                 axes[r, c].set_title(titles[c], fontsize=9)
-    present = sorted({int(c) for image, truth, _ in predictions[0] for c in np.unique(truth) if c != IGNORE_INDEX})
-    add_legend(fig, present, VOC_CLASSES)
+    add_legend(fig, [label for examples in predictions for _, *pair in examples for label in pair], VOC_CLASSES)
     fig.tight_layout(rect=(0, 0.6 / fig.get_figheight(), 1, 1))
     fig.savefig(path, dpi=90)
 

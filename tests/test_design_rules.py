@@ -17,7 +17,7 @@ def test_plotting_leaves_the_matplotlib_backend_alone(tmp_path):
     try:
         image = np.zeros((8, 8, 3), np.uint8)
         label = np.zeros((8, 8), np.uint8)
-        viz.save_prediction_grid(tmp_path / "grid.png", [(image, label, label)])
+        viz.save_prediction_grid(tmp_path / "grid.png", [(image, label, label)], ("background",))
         viz.save_training_curves(tmp_path / "curves.png", {"iteration": [1, 2], "loss": [1.0, 0.5],
                                                            "val_iteration": [2], "val_miou": [0.3]})
         assert matplotlib.get_backend() == "svg"

@@ -457,7 +457,8 @@ def test_a_dataset_with_its_own_classes_trains_evaluates_and_is_named(tmp_path):
     assert Image.open(tmp_path / "segmented.png").size[0] > 0
 
 
-def test_the_legend_names_the_classes_that_appear(tmp_path, monkeypatch):
+def test_the_legend_names_every_colour_drawn(tmp_path, monkeypatch):
+    """The classes in truth or prediction (background too), the ignore label, and the errors."""
     from matplotlib.figure import Figure
     labels = []
     monkeypatch.setattr(Figure, "legend", lambda self, handles, **kw: labels.extend(h.get_label() for h in handles))
@@ -465,5 +466,17 @@ def test_the_legend_names_the_classes_that_appear(tmp_path, monkeypatch):
     truth[4:] = 2
     truth[0] = 255
     anp.viz.save_prediction_grid(tmp_path / "p.png", [(image, truth, np.ones((8, 8), np.uint8))],
-                                 class_names=("sky", "grass", "road"))
-    assert labels == ["sky", "grass", "road"]
+                                 ("sky", "grass", "road", "car"))
+    assert labels == ["sky", "grass", "road", "ignored (255)", "wrong"]
+
+
+def test_label_maps_are_solid_colours_that_differ_and_errors_are_marked():
+    colours = anp.viz.class_colours(21)
+    distances = np.linalg.norm(colours[:, None] - colours[None], axis=2)
+    assert distances[~np.eye(21, dtype=bool)].min() > 0.25  # no two classes look alike
+    truth = np.array([[0, 1], [2, 255]], np.uint8)
+    painted = anp.viz.paint(truth, 21)
+    assert (painted[1, 1] == 255).all() and len({tuple(p) for p in painted.reshape(-1, 3)}) == 4
+    errors = anp.viz.paint_errors(np.zeros((2, 2, 3), np.uint8), truth, np.array([[0, 2], [2, 0]]))
+    assert (errors[0, 1] == np.round(np.array(anp.viz.WRONG) * 255)).all() and (errors[1, 1] == 255).all()
+    assert anp.viz.image_miou(truth, np.array([[0, 2], [2, 0]]), 21) == pytest.approx((1 + 0 + 0.5) / 3)

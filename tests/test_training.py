@@ -17,7 +17,9 @@ def test_a_short_run_lowers_the_loss_and_writes_its_outputs(tmp_path):
     run = tmp_path / "run"
     for name in ("metrics.json", "curves.png", "predictions.png", "checkpoint.npz"):
         assert (run / name).is_file(), name
-    assert json.loads((run / "metrics.json").read_text())["miou"] == pytest.approx(metrics["miou"])
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved["miou"] == pytest.approx(metrics["miou"])
+    assert saved["val_history"]["iteration"] == [20, 40] and len(saved["val_history"]["miou"]) == 2
     losses = training.load(run / "checkpoint.npz")["history"]["loss"]
     assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:5])
 
