@@ -32,6 +32,20 @@ SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 def pytest_configure(config):
     config.addinivalue_line("markers", "full_model: runs a full-width model, which the CUDA simulator "
                                        "would take hours over; skipped there (test_cuda.py trains a tiny one)")
+    config.addinivalue_line("markers", "cuda: runs the cuda backend (in numba's CUDA simulator where there is no "
+                                       "GPU); python -m pytest -m 'not cuda' leaves these out")
+
+
+CUDA_MODULES = ("test_cuda.py", "test_cuda_graph.py")
+
+
+def pytest_collection_modifyitems(items):
+    """Mark every test that runs on the cuda backend: its modules', and those given it by the
+    ``backend`` fixture."""
+    for item in items:
+        through_fixture = getattr(item, "callspec", None) is not None and item.callspec.params.get("backend") == "cuda"
+        if through_fixture or item.path.name in CUDA_MODULES:
+            item.add_marker(pytest.mark.cuda)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -41,7 +55,6 @@ def backend(request):
         pytest.skip("a full-width model in the CUDA simulator: too slow; test_cuda.py trains a tiny DeepLabv3")
     with anp.use_backend(request.param):
         yield request.param
-
 
 
 @pytest.fixture

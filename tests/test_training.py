@@ -55,6 +55,7 @@ def test_a_batch_of_one_is_refused_up_front(tmp_path):
         train(tiny_train_config(tmp_path, batch_size=1))
 
 
+@pytest.mark.cuda
 @pytest.mark.filterwarnings("ignore:anp.cuda.graph. numba's CUDA simulator")
 def test_on_cuda_a_graphed_run_equals_an_eager_one(tmp_path, monkeypatch):
     """The example replays each step as a CUDA graph on the cuda backend (its default there):
