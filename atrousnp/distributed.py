@@ -47,11 +47,13 @@ def init():
     return rank(), world_size()
 
 
-def fail(message):
+def fail(message, on_every_rank=False):
     """End with ``message`` on stderr and exit status 1: this process, or, in a job of several
-    ranks, all of them (Abort), since the others would wait for this one forever."""
-    if world_size() == 1:
-        raise SystemExit(message)
+    ranks, all of them (Abort), since the others would wait for this one forever. An error that
+    ``on_every_rank`` raises alike (a setting that cannot work) is printed by rank 0 alone, and
+    every rank exits by itself."""
+    if world_size() == 1 or on_every_rank:
+        raise SystemExit(message if is_main() else 1)
     sys.stderr.write(f"rank {rank()} of {world_size()}: {message}\n")
     sys.stderr.flush()
     _comm.Abort(1)

@@ -97,8 +97,13 @@ def parse_args(argv=None):
 
 def main(argv=None):
     config = parse_args(argv)
+    if config.distributed:
+        distributed.init()
     try:
         check_config(config)
+    except (FileExistsError, FileNotFoundError, ValueError) as error:  # every rank sees it: rank 0 says it
+        distributed.fail(f"error: {error}", on_every_rank=True)
+    try:
         metrics = train(config)
     # What the user can fix (a setting, the data, the --out folder), or a diverged run: one line,
     # exit status 1. Anything else is a bug and keeps its traceback.
