@@ -90,6 +90,20 @@ def add_legend(fig, labels, class_names, errors=False):
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 7), frameon=False, fontsize=9)
 
 
+def save_segmentation(path, image, prediction, names):
+    """The photo and, beside it, its label map in solid colours, with a legend of the classes found."""
+    height = 4 * image.shape[0] / image.shape[1]
+    fig = Figure(figsize=(8, height + 1.4))
+    for axis, picture, title in zip(fig.subplots(1, 2), (image, paint(prediction, len(names))),
+                                    ("image", "segmentation")):
+        axis.imshow(picture, interpolation="nearest")
+        axis.set_title(title, fontsize=9)
+        axis.axis("off")
+    add_legend(fig, [prediction], names)
+    fig.tight_layout(rect=(0, 0.9 / fig.get_figheight(), 1, 1))
+    fig.savefig(path, dpi=100)
+
+
 def save_valid_taps(path, sizes=(65, 33), rates=range(1, 81)):
     """The paper's Figure 4, one panel per map size: the share of output positions at which a
     3x3 filter has 1, 4 or 9 taps on real input, against the atrous rate (``valid_tap_shares``)."""

@@ -1,6 +1,6 @@
 """Data-parallel training speed over MPI: images/s on 1 and K processes, and what the allreduce costs.
 
-    python benchmarks/distributed.py [--ranks 2] [--backbone small] [--batch-size 8] [--steps 10]
+    python benchmarks/parallel.py [--ranks 2] [--backbone small] [--batch-size 8] [--steps 10]
 
 Each process runs with one thread (OMP/OPENBLAS/NUMBA_NUM_THREADS=1), so K processes use K
 cores: on a 2-core machine, 1 process on 1 core against 2 on 2. Every step is timed whole, and
@@ -25,19 +25,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import atrousnp as anp  # noqa: E402
 import atrousnp.functional as F  # noqa: E402
-from atrousnp import distributed  # noqa: E402
-from atrousnp.training import BACKBONES  # noqa: E402
+from atrousnp import parallel  # noqa: E402
+from atrousnp.train import BACKBONES  # noqa: E402
 
 
 def worker(args):
     """One rank: train on random data, time each step and its allreduce; rank 0 prints JSON."""
-    distributed.init()
+    parallel.init()
     anp.set_backend(args.backend)
     model = BACKBONES[args.backbone](num_classes=21, rng=np.random.default_rng(0))
-    distributed.broadcast_parameters(distributed.sync_batch_norm(model))
+    parallel.broadcast_parameters(parallel.convert_sync_batch_norm(model))
     optimizer = anp.optim.SGD(list(model.parameters()), lr=0.01, momentum=0.9, weight_decay=1e-4)
-    share = distributed.shard(args.batch_size)
-    rng = np.random.default_rng(distributed.rank())
+    share = parallel.shard(args.batch_size)
+    rng = np.random.default_rng(parallel.rank())
     steps, reductions = [], []
     for step in range(args.steps + 2):  # two warm-up steps: compilation, first allocations
         images = rng.standard_normal((len(share), 3, args.crop_size, args.crop_size)).astype(np.float32)
@@ -47,15 +47,15 @@ def worker(args):
         optimizer.zero_grad()
         loss.backward()
         reduce_start = time.perf_counter()
-        distributed.allreduce_gradients(model.parameters())
+        parallel.allreduce_gradients(model.parameters())
         reduce_end = time.perf_counter()
         optimizer.step()
         if step >= 2:
             steps.append(time.perf_counter() - start)
             reductions.append(reduce_end - reduce_start)
-    if distributed.is_main():
+    if parallel.is_main():
         gradient_bytes = sum(p.numel() * p.dtype.itemsize for p in model.parameters())
-        print(json.dumps({"ranks": distributed.world_size(), "step_s": statistics.median(steps),
+        print(json.dumps({"ranks": parallel.world_size(), "step_s": statistics.median(steps),
                           "allreduce_s": statistics.median(reductions), "gradient_bytes": gradient_bytes}))
 
 

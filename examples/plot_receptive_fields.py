@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 import atrousnp as anp
 from atrousnp.analysis import effective_receptive_field
-from atrousnp.training import load_trained
+from atrousnp.train import load_trained
 
 SIZE = 193  # an odd input, so that the centre pixel is one pixel
 

@@ -42,7 +42,7 @@ from matplotlib.figure import Figure
 
 from atrousnp import backend_names, set_backend
 from atrousnp.metrics import mean_iou
-from atrousnp.training import BACKBONES, TrainConfig, datasets, evaluate, load_trained, train
+from atrousnp.train import BACKBONES, TrainConfig, datasets, evaluate, load_trained, train
 from atrousnp.data import VOC_CLASSES
 from atrousnp.files import load_json, save_json
 from atrousnp.viz import add_legend, paint, save_valid_taps

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from atrousnp.training import TrainConfig
+from atrousnp.train import TrainConfig
 
 
 def random_array(rng, shape, low=None, high=None, away_from=None):

@@ -1,4 +1,4 @@
-"""Run by tests/test_distributed.py under ``mpiexec -n K``: one check per mode, each rank saving
+"""Run by tests/test_parallel.py under ``mpiexec -n K``: one check per mode, each rank saving
 what it computed to OUT/rank<r>.npz for the test (a plain process) to compare with one process.
 
     mpiexec -n 2 python tests/mpi_worker.py gradients OUT
@@ -10,7 +10,7 @@ import numpy as np
 
 import atrousnp as anp
 import atrousnp.functional as F
-from atrousnp import distributed
+from atrousnp import parallel
 
 
 def small_model():
@@ -25,12 +25,12 @@ def small_model():
 def gradients(out):
     """This rank's share of the batch through a synchronised model; gradients averaged."""
     model, images, labels = small_model()
-    distributed.sync_batch_norm(model)
-    share = distributed.shard(len(images))
+    parallel.convert_sync_batch_norm(model)
+    share = parallel.shard(len(images))
     loss = F.cross_entropy(model(anp.tensor(images[share.start:share.stop])), labels[share.start:share.stop])
-    factor, _ = distributed.share_of_mean(int((labels[share.start:share.stop] != 255).sum()))
+    factor, _ = parallel.share_of_mean(int((labels[share.start:share.stop] != 255).sum()))
     (loss * factor).backward()
-    distributed.allreduce_gradients(model.parameters())
+    parallel.allreduce_gradients(model.parameters())
     return {**{name: p.grad.numpy() for name, p in model.named_parameters()},
             **{name: b.numpy() for name, b in model.named_buffers()}}
 
@@ -39,8 +39,8 @@ def sync_batch_norm(out):
     """relu(bn(x) + residual) with statistics over both ranks, forward and backward."""
     rng = np.random.default_rng(2)
     x, residual, upstream = rng.standard_normal((3, 4, 3, 5, 5)) * np.array([1, 3, 0.5]).reshape(3, 1, 1) + 1
-    share = distributed.shard(4)
-    layer = anp.nn.BatchNorm2d(3, dtype=np.float64, sync=True)
+    share = parallel.shard(4)
+    layer = parallel.SyncBatchNorm2d(3, dtype=np.float64)
     layer.weight.data = rng.uniform(0.5, 2, 3)
     x_share = anp.tensor(x[share.start:share.stop], requires_grad=True)
     r_share = anp.tensor(residual[share.start:share.stop], requires_grad=True)
@@ -53,15 +53,15 @@ def sync_batch_norm(out):
 
 def fail(out):
     """Rank 1 raises after the job started; rank 0 waits in a collective that never completes."""
-    if distributed.rank() == 1:
+    if parallel.rank() == 1:
         raise RuntimeError("rank 1 lost its data")
-    distributed.barrier()
+    parallel.barrier()
     return {}
 
 
 if __name__ == "__main__":
     mode, out = sys.argv[1], sys.argv[2]
     anp.set_backend("numpy")
-    distributed.init()
+    parallel.init()
     result = globals()[mode](out)
-    np.savez(f"{out}/rank{distributed.rank()}.npz", **result)
+    np.savez(f"{out}/rank{parallel.rank()}.npz", **result)

@@ -12,7 +12,7 @@ import atrousnp as anp
 import atrousnp.functional as F
 from atrousnp.backends.base import conv_out_size
 from atrousnp.testing import scipy_conv2d as kit_scipy_conv2d
-from reference.conv import conv2d as reference_conv2d
+from atrousnp.reference.conv import conv2d as reference_conv2d
 
 
 @st.composite

@@ -15,10 +15,11 @@ import pytest
 from PIL import Image
 
 import atrousnp as anp
-import atrousnp.training as training
+import atrousnp.train as training
+from atrousnp.train import strategies
 from atrousnp.data import read_class_names
 from atrousnp.files import load_json, save_json
-from atrousnp.training import DivergenceError, check_config, train
+from atrousnp.train import DivergenceError, check_config, train
 from helpers import tiny_train_config
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
@@ -35,14 +36,14 @@ def test_sgd_refuses_a_non_finite_negative_or_non_number_setting(name, value):
 
 
 def test_a_loss_that_turns_nan_stops_the_run_and_keeps_the_last_finite_checkpoint(tmp_path, monkeypatch):
-    calls, cross_entropy = [], training.F.cross_entropy
+    calls, cross_entropy = [], anp.functional.cross_entropy
 
     def loss_turning_nan(logits, target, *args, **kwargs):
         calls.append(1)
         loss = cross_entropy(logits, target, *args, **kwargs)
         return loss * float("nan") if len(calls) >= 5 else loss
 
-    monkeypatch.setattr(training.F, "cross_entropy", loss_turning_nan)
+    monkeypatch.setattr(anp.functional, "cross_entropy", loss_turning_nan)
     with pytest.raises(DivergenceError, match=r"diverged at iteration 5: the loss is nan; the checkpoint of "
                                               r"iteration 3 in .* is kept"):
         train(tiny_train_config(tmp_path))
@@ -242,7 +243,7 @@ def _broken_voc(tmp_path):
 def test_a_broken_val_split_is_refused_before_the_first_iteration_naming_each_bad_file(tmp_path, monkeypatch):
     root, val = _broken_voc(tmp_path)
     steps = []
-    monkeypatch.setattr(training, "random_batch", lambda *a: steps.append(1))
+    monkeypatch.setattr(strategies, "random_batch", lambda *a: steps.append(1))
     with pytest.raises(ValueError) as refused:
         train(tiny_train_config(tmp_path, voc_root=str(root)))
     message = str(refused.value)
@@ -264,7 +265,7 @@ def test_a_failing_evaluation_loses_no_training(tmp_path, monkeypatch):
     def broken_evaluation(*args, **kwargs):
         raise OSError("the disk holding the val set went away")
 
-    monkeypatch.setattr(training, "evaluate", broken_evaluation)
+    monkeypatch.setattr(strategies, "evaluate", broken_evaluation)
     with pytest.raises(OSError, match="went away"):
         train(tiny_train_config(tmp_path, eval_every=3, checkpoint_every=5))
     assert anp.load(tmp_path / "run" / "checkpoint.npz")["iteration"] == 3  # resume starts from here
@@ -273,7 +274,7 @@ def test_a_failing_evaluation_loses_no_training(tmp_path, monkeypatch):
 def test_two_runs_into_one_folder_do_not_both_run(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
-    with training._lock(out):  # as a first run holds it
+    with training.folder_lock(out):  # as a first run holds it
         with pytest.raises(training.FolderInUseError, match=rf"{out} is in use by another training run \(pid \d+ on "):
             train(tiny_train_config(tmp_path))
     assert not (out / "checkpoint.npz").exists()

@@ -16,7 +16,7 @@ import atrousnp as anp
 from atrousnp.data import read_image
 from atrousnp.data.images import MAX_PIXELS
 from atrousnp.inference import predict
-from atrousnp.training import train
+from atrousnp.train import train
 from helpers import tiny_train_config
 
 EXAMPLES = Path(__file__).parents[1] / "examples"

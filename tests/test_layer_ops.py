@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 import atrousnp as anp
 import atrousnp.functional as F
-from reference import layers as ref
+from atrousnp.reference import layers as ref
 
 seeds = st.integers(0, 2**32 - 1)
 

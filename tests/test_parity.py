@@ -6,7 +6,7 @@ import pytest
 
 import atrousnp as anp
 import atrousnp.functional as F
-from reference import layers as ref
+from atrousnp.reference import layers as ref
 
 RNG = np.random.default_rng(0)
 

@@ -8,7 +8,7 @@ import pytest
 import atrousnp as anp
 import atrousnp.functional as F
 from atrousnp import nn, optim
-from reference.optim import adam_step, sgd_step
+from atrousnp.reference.optim import adam_step, sgd_step
 
 
 def test_manual_seed_makes_randn_and_initialisation_reproducible():

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 import atrousnp as anp
-import atrousnp.training as training
-from atrousnp.training import train
+from atrousnp.train import loop, strategies, train
 from helpers import tiny_train_config
 
 
@@ -20,16 +19,16 @@ def test_a_short_run_lowers_the_loss_and_writes_its_outputs(tmp_path):
     saved = json.loads((run / "metrics.json").read_text())
     assert saved["miou"] == pytest.approx(metrics["miou"])
     assert saved["val_history"]["iteration"] == [20, 40] and len(saved["val_history"]["miou"]) == 2
-    losses = training.load(run / "checkpoint.npz")["history"]["loss"]
+    losses = anp.load(run / "checkpoint.npz")["history"]["loss"]
     assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:5])
 
 
 def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
     straight = train(tiny_train_config(tmp_path / "a"))
-    expected = training.load(tmp_path / "a" / "run" / "checkpoint.npz")
+    expected = anp.load(tmp_path / "a" / "run" / "checkpoint.npz")
 
     calls = {"n": 0}
-    real_batch = training.random_batch
+    real_batch = strategies.random_batch
 
     def batch_then_crash(*args):
         calls["n"] += 1
@@ -37,13 +36,13 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real_batch(*args)
 
-    monkeypatch.setattr(training, "random_batch", batch_then_crash)
+    monkeypatch.setattr(strategies, "random_batch", batch_then_crash)
     with pytest.raises(KeyboardInterrupt):
         train(tiny_train_config(tmp_path / "b"))
-    assert training.load(tmp_path / "b" / "run" / "checkpoint.npz")["iteration"] == 3
-    monkeypatch.setattr(training, "random_batch", real_batch)
+    assert anp.load(tmp_path / "b" / "run" / "checkpoint.npz")["iteration"] == 3
+    monkeypatch.setattr(strategies, "random_batch", real_batch)
     resumed = train(tiny_train_config(tmp_path / "b", resume=True))
-    got = training.load(tmp_path / "b" / "run" / "checkpoint.npz")
+    got = anp.load(tmp_path / "b" / "run" / "checkpoint.npz")
     for name, value in expected["model"].items():
         np.testing.assert_array_equal(got["model"][name], value, err_msg=name)
     assert got["history"]["loss"] == expected["history"]["loss"]
@@ -66,14 +65,14 @@ def test_on_cuda_a_graphed_run_equals_an_eager_one(tmp_path, monkeypatch):
                                      output_stride=16, rng=rng)
         return anp.models.DeepLabV3(backbone, anp.models.ASPPHead(backbone.out_channels, config.num_classes,
                                                                   channels=4, rng=rng))
-    monkeypatch.setattr(training, "build_model", tiny_model)
+    monkeypatch.setattr(loop, "build_model", tiny_model)
     runs = {}
     for graphed in (False, True):
         config = tiny_train_config(tmp_path / str(graphed), backend="cuda", cuda_graph=graphed, synthetic_train=4,
                                    synthetic_val=1, synthetic_size=24, crop_size=24, batch_size=2, iterations=4,
                                    eval_every=2, checkpoint_every=4)
         train(config)
-        runs[graphed] = training.load(tmp_path / str(graphed) / "run" / "checkpoint.npz")
+        runs[graphed] = anp.load(tmp_path / str(graphed) / "run" / "checkpoint.npz")
     assert runs[True]["history"] == runs[False]["history"]
     for name, value in runs[False]["model"].items():
         np.testing.assert_array_equal(runs[True]["model"][name], value, err_msg=name)

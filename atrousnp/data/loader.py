@@ -22,7 +22,7 @@ def keyed_batch(dataset, transform, batch_size, seed, iteration, positions):
     p is augmented by one seeded with (seed, iteration, p). No state is carried from batch to
     batch, so any process makes any share of any batch by itself: K processes, each making 1/K
     of the positions, make together exactly the batch that one process makes (data-parallel
-    training, ``atrousnp.distributed``), and resuming needs only the iteration.
+    training, ``atrousnp.parallel``), and resuming needs only the iteration.
     """
     chooser = np.random.default_rng([seed, iteration])
     indices = chooser.choice(len(dataset), size=batch_size, replace=len(dataset) < batch_size)

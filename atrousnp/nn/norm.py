@@ -4,7 +4,6 @@ import numbers
 
 import numpy as np
 
-from .. import distributed
 from .. import functional as F
 from ..functional.operands import positive_int
 from ..tensor import Tensor, tensor
@@ -21,15 +20,12 @@ class BatchNorm2d(Module):
     running statistics even in training mode, leaves them unchanged, and its weight and bias
     stop requiring gradients, so the optimiser leaves them alone too.
 
-    ``sync=True`` (``distributed.sync_batch_norm(model)`` sets it everywhere) computes training
-    statistics over every MPI process's share of the batch, so that K processes with B/K images
-    each normalise exactly as one process with B images would. This is what lets data
-    parallelism keep the paper's finding: batch norm needs a large batch (Table 9 of the paper:
-    batch 4 loses 12.8 points of mIoU to batch 16), and a per-process batch is small.
+    For data-parallel training over MPI, ``atrousnp.parallel.convert_sync_batch_norm(model)``
+    makes every BatchNorm2d a SyncBatchNorm2d, whose statistics come from every rank's batch.
     """
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True,
-                 dtype=np.float32, sync: bool = False):
+                 dtype=np.float32):
         super().__init__()
         positive_int("BatchNorm2d", "num_features", num_features)
         if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or not 0 <= momentum <= 1:
@@ -37,7 +33,6 @@ class BatchNorm2d(Module):
                              "cumulative average, is not offered)")
         if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps > 0:
             raise ValueError(f"BatchNorm2d: eps must be a number > 0, got {eps!r}")
-        self.sync = sync
         self.num_features, self.eps, self.momentum, self.affine = num_features, eps, momentum, affine
         self.weight = Parameter(np.ones(num_features, dtype)) if affine else None
         self.bias = Parameter(np.zeros(num_features, dtype)) if affine else None
@@ -56,7 +51,7 @@ class BatchNorm2d(Module):
         """``relu(bn(x) + residual)`` in one fused op where asked; plain ``bn(x)`` by default."""
         return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
                             training=self.training and not self.frozen, momentum=self.momentum, eps=self.eps,
-                            residual=residual, relu=relu, allreduce=distributed.allreduce_sum if self.sync else None)
+                            residual=residual, relu=relu)
 
     def check_loaded(self, prefix, arrays):
         """A variance is >= 0: a negative one (from a corrupted file) would make every output nan."""
@@ -66,4 +61,4 @@ class BatchNorm2d(Module):
                              f"{var[var < 0].flat[0]}): a variance is >= 0, so these weights are corrupted")
 
     def extra_repr(self):
-        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, frozen={self.frozen}, sync={self.sync}"
+        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, frozen={self.frozen}"

@@ -3,8 +3,8 @@
 import numpy as np
 import scipy.signal
 
-from reference.conv import conv2d as conv2d_loops  # noqa: F401 - re-exported for the checks
-from reference.conv import conv2d_backward as conv2d_backward_loops  # noqa: F401
+from atrousnp.reference.conv import conv2d as conv2d_loops  # noqa: F401 - re-exported for the checks
+from atrousnp.reference.conv import conv2d_backward as conv2d_backward_loops  # noqa: F401
 
 
 def scipy_conv2d(x, weight, bias, stride, padding, dilation, groups):

@@ -1,22 +1,8 @@
-"""Data-parallel training over MPI: K processes compute what one process computes with K times the batch.
+"""MPI through mpi4py: the ranks of a job, and the sums and copies between them.
 
-Run a script under MPI (``mpiexec -n 4 python train.py``, on one machine or several); each
-process is a *rank* holding a full copy of the model and a 1/K share of every global batch:
-
-    start      broadcast_parameters(model)   every rank starts from rank 0's weights
-    forward    each rank on its share; batch norm's statistics summed over all ranks (sync)
-    backward   each rank's gradients of its share of the loss
-    average    allreduce_gradients(params)   the mean over ranks, so every rank takes one step
-    step       identical on every rank: the models stay identical without ever being sent again
-
-With the loss of each share scaled to its part of the global mean (``share_of_mean``), the
-averaged gradient is the gradient of the global batch's loss, and synchronised batch norm
-makes the statistics those of the global batch. K ranks then train the model that one process
-trains with the whole batch, up to the order of floating-point sums.
-
-The engine is MPI through mpi4py (``pip install -e ".[mpi]"`` brings mpi4py and MPICH).
-Without ``init()`` every function here acts for a world of one process, so code written for
-K ranks runs unchanged in a plain ``python`` process.
+``init()`` joins the world that ``mpiexec`` started; without it every function here acts for a
+world of one process, so code written for K ranks runs unchanged in a plain ``python`` process.
+The engine is mpi4py (``pip install -e ".[mpi]"`` brings mpi4py and MPICH).
 """
 
 import sys
@@ -24,7 +10,7 @@ import traceback
 
 import numpy as np
 
-from .tensor import Tensor
+from ..tensor import Tensor
 
 _comm = None
 BUCKET_BYTES = 25 * 2 ** 20  # PyTorch DDP's default bucket: few calls, each large enough to run at link speed
@@ -113,15 +99,6 @@ def broadcast_parameters(module):
         for t in bucket:
             t.data = t._backend.asarray(flat[start:start + t.numel()].reshape(t.shape))
             start += t.numel()
-
-
-def sync_batch_norm(module):
-    """Make every BatchNorm2d in ``module`` synchronised (``sync=True``); returns ``module``."""
-    from .nn import BatchNorm2d
-    for layer in module.modules():
-        if isinstance(layer, BatchNorm2d):
-            layer.sync = True
-    return module
 
 
 def shard(global_batch: int) -> range:

@@ -1,0 +1,52 @@
+"""Evaluate a checkpoint written by atrousnp-train, at any output stride, scales and flips.
+
+  atrousnp-evaluate runs/voc_subset/checkpoint.npz --output-stride 8 --scales 0.75,1,1.25 --flip
+
+The model is rebuilt from the settings saved in the checkpoint; the data are the checkpoint's
+(the synthetic set, or --voc-root) unless --voc-root is given here.
+"""
+
+import argparse
+import json
+
+from ..backends import backend_names, set_backend
+from ..inference import check_scales
+from ..metrics import mean_iou, pixel_accuracy
+from ..train import class_names, datasets, evaluate, load_trained, named_iou
+from . import HelpFormatter
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("checkpoint", help="a checkpoint.npz that atrousnp-train wrote")
+    parser.add_argument("--voc-root", help="default: the checkpoint's data")
+    parser.add_argument("--split", default=None, help="default: the checkpoint's val split")
+    parser.add_argument("--output-stride", type=int, choices=[8, 16, 32], help="default: the training one")
+    parser.add_argument("--scales", default="1.0", help="e.g. 0.5,0.75,1,1.25,1.5,1.75")
+    parser.add_argument("--flip", action="store_true", help="also evaluate on mirrored images")
+    parser.add_argument("--backend", choices=backend_names(), default="numba", help="cuda needs an NVIDIA GPU")
+    args = parser.parse_args(argv)
+    try:
+        scales = check_scales(args.scales, "--scales")
+    except ValueError as error:
+        parser.error(str(error))
+
+    set_backend(args.backend)
+    try:
+        model, config = load_trained(args.checkpoint)
+        if args.voc_root:
+            config.voc_root = args.voc_root
+        if args.split:
+            config.val_split = args.split
+        val_set = datasets(config)[1]
+        val_set.check(config.num_classes)  # every bad file named now, not a failure halfway through
+        cm, _ = evaluate(model, val_set, config.num_classes, args.output_stride, scales, args.flip)
+    except (ValueError, OSError) as error:
+        raise SystemExit(f"error: {error}") from None
+    print(json.dumps({"miou": mean_iou(cm), "pixel_accuracy": pixel_accuracy(cm),
+                      "output_stride": args.output_stride or config.output_stride, "scales": scales, "flip": args.flip,
+                      "per_class_iou": named_iou(cm, class_names(config))}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,20 @@
+"""Training and evaluating DeepLabv3 on VOC-format data: the engine behind ``atrousnp-train``.
+
+Read ``loop.py`` first: the loop itself, in one screen. What it calls is one file away:
+
+    config.py       TrainConfig, the settings of a run, and their one validation
+    build.py        the model, the optimiser and the data the settings describe
+    strategies.py   one process, a CUDA graph, or one rank of an MPI job
+    evaluation.py   evaluate on a split; load a trained model back
+    outputs.py      the folder lock, checkpoints and resuming, metrics and pictures
+"""
+
+from .build import build_model, build_optimizer, class_names, datasets
+from .config import BACKBONES, TrainConfig, check_config, check_out, check_settings
+from .evaluation import all_finite, evaluate, load_trained, named_iou, saved_config
+from .loop import train
+from .outputs import DivergenceError, FolderInUseError, folder_lock
+
+__all__ = ["BACKBONES", "DivergenceError", "FolderInUseError", "TrainConfig", "all_finite", "build_model",
+           "build_optimizer", "check_config", "check_out", "check_settings", "class_names", "datasets", "evaluate",
+           "folder_lock", "load_trained", "named_iou", "saved_config", "train"]

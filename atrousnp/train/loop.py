@@ -1,0 +1,108 @@
+"""The training loop of DeepLabv3, as the paper trains it (§4): SGD with momentum 0.9 and weight
+decay, the poly learning rate, random scale/crop/flip; evaluations and checkpoints on the way.
+
+Every random choice (batch contents, augmentation, initialisation) comes from one numpy
+Generator seeded by ``config.seed`` and saved in each checkpoint, so ``resume=True``
+continues exactly where an interrupted run stopped.
+"""
+
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..backends import set_backend
+from ..data import TrainTransform
+from ..io import load_weights
+from ..metrics import mean_iou
+from ..optim import PolyLR
+from .build import build_model, build_optimizer, class_names
+from .config import check_config
+from .evaluation import all_finite
+from .outputs import CHECKPOINT, HISTORY, DivergenceError, diverged, resume, save_checkpoint, write_results
+from .strategies import strategy_for
+
+
+def train(config):
+    """Run the experiment in ``config``; returns the metrics dict that metrics.json holds.
+
+    A non-finite loss, or non-finite weights before an evaluation or a checkpoint, stops the run
+    with a DivergenceError naming the iteration: argmax over nan picks class 0, so a diverged
+    model would otherwise report the all-background mIoU as if it were a result."""
+    strategy = strategy_for(config)                  # one process, a CUDA graph, or one MPI rank
+    check_config(config)
+    out = Path(config.out)
+    with strategy.holding(out):                      # no other run writes into out meanwhile
+        check_config(config)                         # again, now that no other run can write here
+        set_backend(config.backend)
+        train_set, val_set = strategy.datasets(config)
+        rng = np.random.default_rng(config.seed)
+        model, optimizer, schedule, start, history = start_run(config, out / CHECKPOINT, rng, strategy)
+        step = strategy.training_step(model, optimizer)
+        transform = TrainTransform(config.crop_size)
+        saved = start or None                        # the last checkpoint's iteration (kept on divergence)
+        bar = tqdm(total=config.iterations, initial=start, desc="train", unit="it",
+                   disable=not config.progress or not strategy.is_main)
+        began = time.perf_counter()
+        for iteration in range(start, config.iterations):
+            tick = time.perf_counter()
+            images, labels = strategy.batch(train_set, transform, config, rng, iteration)
+            model.train()
+            loss = strategy.loss_value(step(images.astype(config.dtype, copy=False), labels))
+            done = iteration + 1
+            if not np.isfinite(loss):                # the weights took the step; the checkpoint did not
+                raise DivergenceError(diverged(done, f"the loss is {loss}", saved, out / CHECKPOINT, config))
+            schedule.step()
+            history["iteration"].append(done)
+            history["loss"].append(loss)
+            evaluating = done % config.eval_every == 0 or done == config.iterations
+            if evaluating or done % config.checkpoint_every == 0:
+                if not all_finite(model):
+                    raise DivergenceError(diverged(done, "the weights are no longer finite", saved, out / CHECKPOINT,
+                                                   config))
+                checkpoint(strategy, out, model, optimizer, rng, done, history, config)  # before evaluating:
+                saved = done                                                        # a failure loses no training
+            if evaluating:
+                history["val_iteration"].append(done)
+                history["val_miou"].append(mean_iou(strategy.evaluate(model, val_set, config)[0]))
+                if not bar.disable:
+                    bar.write(f"iteration {done}: val mIoU {history['val_miou'][-1]:.3f}")
+                checkpoint(strategy, out, model, optimizer, rng, done, history, config)  # with the result
+            bar.set_postfix(loss=f"{loss:.3f}", lr=f"{optimizer.param_groups[-1]['lr']:.4f}",
+                            img_s=f"{config.batch_size / (time.perf_counter() - tick):.1f}")
+            bar.update(1)
+        bar.close()
+        seconds = time.perf_counter() - began
+        cm, examples = strategy.evaluate(model, val_set, config, config.eval_scales, config.flip, keep=4)
+        if not strategy.is_main:
+            return {"miou": mean_iou(cm)}
+        return write_results(out, cm, examples, history, class_names(config), seconds, config)
+
+
+def start_run(config, checkpoint_path, rng, strategy):
+    """(model, optimizer, schedule, start iteration, history): fresh (from ``backbone_weights``
+    if given), or restored from the checkpoint with ``resume``; the same on every rank. The
+    schedule takes its base rates before a checkpoint puts the scheduled ones back."""
+    model = build_model(config, rng)
+    if config.backbone_weights is not None and not config.resume:
+        try:
+            model.backbone.load_torchvision_backbone(load_weights(config.backbone_weights))
+        except ValueError as error:
+            raise ValueError(f"backbone_weights {config.backbone_weights}: {error}") from None
+    optimizer = build_optimizer(model, config)
+    schedule = PolyLR(optimizer, config.iterations)
+    start, history = 0, {key: [] for key in HISTORY}
+    if config.resume:
+        start, history = resume(checkpoint_path, model, optimizer, rng, config)
+        schedule.set_iteration(start)
+        if strategy.is_main:
+            print(f"resuming {checkpoint_path} at iteration {start} of {config.iterations}", flush=True)
+    strategy.prepare(model)
+    return model, optimizer, schedule, start, history
+
+
+def checkpoint(strategy, out, model, optimizer, rng, iteration, history, config):
+    """Save the run (rank 0 alone: every rank holds the same model)."""
+    if strategy.is_main:
+        save_checkpoint(out / CHECKPOINT, model, optimizer, rng, iteration, history, config)
