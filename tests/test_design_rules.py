@@ -82,3 +82,31 @@ def test_every_backend_offers_exactly_the_primitive_set():
         public = {n for n, _ in inspect.getmembers(backend, inspect.isfunction) if not n.startswith("_")}
         assert public <= set(PRIMITIVES), f"{name}: methods outside the primitive set: {public - set(PRIMITIVES)}"
         assert not inspect.isabstract(backend), f"{name} leaves {sorted(backend.__abstractmethods__)} unimplemented"
+
+
+def test_the_wheel_lists_every_package_and_installs_no_top_level_reference():
+    """pyproject.toml names the packages one by one (reference/ ships as atrousnp.reference): a
+    package folder left out of the list would be missing from the wheel."""
+    import tomllib
+    from pathlib import Path
+    root = Path(__file__).parents[1]
+    setuptools = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {".".join(init.parent.relative_to(root).parts) for init in (root / "atrousnp").rglob("__init__.py")}
+    assert set(setuptools["packages"]) == folders | {"atrousnp.reference"}
+    assert setuptools["package-dir"] == {"atrousnp.reference": "reference"}
+    assert (root / "reference" / "__init__.py").is_file()
+
+
+def test_nothing_below_the_training_app_imports_it_and_mpi_stays_in_parallel():
+    """functional/ and nn/ know nothing of MPI, CUDA graphs or training; only the Tensor and
+    functional import each other (the price of operator overloading, closed in tensor.py)."""
+    import ast
+    from pathlib import Path
+    package = Path(__file__).parents[1] / "atrousnp"
+    for layer in ("functional", "nn", "optim", "models", "backends"):
+        for path in (package / layer).rglob("*.py"):
+            imported = set()
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom):
+                    imported |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
+            assert not imported & {"parallel", "train", "cli"}, path
