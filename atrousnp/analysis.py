@@ -42,6 +42,39 @@ def valid_tap_shares(size: int, rates, counts=VALID_TAP_COUNTS) -> dict:
     return {count: [float(np.mean(m == count)) for m in maps] for count in counts}
 
 
+PAPER_MAP = 33  # the paper's feature map at output stride 16: its 513-pixel crops, /16, rounded up (§4)
+
+
+def scaled_rates(rates, map_size, paper_map=PAPER_MAP):
+    """Atrous rates chosen for the paper's 33x33 map, scaled to a map_size x map_size one (at
+    least 1): each rate covers the same share of the map, so Figure 4 says the same of it.
+    ASPP's (6, 12, 18) on the 6x6 map of a 96-pixel crop at output stride 16 are (1, 2, 3)."""
+    return tuple(max(1, round(rate * map_size / paper_map)) for rate in rates)
+
+
+def feature_map_size(image_size, stride):
+    """The side of the feature map after ``stride`` of downsampling: each halving (a stride-2 conv
+    or max pool with padding) rounds up."""
+    size = image_size
+    for _ in range(int(np.log2(stride))):
+        size = -(-size // 2)
+    return size
+
+
+def tap_audit(plan, image_size, stem_stride=4):
+    """[(module path, map size, rate, share of the filter's taps on the image, share of
+    positions where only the centre tap is)] for each atrous unit and each head branch of
+    ``plan`` (from ``models.atrous_plan``) on an image_size x image_size input: which 3x3
+    filters are, in effect, 1x1 on this map (a share of centre-only positions of 1)."""
+    rows, stride = [], stem_stride
+    for path, (unit_stride, rate) in plan.items():
+        stride *= unit_stride
+        if rate > 1 or path.startswith("classifier."):
+            taps = valid_taps(feature_map_size(image_size, stride), rate)
+            rows.append((path, taps.shape[0], rate, float(taps.mean() / 9), float(np.mean(taps == 1))))
+    return rows
+
+
 def effective_receptive_field(model, input_shape, position=None, seed=0) -> np.ndarray:
     """|d output[:, :, i, j].sum() / d x|, summed over images and channels: (H, W), for a
     standard-normal input of ``input_shape`` (N, C, H, W) drawn with ``seed``, at output

@@ -31,7 +31,6 @@ import dataclasses
 import datetime
 import hashlib
 import json
-import math
 import platform
 import sys
 import time
@@ -41,14 +40,13 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from atrousnp import backend_names, set_backend
+from atrousnp.analysis import feature_map_size, scaled_rates
 from atrousnp.metrics import mean_iou
-from atrousnp.train import BACKBONES, TrainConfig, datasets, evaluate, load_trained, train
-from atrousnp.data import VOC_CLASSES
+from atrousnp.train import BACKBONES, TrainConfig, datasets, evaluate, load_trained, resolve, train
 from atrousnp.files import load_json, save_json
 from atrousnp.viz import add_legend, paint, save_valid_taps
 
 MULTI_SCALE = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
-PAPER_MAP = 33  # the paper's feature map at output stride 16, from its 513-pixel crops
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,13 +134,6 @@ MODES = {  # the training every configuration gets, and the synthetic set's size
 }
 
 
-def scaled_rates(rates, crop_size):
-    """The paper's ASPP rates for its 33x33 map, scaled to the map that ``crop_size`` gives at
-    output stride 16 (at least 1): the same share of the map, so Figure 4 says the same."""
-    feature = math.ceil(crop_size / 16)
-    return tuple(max(1, round(rate * feature / PAPER_MAP)) for rate in rates)
-
-
 def configure(args, table, row):
     """The TrainConfig of one row: mode, command line, the table's base and the row's settings."""
     settings = dict(MODES[args.mode], backbone=args.backbone, voc_root=args.voc_root, synthetic_kind="ablation",
@@ -155,10 +146,11 @@ def configure(args, table, row):
                                        ("crop_size", args.image_size)) if v is not None})
     settings.update(table.base)
     settings.update(row.model)
-    settings["aspp_rates"] = scaled_rates(settings.get("aspp_rates", TrainConfig.aspp_rates), settings["crop_size"])
+    settings["aspp_rates"] = scaled_rates(settings.get("aspp_rates", (6, 12, 18)),
+                                          feature_map_size(settings["crop_size"], 16))
     settings["eval_every"] = settings["iterations"]
     settings["checkpoint_every"] = max(1, settings["iterations"] // 6)
-    return TrainConfig(**settings)
+    return resolve(TrainConfig(**settings))
 
 
 def run_folder(args, config):
@@ -284,7 +276,8 @@ def plot_output_strides(args, path, images=3):
     titles = ["image", "ground truth"] + [f"trained at {row.label}" for row in rows]
     fig = Figure(figsize=(2.2 * len(titles), 2.3 * len(predictions[0]) + 0.6))
     axes = fig.subplots(len(predictions[0]), len(titles), squeeze=False)
-    n = len(VOC_CLASSES)
+    names = configure(args, table, rows[0]).class_names
+    n = len(names)
     for r, (image, truth, _) in enumerate(predictions[0]):
         pictures = [image, paint(truth, n)] + [paint(examples[r][2], n) for examples in predictions]
         for c, picture in enumerate(pictures):
@@ -292,7 +285,7 @@ def plot_output_strides(args, path, images=3):
             axes[r, c].axis("off")
             if r == 0:
                 axes[r, c].set_title(titles[c], fontsize=9)
-    add_legend(fig, [label for examples in predictions for _, *pair in examples for label in pair], VOC_CLASSES)
+    add_legend(fig, [label for examples in predictions for _, *pair in examples for label in pair], names)
     fig.tight_layout(rect=(0, 0.6 / fig.get_figheight(), 1, 1))
     fig.savefig(path, dpi=90)
 

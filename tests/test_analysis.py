@@ -55,3 +55,25 @@ def test_the_figure_scripts_draw(tmp_path, script):
     spec.loader.exec_module(module)
     module.main(["--out", str(tmp_path / "figure.png")])
     assert (tmp_path / "figure.png").stat().st_size > 10_000
+
+
+def test_the_papers_rates_scale_to_the_feature_map():
+    """The paper's 513-pixel crops give a 33x33 map at output stride 16."""
+    from atrousnp.analysis import feature_map_size, scaled_rates
+    assert [feature_map_size(size, 16) for size in (513, 96, 48)] == [33, 6, 3]
+    assert scaled_rates((6, 12, 18), 33) == (6, 12, 18)
+    assert scaled_rates((6, 12, 18, 24), 6) == (1, 2, 3, 4)
+    assert scaled_rates((6, 12, 18), 3) == (1, 1, 2)
+
+
+def test_the_tap_audit_finds_filters_that_are_1x1_in_effect():
+    """ASPP's rates 6, 12, 18 on the 6x6 map of a 96-pixel crop: only the centre tap reads the image."""
+    from atrousnp.analysis import tap_audit
+    plan = anp.models.atrous_plan(16, None, "aspp", (6, 12, 18), (1, 1, 1, 1))
+    audit = {path: (size, rate, on_image, centre) for path, size, rate, on_image, centre in tap_audit(plan, 96)}
+    assert audit["classifier.0.convs.3"] == (6, 18, 1 / 9, 1.0)
+    scaled = {path: row[3] for path, *row in tap_audit(anp.models.atrous_plan(16, None, "aspp", (1, 2, 3),
+                                                                              (1, 1, 1, 1)), 96)}
+    paper = {path: row[3] for path, *row in tap_audit(anp.models.atrous_plan(16, None, "aspp", (6, 12, 18)), 513)}
+    for branch in ("classifier.0.convs.1", "classifier.0.convs.2", "classifier.0.convs.3"):
+        assert abs(scaled[branch] - paper[branch]) < 0.05  # the paper's share of taps on the image

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 import atrousnp as anp
-from atrousnp.data import TrainTransform, VOCSegmentation, make_synthetic_voc, random_batch, voc_palette
+from atrousnp.data import SYNTHETIC_NAMES, TrainTransform, VOCSegmentation, make_synthetic_voc, random_batch, voc_palette
 from atrousnp.metrics import confusion_matrix, mean_iou, per_class_iou, pixel_accuracy
 
 SHARED_VOC = Path(__file__).resolve().parents[2] / "shared" / "voc-mini"
@@ -25,7 +25,7 @@ def test_synthetic_set_round_trips_through_the_loader(synthetic_root):
     image, label = train[0]
     assert image.dtype == np.uint8 and image.shape == (48, 48, 3)
     assert label.dtype == np.uint8 and label.shape == (48, 48)
-    assert set(np.unique(label)) <= {0, 1, 8, 12, 15, 19, 255}
+    assert set(np.unique(label)) <= {0, 1, 2, 3, 4, 5, 255}
     png = Image.open(train.paths(0)[1])
     assert png.mode == "P" and png.getpalette()[:6] == voc_palette()[:2].ravel().tolist()
     labels = np.concatenate([train[i][1].ravel() for i in range(len(train))])
@@ -148,18 +148,28 @@ def test_sbd_style_labels_come_from_segmentation_class_aug(synthetic_root, tmp_p
 def test_the_ablation_set_tells_cats_from_dogs_by_the_scene_alone(tmp_path):
     """Cats and dogs are drawn alike; a cat's scene is warm (more red than blue), a dog's cool."""
     from atrousnp.data.synthetic import ABLATION_CLASSES
-    assert ABLATION_CLASSES[8][1:] == ABLATION_CLASSES[12][1:]
+    assert ABLATION_CLASSES[2][1:] == ABLATION_CLASSES[3][1:]
     root = make_synthetic_voc(tmp_path, n_train=40, n_val=2, image_size=64, seed=3, kind="ablation")
+    dataset = VOCSegmentation(root, "train")
+    cat, dog = dataset.class_names.index("cat"), dataset.class_names.index("dog")
     seen = set()
-    for image, label in VOCSegmentation(root, "train"):
+    for image, label in dataset:
         classes = set(np.unique(label)) - {255}
-        assert classes <= {0, 1, 8, 12, 15, 19}
-        assert not {8, 12} <= classes
+        assert not {cat, dog} <= classes
         background = image[label == 0].mean(axis=0)
-        if (8 in classes or 12 in classes) and (label == 0).sum() > 100:  # some are all objects
-            assert (background[0] > background[2]) == (8 in classes)
+        if (cat in classes or dog in classes) and (label == 0).sum() > 100:  # some are all objects
+            assert (background[0] > background[2]) == (cat in classes)
         seen |= classes
-    assert seen == {0, 1, 8, 12, 15, 19}
+    assert seen == set(range(6)) and dataset.class_names == SYNTHETIC_NAMES
+
+
+def test_a_dataset_names_its_classes_and_voc_has_its_twenty_one(synthetic_root, tmp_path):
+    assert VOCSegmentation(synthetic_root, "train").class_names == SYNTHETIC_NAMES == (
+        "background", "aeroplane", "cat", "dog", "person", "train")
+    voc = tmp_path / "voc"
+    shutil.copytree(synthetic_root, voc)
+    (voc / "VOC2012" / "classes.txt").unlink()
+    assert VOCSegmentation(voc, "train").class_names == anp.data.VOC_CLASSES
 
 
 def test_a_synthetic_kind_is_checked():

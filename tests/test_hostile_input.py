@@ -249,7 +249,7 @@ def test_a_broken_val_split_is_refused_before_the_first_iteration_naming_each_ba
     message = str(refused.value)
     assert "3 of the 4 images of split 'val'" in message
     assert f"missing file {root / 'VOC2012' / 'JPEGImages' / val[0]}.jpg" in message
-    assert f"{val[1]}.png: label values [30] are not classes 0..20 nor the ignore label 255" in message
+    assert f"{val[1]}.png: label values [30] are not classes 0..5 nor the ignore label 255" in message
     assert f"{val[2]}.png: label is 40x20 but its image {val[2]}.jpg is 40x40" in message
     assert not steps and not (tmp_path / "run" / "checkpoint.npz").exists()
 
@@ -342,7 +342,7 @@ def test_resume_refuses_other_settings_and_says_what_it_resumes(tmp_path, capsys
     train(tiny_train_config(tmp_path, iterations=2))
     for change, message in ((dict(backbone="resnet18"), "backbone was 'small', now 'resnet18'"),
                             (dict(lr=0.5), "lr was 0.02, now 0.5"), (dict(dtype="float64"), "dtype was 'float32'"),
-                            (dict(class_names=tuple(f"c{i}" for i in range(21))), r"class_names was None, now \['c0'"),
+                            (dict(class_names=tuple(f"c{i}" for i in range(6))), r"class_names was \['background', .*now \['c0'"),
                             (dict(iterations=1), r"is at iteration 2, past iterations \(1\)")):
         with pytest.raises(ValueError, match=rf"resume: .*checkpoint.npz .*{message}"):
             train(tiny_train_config(tmp_path, resume=True, **{"iterations": 3, **change}))
@@ -499,8 +499,8 @@ def test_a_multi_grid_that_does_not_fit_layer4_names_the_flag_and_the_fix(tmp_pa
     (lambda state: state.update(config="x"), r"is not a checkpoint of atrousnp's training"),
     (lambda state: state["config"].update(aspp_rates=5), r"its saved settings cannot work: aspp_rates"),
     (lambda state: state["config"].update(dtype="object"), r"its saved settings cannot work: dtype"),
-    (lambda state: state["config"].update(class_names=["a"] * 21), r"its saved settings cannot work: .*is class 0"),
-    (lambda state: state["config"].update(class_names=["a", "b"]), r"class_names has 2 names but num_classes is 21"),
+    (lambda state: state["config"].update(class_names=["a"] * 6), r"its saved settings cannot work: .*is class 0"),
+    (lambda state: state["config"].update(class_names=["a", "b"]), r"class_names has 2 names but num_classes is 6"),
     (lambda state: state.pop("model"), r"holds no model weights"),
 ])
 def test_evaluation_checks_a_checkpoints_saved_settings(tmp_path, change, message):

@@ -59,13 +59,6 @@ def test_a_second_run_trains_and_evaluates_nothing_again(smoke_run, monkeypatch)
         assert after.split(f"## {title}")[1].split("![")[0] == before.split(f"## {title}")[1].split("![")[0]
 
 
-def test_the_papers_rates_scale_to_the_feature_map():
-    script = load_script()
-    assert script.scaled_rates((6, 12, 18), 513) == (6, 12, 18)
-    assert script.scaled_rates((6, 12, 18, 24), 96) == (1, 2, 3, 4)
-    assert script.scaled_rates((6, 12, 18), 48) == (1, 1, 2)
-
-
 def test_an_unknown_table_is_named():
     with pytest.raises(SystemExit):
         load_script().parse_args(["--only", "table1,table7"])

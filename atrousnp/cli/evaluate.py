@@ -12,7 +12,7 @@ import json
 from ..backends import backend_names, set_backend
 from ..inference import check_scales
 from ..metrics import mean_iou, pixel_accuracy
-from ..train import class_names, datasets, evaluate, load_trained, named_iou
+from ..train import datasets, evaluate, load_trained, named_iou
 from . import HelpFormatter
 
 
@@ -45,7 +45,7 @@ def main(argv=None):
         raise SystemExit(f"error: {error}") from None
     print(json.dumps({"miou": mean_iou(cm), "pixel_accuracy": pixel_accuracy(cm),
                       "output_stride": args.output_stride or config.output_stride, "scales": scales, "flip": args.flip,
-                      "per_class_iou": named_iou(cm, class_names(config))}, indent=2))
+                      "per_class_iou": named_iou(cm, config.class_names)}, indent=2))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import numpy as np
 from ..backends import backend_names, set_backend
 from ..data import read_image
 from ..inference import check_scales, predict
-from ..train import class_names, load_trained
+from ..train import load_trained
 from ..viz import save_segmentation
 from . import HelpFormatter
 
@@ -45,7 +45,7 @@ def main(argv=None):
     except (ValueError, OSError) as error:
         raise SystemExit(f"error: {error}") from None
     out = args.out or Path(f"{args.image.stem}_segmented.png")
-    names = class_names(config)
+    names = config.class_names
     save_segmentation(out, image, prediction, names)
     found = ", ".join(names[c] for c in np.unique(prediction) if c < len(names))
     print(f"wrote {out}: {found}")

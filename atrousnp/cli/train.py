@@ -16,9 +16,12 @@ import json
 from pathlib import Path
 
 from .. import parallel
+from ..analysis import tap_audit
 from ..backends import backend_names
 from ..data import read_class_names
-from ..train import BACKBONES, DivergenceError, FolderInUseError, TrainConfig, check_config, train
+from ..models import atrous_plan
+from ..models.resnet import STAGE_UNITS
+from ..train import BACKBONES, DivergenceError, FolderInUseError, TrainConfig, check_config, resolve, train
 from . import HelpFormatter, floats, ints
 
 PRETRAINED_LR = 0.007  # the paper's initial rate when fine-tuning from ImageNet (§4)
@@ -36,7 +39,8 @@ def parse_args(argv=None):
     data.add_argument("--val-split", default=d.val_split, help="ImageSets/Segmentation/<name>.txt to evaluate on")
     data.add_argument("--max-images", type=int, help="use the first N images of each split (default: all)")
     data.add_argument("--use-aug", action="store_true", help="train labels from SBD's SegmentationClassAug folder")
-    data.add_argument("--num-classes", type=int, help="default: one per line of --class-names, else 21 (VOC)")
+    data.add_argument("--num-classes", type=int, help="default: one per line of --class-names, else the data's "
+                                                      "(its VOC2012/classes.txt; VOC's 21 without one)")
     data.add_argument("--class-names", type=Path, help="a text file, one class name per line, class 0 first")
     model = p.add_argument_group("model")
     model.add_argument("--backbone", choices=list(BACKBONES), default=d.backbone, help="the ResNet")
@@ -47,7 +51,8 @@ def parse_args(argv=None):
     model.add_argument("--backbone-layers", type=ints, help="the small backbone's units per stage, e.g. 1,1,1,3 "
                                                             "(default: 1,1,1,1)")
     model.add_argument("--head", choices=["aspp", "cascade"], default=d.head, help="the paper's §3.3 or §3.2")
-    model.add_argument("--aspp-rates", type=ints, default=d.aspp_rates, help="at output stride 16, doubled at 8")
+    model.add_argument("--aspp-rates", type=ints, help="at output stride 16, doubled at 8 (default: the paper's 6,12,18 "
+                                                       "scaled to the crop's feature map: 1,2,3 for 96 pixels)")
     model.add_argument("--no-image-pooling", dest="image_pooling", action="store_false", help="ASPP without it")
     model.add_argument("--cascade-blocks", type=int, choices=[0, 1, 2, 3], default=d.cascade_blocks,
                        help="--head cascade: how many of blocks 5..7 follow block4")
@@ -64,7 +69,8 @@ def parse_args(argv=None):
                                               f"{PRETRAINED_LR}, the paper's, with --backbone-weights)")
     opt.add_argument("--momentum", type=float, default=d.momentum, help="SGD's momentum")
     opt.add_argument("--weight-decay", type=float, default=d.weight_decay, help="SGD's weight decay")
-    opt.add_argument("--seed", type=int, default=d.seed, help="of the weights, the batches and the synthetic set")
+    opt.add_argument("--seed", type=int, default=d.seed, help="of the initial weights and the batches")
+    opt.add_argument("--data-seed", type=int, default=d.data_seed, help="of the synthetic set")
     opt.add_argument("--dtype", choices=["float32", "float64"], default=d.dtype,
                      help="float64: slower, for experiments that compare runs closely")
     run = p.add_argument_group("evaluation and output")
@@ -99,6 +105,21 @@ def parse_args(argv=None):
     return TrainConfig(**{k: v for k, v in vars(args).items() if v is not None})
 
 
+def atrous_geometry(config):
+    """Lines saying, for each atrous unit and head branch, how much of its 3x3 filter reads the
+    image (not padding) on the feature map of a training crop: a rate as large as the map
+    leaves only the centre tap, a 1x1 filter in effect (the paper's Figure 4)."""
+    units = config.backbone_layers or STAGE_UNITS[config.backbone]
+    plan = atrous_plan(config.output_stride, config.multi_grid, config.head, config.aspp_rates, units,
+                       config.cascade_blocks)
+    lines = [f"atrous filters on the feature map of a {config.crop_size}-pixel crop (output stride "
+             f"{config.output_stride}):"]
+    for path, size, rate, on_image, centre_only in tap_audit(plan, config.crop_size):
+        note = "  a 1x1 filter in effect: only its centre tap reads the image" if centre_only == 1 else ""
+        lines.append(f"  {path:<24} rate {rate:>2} on {size}x{size}: {on_image:4.0%} of its taps on the image{note}")
+    return lines
+
+
 def main(argv=None):
     config = parse_args(argv)
     if config.distributed:
@@ -109,6 +130,7 @@ def main(argv=None):
         parallel.fail(f"error: {error}", on_every_rank=True)
     if parallel.is_main():
         print(f"training on the {config.backend} backend into {config.out}", flush=True)
+        print("\n".join(atrous_geometry(resolve(config))), flush=True)
     try:
         metrics = train(config)
     # What the user can fix (a setting, the data, the --out folder), or a diverged run: one line,

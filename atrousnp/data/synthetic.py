@@ -1,8 +1,10 @@
 """A synthetic dataset in the VOC layout, so that training runs with nothing downloaded.
 
 Each image has a textured background and 1-4 objects, each with a colour and a stripe texture
-of its class and its own shape; labels are palette PNGs with the VOC palette and a band of 255
-(ignore) around each object's edge, as VOC's own annotations have. Two kinds:
+of its class and its own shape; labels are palette PNGs with a band of 255 (ignore) around
+each object's edge, as VOC's own annotations have. The set has six classes of its own (0 is
+background; ``SYNTHETIC_NAMES``), named in ``VOC2012/classes.txt``, so that a model trained on it
+has six outputs and its mIoU is a mean over those six. Two kinds:
 
 * ``kind="shapes"`` (the training example's): five classes, each its own colour, texture and
   shape, drawn at widely varying scales (radius 5% to 45% of the image).
@@ -24,29 +26,30 @@ from PIL import Image
 
 from .palette import IGNORE_INDEX, voc_palette
 
-# class index (VOC's): (name, base colour RGB, stripe period in pixels, shape, radius range as a
-# share of the image size)
+# class index: (name, base colour RGB, stripe period in pixels, shape, radius range as a share of
+# the image size). The set's own classes, 0 (background) to 5, are written to VOC2012/classes.txt.
 SYNTHETIC_CLASSES = {
     1: ("aeroplane", (200, 60, 50), 4, "disk", (0.05, 0.45)),
-    8: ("cat", (60, 170, 70), 6, "square", (0.05, 0.45)),
-    12: ("dog", (60, 80, 200), 3, "triangle", (0.05, 0.45)),
-    15: ("person", (220, 190, 60), 8, "ring", (0.05, 0.45)),
-    19: ("train", (170, 70, 190), 5, "ellipse", (0.05, 0.45)),
+    2: ("cat", (60, 170, 70), 6, "square", (0.05, 0.45)),
+    3: ("dog", (60, 80, 200), 3, "triangle", (0.05, 0.45)),
+    4: ("person", (220, 190, 60), 8, "ring", (0.05, 0.45)),
+    5: ("train", (170, 70, 190), 5, "ellipse", (0.05, 0.45)),
 }
 ABLATION_CLASSES = {
     1: ("aeroplane", (200, 60, 50), 4, "cross", (0.25, 0.45)),
-    8: ("cat", (120, 120, 120), 5, "disk", (0.2, 0.6)),
-    12: ("dog", (120, 120, 120), 5, "disk", (0.2, 0.6)),
-    15: ("person", (220, 190, 60), 3, "square", (0.08, 0.14)),
-    19: ("train", (170, 70, 190), 6, "ellipse", (0.5, 0.9)),
+    2: ("cat", (120, 120, 120), 5, "disk", (0.2, 0.6)),
+    3: ("dog", (120, 120, 120), 5, "disk", (0.2, 0.6)),
+    4: ("person", (220, 190, 60), 3, "square", (0.08, 0.14)),
+    5: ("train", (170, 70, 190), 6, "ellipse", (0.5, 0.9)),
 }
+SYNTHETIC_NAMES = ("background",) + tuple(name for name, *_ in SYNTHETIC_CLASSES.values())
 # kind: (classes, {scene: (background base colour, the classes drawn in it)}); the shapes kind's
 # scene has a random base colour and draws every class. In the ablation kind, cats stand in warm
 # scenes and dogs in cool ones, and the small persons are drawn twice as often as the others.
 KINDS = {"shapes": (SYNTHETIC_CLASSES, {"any": (None, tuple(SYNTHETIC_CLASSES))}),
-         "ablation": (ABLATION_CLASSES, {"warm": ((150, 115, 80), (1, 8, 15, 15, 19)),
-                                         "cool": ((80, 115, 150), (1, 12, 15, 15, 19))})}
-_VERSION = 3  # 3: the ablation kind's persons
+         "ablation": (ABLATION_CLASSES, {"warm": ((150, 115, 80), (1, 2, 4, 4, 5)),
+                                         "cool": ((80, 115, 150), (1, 3, 4, 4, 5))})}
+_VERSION = 4  # 4: the set's own class indices 0..5, named in classes.txt
 
 
 def make_synthetic_voc(root, n_train=200, n_val=50, image_size=96, seed=0, kind="shapes"):
@@ -73,6 +76,7 @@ def make_synthetic_voc(root, n_train=200, n_val=50, image_size=96, seed=0, kind=
             png.putpalette(palette)
             png.save(folder / "SegmentationClass" / f"{image_id}.png")
         (folder / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("\n".join(ids) + "\n")
+    (folder / "classes.txt").write_text("\n".join(SYNTHETIC_NAMES) + "\n")
     marker.write_text(json.dumps(settings))
     return root
 

@@ -4,9 +4,10 @@
     root/VOC2012/SegmentationClass/<id>.png       palette PNGs: pixel value = class index, 255 = ignore
     root/VOC2012/ImageSets/Segmentation/<split>.txt   one image id per line
 
-``root`` may also be the VOC2012 folder itself, or a VOCdevkit folder holding it. With
-``use_aug=True`` labels come from an SBD-style ``SegmentationClassAug`` folder beside
-``SegmentationClass``.
+A ``VOC2012/classes.txt`` (one class name per line, class 0 first) names a set's own classes;
+without it they are PASCAL VOC's 21. ``root`` may also be the VOC2012 folder itself, or a
+VOCdevkit folder holding it. With ``use_aug=True`` labels come from an SBD-style
+``SegmentationClassAug`` folder beside ``SegmentationClass``.
 """
 
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from .classes import VOC_CLASSES, read_class_names
 from .images import decode, open_image, read_image
 
 
@@ -43,6 +45,7 @@ class VOCSegmentation:
         self.split = split
         self.label_folder = self.folder / ("SegmentationClassAug" if use_aug else "SegmentationClass")
         self.transform = transform
+        self.class_names = dataset_class_names(self.folder)
 
     def __len__(self):
         return len(self.ids)
@@ -82,6 +85,13 @@ class VOCSegmentation:
             more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
             raise ValueError(f"{len(problems)} of the {len(self)} images of split {self.split!r} under {self.folder} "
                              f"cannot be used:\n  {shown}{more}")
+
+
+def dataset_class_names(root):
+    """The classes a VOC-format set says it has: one per line of its VOC2012/classes.txt, class 0
+    first, or PASCAL VOC's 21 where there is no such file."""
+    names = find_voc2012(root) / "classes.txt"
+    return read_class_names(names) if names.is_file() else VOC_CLASSES
 
 
 def _label(path, width, height, image_path):

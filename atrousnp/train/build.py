@@ -3,13 +3,13 @@
 from pathlib import Path
 
 from ..data import VOCSegmentation, make_synthetic_voc
-from ..data.classes import VOC_CLASSES
 from ..optim import SGD
 from .config import BACKBONES
 
 
 def build_model(config, rng):
-    """The DeepLabv3 of ``config``, its initial weights drawn from ``rng``, in its dtype."""
+    """The DeepLabv3 of ``config`` (``config.resolve``d), its initial weights drawn from ``rng``,
+    in its dtype."""
     settings = dict(num_classes=config.num_classes, output_stride=config.output_stride, multi_grid=config.multi_grid,
                     head=config.head, aspp_rates=config.aspp_rates, image_pooling=config.image_pooling,
                     cascade_blocks=config.cascade_blocks, rng=rng)
@@ -29,20 +29,13 @@ def build_optimizer(model, config):
                 {"params": list(model.classifier.parameters())}], **settings)
 
 
-def class_names(config):
-    """The name of each class: the configured ones, VOC's for 21 classes, else the numbers."""
-    if config.class_names is not None:
-        return tuple(config.class_names)
-    return VOC_CLASSES if config.num_classes == len(VOC_CLASSES) else tuple(str(c) for c in range(config.num_classes))
-
-
 def datasets(config):
     """The (train, val) splits: of ``voc_root``, or of the synthetic set (written on first use)."""
     root = config.voc_root
     if root is None:
         folder = "synthetic_voc" if config.synthetic_kind == "shapes" else f"synthetic_voc_{config.synthetic_kind}"
         root = make_synthetic_voc(Path(config.data_dir) / folder, config.synthetic_train,
-                                  config.synthetic_val, config.synthetic_size, seed=config.seed,
+                                  config.synthetic_val, config.synthetic_size, seed=config.data_seed,
                                   kind=config.synthetic_kind)
     return (VOCSegmentation(root, config.train_split, max_images=config.max_images, use_aug=config.use_aug),
             VOCSegmentation(root, config.val_split, max_images=config.max_images))

@@ -7,7 +7,10 @@ from pathlib import Path
 import numpy as np
 
 from .. import models, parallel
-from ..data.classes import check_class_names
+from ..analysis import feature_map_size, scaled_rates
+from ..data import SYNTHETIC_NAMES
+from ..data.classes import VOC_CLASSES, check_class_names
+from ..data.voc import dataset_class_names
 from ..inference import check_scales
 from ..models.resnet import STAGE_UNITS
 
@@ -27,14 +30,16 @@ class TrainConfig:
     synthetic_val: int = 60
     synthetic_size: int = 96
     synthetic_kind: str = "shapes"  # or "ablation": see atrousnp.data.synthetic
-    num_classes: int = 21
-    class_names: tuple = None       # one per class; None: VOC's 21 names, or the class numbers
+    data_seed: int = 0              # of the synthetic set: one set for every seed of training
+    num_classes: int = None         # None: as many as class_names, or as the data names (VOC's 21)
+    class_names: tuple = None       # one per class; None: the data's (its classes.txt), else the numbers
     backbone: str = "small"
     backbone_weights: str = None    # an ImageNet ResNet (.pth, .safetensors) or atrousnp .npz to start from
     backbone_lr_scale: float = 0.1  # the backbone's rate relative to the head's, with backbone_weights
     backbone_layers: tuple = None   # units per stage of the small backbone; None: (1, 1, 1, 1)
     head: str = "aspp"
-    aspp_rates: tuple = (6, 12, 18)  # at output stride 16, doubled at 8
+    aspp_rates: tuple = None        # at output stride 16, doubled at 8; None: the paper's (6, 12, 18)
+                                    # scaled to the crop's feature map (analysis.scaled_rates)
     image_pooling: bool = True
     cascade_blocks: int = 3         # head="cascade": how many of blocks 5..7 follow block4
     output_stride: int = 16
@@ -51,7 +56,7 @@ class TrainConfig:
     eval_every: int = 300
     checkpoint_every: int = 250
     backend: str = "numba"
-    seed: int = 0
+    seed: int = 0                   # of the initial weights and of the batches (two streams)
     out: str = "runs/voc_subset"
     resume: bool = False
     overwrite: bool = False         # start afresh in an --out that holds a checkpoint
@@ -59,6 +64,20 @@ class TrainConfig:
     distributed: bool = False       # one rank of an MPI job (mpiexec -n K): see atrousnp.parallel
     cuda_graph: bool = True         # backend "cuda": replay each step as a CUDA graph (crops keep one size)
     dtype: str = "float32"          # the model's and the images' floating-point type
+
+
+def resolve(config):
+    """``config`` with what it leaves to be decided filled in: the classes (the given names, or
+    the data's: the synthetic set's six, a VOC folder's classes.txt, else VOC's 21; or the class
+    numbers when only num_classes is given) and ASPP's rates (the paper's scaled to the training
+    crop's feature map at output stride 16)."""
+    names = config.class_names
+    if names is None and config.num_classes is None:
+        names = SYNTHETIC_NAMES if config.voc_root is None else dataset_class_names(config.voc_root)
+    elif names is None:
+        names = VOC_CLASSES if config.num_classes == len(VOC_CLASSES) else tuple(map(str, range(config.num_classes)))
+    rates = config.aspp_rates or scaled_rates((6, 12, 18), feature_map_size(config.crop_size, 16))
+    return dataclasses.replace(config, class_names=tuple(names), num_classes=len(names), aspp_rates=tuple(rates))
 
 
 def plain(config):
@@ -72,8 +91,8 @@ def from_plain(settings):
     return TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items() if k in fields})
 
 
-POSITIVE_INTEGERS = ("iterations", "crop_size", "eval_every", "checkpoint_every", "num_classes", "synthetic_train",
-                     "synthetic_val", "synthetic_size")
+POSITIVE_INTEGERS = ("iterations", "crop_size", "eval_every", "checkpoint_every", "synthetic_train", "synthetic_val",
+                     "synthetic_size")
 
 
 def check_config(config):
@@ -106,10 +125,13 @@ def check_settings(config):
                          f"and {config.eval_output_stride!r}")
     if config.dtype not in ("float32", "float64"):
         raise ValueError(f"dtype must be float32 or float64, got {config.dtype!r}")
-    _positive_integers("aspp_rates (--aspp-rates)", config.aspp_rates)
+    if config.num_classes is not None:
+        _positive_integer("num_classes", config.num_classes)
+    if config.aspp_rates is not None:
+        _positive_integers("aspp_rates (--aspp-rates)", config.aspp_rates)
     if config.class_names is not None:
         names = check_class_names(config.class_names)
-        if len(names) != config.num_classes:
+        if config.num_classes is not None and len(names) != config.num_classes:
             raise ValueError(f"class_names has {len(names)} names but num_classes is {config.num_classes}")
     _check_backbone_layers(config)
     if config.backbone_weights is not None and not Path(config.backbone_weights).is_file():

@@ -6,21 +6,23 @@ from ..checkpoint import load
 from ..inference import predict
 from ..metrics import confusion_matrix, per_class_iou
 from .build import build_model
-from .config import check_settings, from_plain
+from .config import check_settings, from_plain, resolve
 
 
-def evaluate(model, dataset, num_classes, output_stride=None, scales=(1.0,), flip=False, keep=0, indices=None):
-    """Confusion matrix over ``dataset`` (or its ``indices``), and the first ``keep`` (image, truth,
-    prediction) triples."""
-    cm = np.zeros((num_classes, num_classes), np.int64)
-    examples = []
+def evaluate(model, dataset, num_classes, output_stride=None, scales=(1.0,), flip=False, keep=0, indices=None,
+             per_image=False):
+    """The confusion matrix over ``dataset`` (or its ``indices``), and the first ``keep`` (image,
+    truth, prediction) triples. ``per_image``: each image's matrix, stacked (I, C, C), for
+    intervals over images (``atrousnp.stats``)."""
+    matrices, examples = [], []
     for i in range(len(dataset)) if indices is None else indices:
         image, label = dataset[i]
         prediction = predict(model, image, output_stride, scales, flip).argmax(axis=0)
-        cm += confusion_matrix(prediction, label, num_classes)
+        matrices.append(confusion_matrix(prediction, label, num_classes))
         if len(examples) < keep:
             examples.append((image, label, prediction.astype(np.uint8)))
-    return cm, examples
+    stack = np.array(matrices, np.int64).reshape(-1, num_classes, num_classes)
+    return (stack if per_image else stack.sum(axis=0)), examples
 
 
 def named_iou(cm, names):
@@ -62,4 +64,4 @@ def saved_config(state, checkpoint_path):
         check_settings(config)
     except ValueError as error:
         raise ValueError(f"{checkpoint_path}: its saved settings cannot work: {error}") from None
-    return config
+    return resolve(config)

@@ -1,9 +1,11 @@
 """The training loop of DeepLabv3, as the paper trains it (§4): SGD with momentum 0.9 and weight
 decay, the poly learning rate, random scale/crop/flip; evaluations and checkpoints on the way.
 
-Every random choice (batch contents, augmentation, initialisation) comes from one numpy
-Generator seeded by ``config.seed`` and saved in each checkpoint, so ``resume=True``
-continues exactly where an interrupted run stopped.
+Every random choice comes from two numpy Generators spawned from ``config.seed``: one draws the
+initial weights, the other the batches and their augmentation. Two architectures trained with
+one seed therefore see the same batches, whatever their number of parameters. The batch
+stream's state is saved in each checkpoint, so ``resume=True`` continues exactly where an
+interrupted run stopped.
 """
 
 import time
@@ -17,8 +19,8 @@ from ..data import TrainTransform
 from ..io import load_weights
 from ..metrics import mean_iou
 from ..optim import PolyLR
-from .build import build_model, build_optimizer, class_names
-from .config import check_config
+from .build import build_model, build_optimizer
+from .config import check_config, resolve
 from .evaluation import all_finite
 from .outputs import CHECKPOINT, HISTORY, DivergenceError, diverged, resume, save_checkpoint, write_results
 from .strategies import strategy_for
@@ -32,13 +34,14 @@ def train(config):
     model would otherwise report the all-background mIoU as if it were a result."""
     strategy = strategy_for(config)                  # one process, a CUDA graph, or one MPI rank
     check_config(config)
+    config = resolve(config)                         # the data's classes, ASPP's rates for the crop
     out = Path(config.out)
     with strategy.holding(out):                      # no other run writes into out meanwhile
         check_config(config)                         # again, now that no other run can write here
         set_backend(config.backend)
         train_set, val_set = strategy.datasets(config)
-        rng = np.random.default_rng(config.seed)
-        model, optimizer, schedule, start, history = start_run(config, out / CHECKPOINT, rng, strategy)
+        init_rng, rng = (np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(2))
+        model, optimizer, schedule, start, history = start_run(config, out / CHECKPOINT, init_rng, rng, strategy)
         step = strategy.training_step(model, optimizer)
         transform = TrainTransform(config.crop_size)
         saved = start or None                        # the last checkpoint's iteration (kept on divergence)
@@ -77,14 +80,15 @@ def train(config):
         cm, examples = strategy.evaluate(model, val_set, config, config.eval_scales, config.flip, keep=4)
         if not strategy.is_main:
             return {"miou": mean_iou(cm)}
-        return write_results(out, cm, examples, history, class_names(config), seconds, config)
+        return write_results(out, cm, examples, history, seconds, config)
 
 
-def start_run(config, checkpoint_path, rng, strategy):
+def start_run(config, checkpoint_path, init_rng, rng, strategy):
     """(model, optimizer, schedule, start iteration, history): fresh (from ``backbone_weights``
     if given), or restored from the checkpoint with ``resume``; the same on every rank. The
-    schedule takes its base rates before a checkpoint puts the scheduled ones back."""
-    model = build_model(config, rng)
+    schedule takes its base rates before a checkpoint puts the scheduled ones back. The weights
+    are drawn from ``init_rng``; ``rng``, the batch stream, is what a checkpoint restores."""
+    model = build_model(config, init_rng)
     if config.backbone_weights is not None and not config.resume:
         try:
             model.backbone.load_torchvision_backbone(load_weights(config.backbone_weights))

@@ -124,13 +124,13 @@ def diverged(iteration, what, saved, checkpoint_path, config):
             f"Try a lower learning rate (it was {config.lr})")
 
 
-def write_results(out, cm, examples, history, names, seconds, config):
+def write_results(out, cm, examples, history, seconds, config):
     """metrics.json, curves.png and predictions.png; returns the metrics."""
     metrics = {"miou": mean_iou(cm), "pixel_accuracy": pixel_accuracy(cm),
-               "per_class_iou": named_iou(cm, names), "train_seconds": seconds,
+               "per_class_iou": named_iou(cm, config.class_names), "train_seconds": seconds,
                "val_history": {"iteration": history["val_iteration"], "miou": history["val_miou"]},
                "settings": plain(config)}
     save_json(out / "metrics.json", metrics)
     save_training_curves(out / "curves.png", history)
-    save_prediction_grid(out / "predictions.png", examples, names)
+    save_prediction_grid(out / "predictions.png", examples, config.class_names)
     return metrics
