@@ -83,7 +83,7 @@ class CudaBackend(FusedPrimitives, Backend):
         if self.owns(host_array):
             return host_array if dtype is None else self.astype(host_array, dtype)
         if launching.CAPTURE is not None:       # a step being captured: only its inputs may come in
-            return launching.CAPTURE.input_buffer(host_array, dtype, self.empty)
+            return launching.CAPTURE.input_buffer(host_array, dtype)
         host = np.ascontiguousarray(np.asarray(host_array, dtype=dtype))
         out = self.empty(host.shape, host.dtype)
         if host.size:
@@ -91,18 +91,19 @@ class CudaBackend(FusedPrimitives, Backend):
             COUNTERS.host_to_device += 1
         return out
 
+    def copy_from_host(self, target, host_array):
+        if launching.CAPTURE is not None:       # a replay would not repeat it
+            launching.CAPTURE.refuse_copy(target)
+        host = np.ascontiguousarray(np.broadcast_to(np.asarray(host_array, target.dtype), target.shape))
+        if host.size:
+            target.copy_to_device(host)
+            COUNTERS.host_to_device += 1
+
     def to_host(self, a):
         if launching.CAPTURE is not None:
             launching.CAPTURE.refuse_read_back(a)
         COUNTERS.device_to_host += 1
         return a.copy_to_host()
-
-    def scalar_feed(self, read):
-        """A (1,) float64 device cell holding ``read()``; while a step is captured, an empty cell
-        that the graph fills before every replay (see ``Backend.scalar_feed``)."""
-        if launching.CAPTURE is not None:
-            return launching.CAPTURE.feed(read, self.empty((1,), np.float64))
-        return self.full((1,), read(), np.float64)
 
     def owns(self, a):
         return hasattr(a, "copy_to_host") and not isinstance(a, np.ndarray)

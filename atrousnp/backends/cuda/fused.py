@@ -297,14 +297,16 @@ class FusedPrimitives:
         """In place, a launch per chunk of TENSORS_PER_LAUNCH parameters of one dtype: where one
         launch per parameter would cost a ResNet-50 161 launches, this costs 11 (PyTorch's
         ``multi_tensor_apply`` chunks its tensor lists the same way, for the same reason).
-        ``lr`` is the (1,) float64 device cell that ``scalar_feed`` made."""
+        ``lr`` is the optimiser's 0-d float64 device array: the kernel reads the rate from it (in
+        the parameters' dtype), so that a replayed CUDA graph uses each step's."""
         buffers, groups = list(buffers), {}
         for k, p in enumerate(params):
             first = bool(momentum) and buffers[k] is None
             if first:
                 buffers[k] = self.empty(tuple(p.shape), p.dtype)   # a buffer of its own, never the gradient
             groups.setdefault((p.dtype, first), []).append(k)
-        for (_, first), indices in groups.items():
+        rates = {dtype: self.astype(flat(lr), dtype) for dtype, _ in groups}     # the rate in each dtype
+        for (dtype, first), indices in groups.items():
             for c in range(0, len(indices), TENSORS_PER_LAUNCH):
                 chunk = indices[c:c + TENSORS_PER_LAUNCH]
                 sizes = [params[k].size for k in chunk]
@@ -312,8 +314,8 @@ class FusedPrimitives:
                 bufs = tuple(flat(buffers[k] if momentum else params[k]) for k in chunk)
                 launch(sgd_kernel, sum(sizes))(tuple(flat(params[k]) for k in chunk),
                                                tuple(flat(self.astype(grads[k], params[k].dtype)) for k in chunk),
-                                               bufs, starts, sum(sizes), lr, momentum, weight_decay, dampening,
-                                               nesterov, first)
+                                               bufs, starts, sum(sizes), rates[dtype], *(dtype.type(v) for v in (
+                                                   momentum, weight_decay, dampening)), nesterov, first)
         return list(params), buffers
 
 
@@ -338,6 +340,6 @@ def signatures(dtype):
         ("xent pixels", xent_pixels_kernel, (a1, i1, a1, i, i, i, a1, a1, a1)),
         ("xent total", xent_total_kernel, (a1, i, a1, a1)),
         ("xent backward", xent_backward_kernel, (a1, a1, i1, a1, i, a1, a1, i, i, a1)),
-        ("sgd", sgd_kernel, (chunk, chunk, chunk, t.UniTuple(i, TENSORS_PER_LAUNCH), i, f64[::1]) + (f64,) * 3
+        ("sgd", sgd_kernel, (chunk, chunk, chunk, t.UniTuple(i, TENSORS_PER_LAUNCH), i, a1) + (f,) * 3
                            + (flag, flag)),
     ]

@@ -17,8 +17,9 @@ What a graph freezes, and so what a captured step must keep to (``StepGraph`` ch
    the graph lives; and state changes in place (SGD's parameters and momentum, batch norm's
    running statistics): a step that made a new parameter array would replay from the old one.
 2. **Numbers passed to kernels.** A rate that the host schedules anew each step would replay
-   as the value at capture. It is read from device memory instead, a *feed*
-   (``Backend.scalar_feed``) that the graph writes before every replay.
+   as the value at capture. It is read from device memory instead: the optimiser keeps it in
+   a 0-d device array of its own (``optim.sgd.ParamGroup``) and rewrites it, in place, when
+   the schedule sets a new rate.
 3. **Host work.** The step's Python runs once, at capture: a replay runs only its kernels.
    Host arrays passed as the step's arguments are copied into the graph's input buffers before
    each replay; any other copy to the device during capture (a dropout mask drawn on the host)
@@ -26,18 +27,30 @@ What a graph freezes, and so what a captured step must keep to (``StepGraph`` ch
    run yet: both are refused, with a ``GraphCaptureError`` that says why. Return Tensors from
    the step and read them after the call.
 
+Memory the host writes between replays (the input buffers, the optimiser's rate) must be
+memory that no captured kernel writes. During a real capture nothing keeps a launched kernel's
+arguments alive: an array freed while the step is captured goes back to the graph's free
+lists and is handed out again, within the same capture, to a later array (which is right:
+the replay runs in the same order). A buffer allocated late in the capture could then be a
+block that an earlier kernel of the graph uses as scratch, and at replay that kernel would
+overwrite what the host copied in. So the input buffers are allocated before the capture
+starts, and the rate in the eager call; neither is ever freed while the graph lives.
+
 On a GPU the capture uses the driver API (``cuda.bindings.driver``): a non-blocking stream in
 capture mode, the step's launches issued on it, ``cuStreamEndCapture``, ``cuGraphInstantiate``;
 replays are ``cuGraphLaunch`` on the default stream, in order with numba's copies there. numba's
-CUDA simulator has no graphs; there the capture records each configured kernel with its
-arguments, without running it, and a replay runs the record in order: the same semantics (what
-is frozen is frozen, nothing runs during capture), so the tests hold a step to the rules above,
-without the speed.
+CUDA simulator has no graphs; there the capture records each configured kernel with where its
+arguments lie (the memory, an offset, shape and strides: an address, as the driver records it)
+without running it or keeping its arrays alive, and a replay runs the record in order, on
+views of that memory made anew. The semantics are a real capture's (what is frozen is frozen,
+nothing runs during capture, memory freed during capture is reused by it), so the tests hold
+a step to the rules above, without the speed.
 """
 
 import contextlib
 import warnings
 import weakref
+from typing import NamedTuple
 
 import numpy as np
 from numba import cuda
@@ -54,22 +67,35 @@ class GraphCaptureError(RuntimeError):
 class Capture:
     """What the cuda backend does differently while a step is captured: launches go to the
     capturing ``stream`` (or, with ``stream=None`` in the simulator, into ``recorded``); host
-    arrays among ``inputs`` get input buffers; feeds get cells; other transfers are refused."""
+    arrays among ``inputs`` are read from ``buffers`` (one device array each, made before the
+    capture); other transfers are refused."""
 
-    def __init__(self, inputs, stream):
-        self.inputs = inputs
+    def __init__(self, inputs, buffers, stream):
+        self.inputs, self.buffers = inputs, buffers
         self.stream = stream
-        self.recorded = []          # (configured kernel, arguments), in the simulator
-        self.input_buffers = {}     # argument index -> the device array it is copied into
-        self.feeds = []             # (cell, read): cell[0] = read() before every replay
+        self.recorded = []          # (configured kernel, recorded arguments), in the simulator
+        self.used_inputs = set()    # the indices of the arguments the step uploaded
 
     def configured(self, kernel, grid, block):
         if self.stream is None:
-            return lambda *args: self.recorded.append((kernel[grid, block], _device_only(args)))
+            return lambda *args: self.recorded.append((kernel[grid, block], _recorded(_device_only(args))))
         on_stream = kernel[grid, block, self.stream]
         return lambda *args: on_stream(*_device_only(args))
 
-    def input_buffer(self, host_array, dtype, empty):
+    def replay_recorded(self):
+        """Run the recorded launches in order, on views of the memory they were given (simulator)."""
+        for kernel, args in self.recorded:
+            kernel(*_views(args))
+
+    def overlapping(self, arrays):
+        """(launch number, argument number) of every recorded kernel argument whose memory
+        overlaps one of ``arrays`` but is not that array's allocation (simulator): memory that a
+        captured kernel uses as something else."""
+        spans = [_Span.of(a) for a in arrays]
+        return [(n, k) for n, (_, args) in enumerate(self.recorded) for k, arg in enumerate(_flat(args))
+                if isinstance(arg, _Span) and any(arg.aliases(span) for span in spans)]
+
+    def input_buffer(self, host_array, dtype):
         """The device buffer of the step argument that ``host_array`` is."""
         index = next((i for i, a in enumerate(self.inputs) if a is host_array), None)
         if index is None or (dtype is not None and np.dtype(dtype) != host_array.dtype):
@@ -80,13 +106,13 @@ class Capture:
                 f"{np.dtype(dtype) if dtype is not None else 'another dtype'}): a replay would repeat that copy's "
                 "first data (a dropout mask drawn on the host, say). Pass it as an argument of the step, in the "
                 "dtype the step uses, or run the step without a graph")
-        if index not in self.input_buffers:
-            self.input_buffers[index] = empty(host_array.shape, host_array.dtype)
-        return self.input_buffers[index]
+        self.used_inputs.add(index)
+        return self.buffers[index]
 
-    def feed(self, read, cell):
-        self.feeds.append((cell, read))
-        return cell
+    def refuse_copy(self, a):
+        raise GraphCaptureError(
+            f"anp.cuda.graph: while the step was captured it copied host data into a device array {tuple(a.shape)} "
+            "(a checkpoint loaded, a learning rate set): a replay would not repeat that copy. Do it between calls")
 
     def refuse_read_back(self, a):
         raise GraphCaptureError(
@@ -95,14 +121,81 @@ class Capture:
             "runs no Python. Return the Tensor from the step and read it after the call")
 
 
+class _Span(NamedTuple):
+    """Where a simulated device array lies, as a driver records a kernel argument: the memory it
+    is in (kept, as device memory stays allocated), a byte offset, shape, strides and dtype; and
+    a weak reference to the allocation's own array, which is not kept alive."""
+    memory: object
+    offset: int
+    shape: tuple
+    strides: tuple
+    dtype: np.dtype
+    allocation: weakref.ref
+
+    @classmethod
+    def of(cls, device_array):
+        view = device_array._ary
+        root = view
+        while isinstance(root.base, np.ndarray):
+            root = root.base
+        offset = view.__array_interface__["data"][0] - root.__array_interface__["data"][0]
+        return cls(root if root.base is None else root.base, offset, view.shape, view.strides, view.dtype,
+                   weakref.ref(root))
+
+    def view(self):
+        from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
+        return FakeCUDAArray(np.ndarray(self.shape, self.dtype, self.memory, self.offset, self.strides))
+
+    def bytes(self):
+        """[first, last) bytes of the memory that the view reaches."""
+        if 0 in self.shape:
+            return self.offset, self.offset
+        reach = [(size - 1) * stride for size, stride in zip(self.shape, self.strides)]
+        return (self.offset + sum(r for r in reach if r < 0),
+                self.offset + sum(r for r in reach if r > 0) + self.dtype.itemsize)
+
+    def aliases(self, other):
+        """Overlapping bytes of one memory, in another allocation (a freed one included)."""
+        (a, b), (c, d) = self.bytes(), other.bytes()
+        same_memory = _memory_object(self.memory) is _memory_object(other.memory)
+        return same_memory and a < d and c < b and self.allocation() is not other.allocation()
+
+
+def _memory_object(memory):
+    return memory.obj if isinstance(memory, memoryview) else memory
+
+
+def _is_tuple(arg):
+    """A tuple argument of a kernel (a _Span is a tuple too, but stands for one array)."""
+    return isinstance(arg, tuple) and not isinstance(arg, _Span)
+
+
+def _flat(args):
+    return [item for arg in args for item in (arg if _is_tuple(arg) else (arg,))]
+
+
+def _each(args, change):
+    """Kernel arguments with ``change`` applied to each item, inside tuples too."""
+    return tuple(tuple(change(a) for a in arg) if _is_tuple(arg) else change(arg) for arg in args)
+
+
+def _recorded(args):
+    """Kernel arguments with every device array replaced by its _Span (simulator)."""
+    return _each(args, lambda a: _Span.of(a) if hasattr(a, "_ary") else a)
+
+
+def _views(args):
+    """Recorded arguments with every _Span made a device array again."""
+    return _each(args, lambda a: a.view() if isinstance(a, _Span) else a)
+
+
 def _device_only(args):
     """``args``, once checked for host arrays: numba would copy one to the device itself, a
     copy that a graph would replay with its first data."""
-    for arg in args:
-        for item in arg if isinstance(arg, tuple) else (arg,):
-            if isinstance(item, np.ndarray):
-                raise GraphCaptureError(f"anp.cuda.graph: a kernel got a host array {item.shape} while the step "
-                                        "was captured; a replay would reuse its first data")
+    for item in _flat(args):
+        if isinstance(item, np.ndarray):
+            raise GraphCaptureError(f"anp.cuda.graph: a kernel got a host array {item.shape} while the step "
+                                    "was captured; a replay would reuse its first data")
     return args
 
 
@@ -162,8 +255,10 @@ class StepGraph:
         if SIMULATED:
             warnings.warn("anp.cuda.graph: numba's CUDA simulator has no CUDA graphs; the step's kernels are "
                           "recorded and replayed one by one (the same results and rules, no speed-up)", stacklevel=3)
+        with self.backend.pool.use_private(self.private):    # before the capture: no captured kernel writes them
+            buffers = [self.backend.empty(a.shape, a.dtype) for a in arrays]
         stream = None if SIMULATED else _DriverCapture()
-        capture = Capture(arrays, None if stream is None else stream.numba_stream)
+        capture = Capture(arrays, buffers, None if stream is None else stream.numba_stream)
         with self.backend.pool.use_private(self.private), capturing(capture), stream or contextlib.nullcontext():
             self.outputs = self.step(*arrays)
         self.capture = capture
@@ -172,18 +267,14 @@ class StepGraph:
             weakref.finalize(self, stream.destroy)
 
     def _replay(self, arrays):
-        for index, buffer in self.capture.input_buffers.items():
-            buffer.copy_to_device(np.ascontiguousarray(arrays[index]))
-            COUNTERS.host_to_device += 1
-        for cell, read in self.capture.feeds:
-            cell.copy_to_device(np.array([read()], np.float64))
+        for index in sorted(self.capture.used_inputs):
+            self.capture.buffers[index].copy_to_device(np.ascontiguousarray(arrays[index]))
             COUNTERS.host_to_device += 1
         COUNTERS.launches += 1
         if self.executable is not None:
             _call("cuGraphLaunch", self.executable, 0)     # the default stream: after the copies above
         else:
-            for kernel, args in self.capture.recorded:
-                kernel(*args)
+            self.capture.replay_recorded()
 
 
 class _DriverCapture:
