@@ -215,3 +215,56 @@ def test_a_driver_error_names_the_call(fake_driver):
     fake_driver.failing = "cuGraphInstantiate"
     with pytest.raises(RuntimeError, match="cuGraphInstantiate failed"), _DriverCapture():
         pass
+
+
+def test_a_first_call_that_raises_is_followed_by_an_eager_call_not_a_capture(tiny_deeplab):
+    """A capture needs what a successful eager call sets up (SGD's momentum buffers): after a
+    failed first call, graphed steps still equal eager ones bit for bit."""
+    results = {}
+    with anp.use_backend("cuda"):
+        for graphed in (False, True):
+            model, schedule, step = training(tiny_deeplab)
+            data = list(batches(4))
+            if graphed:
+                failures = [RuntimeError("a transient failure before the step's work")]
+                train = step
+
+                def step(images, labels):
+                    if failures:
+                        raise failures.pop()
+                    return train(images, labels)
+
+                step = anp.cuda.graph(step)
+                with pytest.raises(RuntimeError, match="transient"):
+                    step(*data[0])
+            for images, labels in data:
+                step(images, labels)
+                schedule.step()
+            results[graphed] = model.state_dict()
+    for name, value in results[False].items():
+        np.testing.assert_array_equal(results[True][name], value, err_msg=name)
+
+
+def test_a_capture_with_a_parameter_that_has_no_momentum_buffer_is_refused(tiny_deeplab):
+    """A parameter first trained in the captured call would have its first SGD update frozen."""
+    with anp.use_backend("cuda"):
+        model = tiny_deeplab()
+        optimizer = anp.optim.SGD(list(model.parameters()), lr=0.1, momentum=0.9)
+        last = list(model.parameters())[-1]
+        calls = []
+
+        def step(images, labels):
+            calls.append(len(calls))
+            optimizer.zero_grad()
+            loss = F.cross_entropy(model(anp.tensor(images)), labels)
+            loss.backward()
+            if len(calls) == 1:
+                last.grad = None            # the eager call leaves one parameter without an update
+            optimizer.step()
+            return loss
+
+        step = anp.cuda.graph(step)
+        batch = next(batches(1))
+        step(*batch)
+        with pytest.raises(GraphCaptureError, match="1 parameter.* no momentum buffer yet"):
+            step(*batch)

@@ -25,6 +25,7 @@ from numba import cuda, float64
 from numba import types as t
 
 from ..scalar_rules import sgd_update
+from . import launch as launching
 from .launch import THREADS, launch, launch_per_row
 from .layout import flat
 from .reduce import block_reduce, fold_parts, row_parts
@@ -300,6 +301,9 @@ class FusedPrimitives:
         ``lr`` is the optimiser's 0-d float64 device array: the kernel reads the rate from it (in
         the parameters' dtype), so that a replayed CUDA graph uses each step's."""
         buffers, groups = list(buffers), {}
+        new_buffers = sum(buffers[k] is None for k in range(len(params))) if momentum else 0
+        if new_buffers and launching.CAPTURE is not None:
+            launching.CAPTURE.refuse_new_momentum(new_buffers)
         for k, p in enumerate(params):
             first = bool(momentum) and buffers[k] is None
             if first:

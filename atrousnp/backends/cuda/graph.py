@@ -114,6 +114,13 @@ class Capture:
             f"anp.cuda.graph: while the step was captured it copied host data into a device array {tuple(a.shape)} "
             "(a checkpoint loaded, a learning rate set): a replay would not repeat that copy. Do it between calls")
 
+    def refuse_new_momentum(self, count):
+        raise GraphCaptureError(
+            f"anp.cuda.graph: while the step was captured, SGD met {count} parameter(s) with a gradient and no "
+            "momentum buffer yet: their first update (buffer = gradient) would be frozen into the graph and run "
+            "again at every replay. Run the step eagerly until every parameter it trains has been updated once "
+            "(the graph's first call does that when it succeeds), then capture")
+
     def refuse_read_back(self, a):
         raise GraphCaptureError(
             f"anp.cuda.graph: while the step was captured it read a device array {tuple(a.shape)} back to the host "
@@ -214,7 +221,8 @@ def capturing(capture):
 class StepGraph:
     """``step(*arrays)`` run as a CUDA graph: the first call runs eagerly (numba compiles the
     kernels, the optimiser makes its momentum, the private pool fills), the second captures
-    the step and replays it, every later call only replays. Each call returns what ``step``
+    the step and replays it, every later call only replays. A first call that raises counts
+    for nothing: the next call is eager again. Each call returns what ``step``
     returned at capture, the same Tensors, holding this call's results. See the module's
     docstring for the rules a step keeps; ``atrousnp.cuda.graph`` makes one."""
 
@@ -229,10 +237,11 @@ class StepGraph:
 
     def __call__(self, *arrays):
         self._check(arrays)
-        if self.signature is None:
-            self.signature = [(a.shape, a.dtype) for a in arrays]
+        if self.signature is None:        # eager, until a call succeeds: what it sets up is what the capture needs
             with self.backend.pool.use_private(self.private):
-                return self.step(*arrays)
+                result = self.step(*arrays)
+            self.signature = [(a.shape, a.dtype) for a in arrays]
+            return result
         if self.capture is None:
             self._capture(arrays)
         self._replay(arrays)
