@@ -268,3 +268,53 @@ def test_a_capture_with_a_parameter_that_has_no_momentum_buffer_is_refused(tiny_
         step(*batch)
         with pytest.raises(GraphCaptureError, match="1 parameter.* no momentum buffer yet"):
             step(*batch)
+
+
+def test_a_state_dict_loaded_after_capture_is_what_replays_train(tiny_deeplab):
+    """load_state_dict copies into the arrays a graph replays (model and optimiser): the loaded
+    weights, running statistics and momentum are what the next replay trains, bit for bit as
+    an eager step from the same state."""
+    data = list(batches(4))
+    with anp.use_backend("cuda"):
+        source_model, _, source_step = training(tiny_deeplab)
+        source_step(*data[3])                                     # some other state to load
+        results = {}
+        for graphed in (False, True):
+            model, schedule, step = training(tiny_deeplab)
+            optimizer = schedule.optimizer
+            if graphed:
+                step = anp.cuda.graph(step)
+            for images, labels in data[:3]:
+                step(images, labels)
+            model.load_state_dict(source_model.state_dict())
+            optimizer.load_state_dict({f"momentum_buffer.{i}": np.zeros(p.shape, p.dtype)
+                                       for i, p in enumerate(optimizer.params)} | {"lr": [0.05]})
+            results[graphed] = step(*data[3]).item(), model.state_dict()
+    assert results[True][0] == results[False][0]
+    for name, value in results[False][1].items():
+        np.testing.assert_array_equal(results[True][1][name], value, err_msg=name)
+
+
+def test_a_graph_keeps_the_constants_it_reads_when_their_cache_drops_them(tiny_deeplab):
+    """Resize and pooling weights made before the graph live in the constant cache, not in the
+    graph's memory; evicted, and their blocks handed to new arrays full of NaN, the replays
+    still read the weights (the graph pins what it uses)."""
+    from atrousnp.functional import operands
+    data = list(batches(4))
+    results = {}
+    with anp.use_backend("cuda"):
+        for graphed in (False, True):
+            model, schedule, train = training(tiny_deeplab)
+            train(*data[0])                                       # the constants made outside any graph
+            step = anp.cuda.graph(train) if graphed else train
+            losses = [step(*batch).item() for batch in data[1:3]]
+            operands._KEPT_CONSTANTS.clear()
+            pool = anp.get_backend().pool
+            taken = [anp.tensor(np.full(size // 4, np.nan, np.float32))
+                     for size, blocks in list(pool.free.items()) for _ in blocks]
+            losses.append(step(*data[3]).item())
+            results[graphed] = losses, model.state_dict()
+            del taken
+    assert results[True][0] == results[False][0] and np.isfinite(results[True][0]).all()
+    for name, value in results[False][1].items():
+        np.testing.assert_array_equal(results[True][1][name], value, err_msg=name)

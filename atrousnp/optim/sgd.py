@@ -99,7 +99,11 @@ class SGD:
                                p.shape, p.dtype) for i, p in enumerate(self.params)]
         for group, lr in zip(self.param_groups, lrs):
             group["lr"] = float(lr)
-        self.momentum_buffers = [None if buf is None else p._backend.asarray(buf) for p, buf in zip(self.params, buffers)]
+        for i, (p, buf) in enumerate(zip(self.params, buffers)):
+            if buf is not None and self.momentum_buffers[i] is not None:   # in place, as the parameters
+                p._backend.copy_from_host(self.momentum_buffers[i], buf)
+            else:
+                self.momentum_buffers[i] = None if buf is None else p._backend.asarray(buf)
 
 
 class ParamGroup(dict):

@@ -96,7 +96,7 @@ class CudaBackend(FusedPrimitives, Backend):
             launching.CAPTURE.refuse_copy(target)
         host = np.ascontiguousarray(np.broadcast_to(np.asarray(host_array, target.dtype), target.shape))
         if host.size:
-            target.copy_to_device(host)
+            flat(target).copy_to_device(host.reshape(-1))
             COUNTERS.host_to_device += 1
 
     def to_host(self, a):

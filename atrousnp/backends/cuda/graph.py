@@ -14,8 +14,10 @@ What a graph freezes, and so what a captured step must keep to (``StepGraph`` ch
 1. **Addresses.** A replay reads and writes the device addresses seen at capture. So every
    call has the first call's argument shapes and dtypes (a ValueError otherwise); the step's
    arrays come from a private pool (``memory.Private``) that hands them to nothing else while
-   the graph lives; and state changes in place (SGD's parameters and momentum, batch norm's
-   running statistics): a step that made a new parameter array would replay from the old one.
+   the graph lives; every other array its kernels use (parameters, momentum, kept constants)
+   the graph pins while it lives; and state changes in place (SGD's parameters and momentum,
+   batch norm's running statistics, ``load_state_dict``): a step that made a new parameter
+   array would replay from the old one.
 2. **Numbers passed to kernels.** A rate that the host schedules anew each step would replay
    as the value at capture. It is read from device memory instead: the optimiser keeps it in
    a 0-d device array of its own (``optim.sgd.ParamGroup``) and rewrites it, in place, when
@@ -70,17 +72,31 @@ class Capture:
     arrays among ``inputs`` are read from ``buffers`` (one device array each, made before the
     capture); other transfers are refused."""
 
-    def __init__(self, inputs, buffers, stream):
+    def __init__(self, inputs, buffers, private, stream):
         self.inputs, self.buffers = inputs, buffers
-        self.stream = stream
+        self.private, self.stream = private, stream
         self.recorded = []          # (configured kernel, recorded arguments), in the simulator
         self.used_inputs = set()    # the indices of the arguments the step uploaded
+        self.pinned = []            # arrays outside the graph's own memory that its kernels use
 
     def configured(self, kernel, grid, block):
-        if self.stream is None:
-            return lambda *args: self.recorded.append((kernel[grid, block], _recorded(_device_only(args))))
-        on_stream = kernel[grid, block, self.stream]
-        return lambda *args: on_stream(*_device_only(args))
+        def launch(*args):
+            _device_only(args)
+            self._pin_outside(args)
+            if self.stream is None:
+                self.recorded.append((kernel[grid, block], _recorded(args)))
+            else:
+                kernel[grid, block, self.stream](*args)
+        return launch
+
+    def _pin_outside(self, args):
+        """Keep every device array among ``args`` that the graph's private pool did not make
+        (parameters, momentum, kept constants): a replay reads and writes their addresses, so
+        their memory must not be freed and handed to another array while the graph lives (a
+        constant evicted from its cache, a parameter replaced by a new array)."""
+        for arg in _flat(args):
+            if hasattr(arg, "copy_to_host") and not self.private.holds(_address(arg)):
+                self.pinned.append(arg)
 
     def replay_recorded(self):
         """Run the recorded launches in order, on views of the memory they were given (simulator)."""
@@ -170,6 +186,13 @@ class _Span(NamedTuple):
 
 def _memory_object(memory):
     return memory.obj if isinstance(memory, memoryview) else memory
+
+
+def _address(device_array):
+    """The address of a device array's first element (a host address in the simulator)."""
+    if SIMULATED:
+        return device_array.__array_interface__["data"][0]
+    return device_array.__cuda_array_interface__["data"][0]
 
 
 def _is_tuple(arg):
@@ -267,7 +290,7 @@ class StepGraph:
         with self.backend.pool.use_private(self.private):    # before the capture: no captured kernel writes them
             buffers = [self.backend.empty(a.shape, a.dtype) for a in arrays]
         stream = None if SIMULATED else _DriverCapture()
-        capture = Capture(arrays, buffers, None if stream is None else stream.numba_stream)
+        capture = Capture(arrays, buffers, self.private, None if stream is None else stream.numba_stream)
         with self.backend.pool.use_private(self.private), capturing(capture), stream or contextlib.nullcontext():
             self.outputs = self.step(*arrays)
         self.capture = capture

@@ -20,6 +20,7 @@ block's next user is queued after its last one.
   bytes plays the pointer, and its finalizer returns the block in the same way.
 """
 
+import bisect
 import contextlib
 import functools
 import weakref
@@ -45,8 +46,9 @@ class CachingPool:
     replays write the addresses it captured, so no array outside the graph may be given one of
     them until the graph is gone (``release``). PyTorch keeps a private pool per graph likewise."""
 
-    def __init__(self, malloc):
+    def __init__(self, malloc, address=None):
         self.malloc = malloc
+        self.address = address or host_address   # a block -> the address of its first byte
         self.free = {}                # size -> blocks
         self.private = None           # the Private pool that serves requests now, if any
         self.allocated = 0            # bytes in blocks handed out
@@ -68,6 +70,8 @@ class CachingPool:
         else:
             block = self.malloc(size)
             self.device_mallocs += 1
+            if home is not None:
+                home.add(self.address(block), size)
         self.allocated += size
         self.peak = max(self.peak, self.allocated)
         return block, functools.partial(self._give_back, size, block, home)
@@ -110,11 +114,28 @@ class CachingPool:
 
 
 class Private:
-    """The free lists of one CUDA graph's blocks (see ``CachingPool``)."""
+    """The free lists of one CUDA graph's blocks (see ``CachingPool``), and where its blocks lie:
+    memory at an address that it ``holds`` is the graph's own, and any other memory its
+    kernels use (parameters, kept constants) the graph pins for as long as it lives."""
 
     def __init__(self):
         self.free = {}
         self.released = False
+        self.starts, self.ends = [], []      # its blocks' address ranges, in order
+
+    def add(self, start, size):
+        at = bisect.bisect(self.starts, start)
+        self.starts.insert(at, start)
+        self.ends.insert(at, start + size)
+
+    def holds(self, address):
+        at = bisect.bisect(self.starts, address) - 1
+        return at >= 0 and address < self.ends[at]
+
+
+def host_address(block):
+    """The address of a host buffer's first byte (the simulator's blocks are bytearrays)."""
+    return np.frombuffer(block, np.uint8).ctypes.data
 
 
 def simulated_pool():
@@ -150,7 +171,7 @@ def caching_memory_manager(pool_factory):
     class CachingMemoryManager(NumbaCUDAMemoryManager):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
-            self.pool = pool_factory(super().memalloc)
+            self.pool = pool_factory(super().memalloc, lambda block: block.device_pointer_value)
 
         def memalloc(self, size):
             block, give_back = self.pool.take(size)
