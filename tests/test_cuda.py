@@ -64,11 +64,57 @@ def test_tiled_gemm_on_every_tile_edge(n, k, m, dtype, a_transposed, b_transpose
     _check_gemm(n, k, m, dtype, a_transposed, b_transposed, sum_batches, tiled=True, tile=TILE, splits=splits)
 
 
-@pytest.mark.parametrize("n,k,m,a_transposed,b_transposed", [(129, 9, 130, False, True), (2, 17, 129, True, False)])
-def test_tiled_gemm_on_the_gpu_tile(n, k, m, a_transposed, b_transposed):
-    """The GPU's own 128x128x8 tile with 256 threads, across its edges, with either operand transposed
-    (seconds in the simulator)."""
-    _check_gemm(n, k, m, np.float32, a_transposed, b_transposed, False, tiled=True, tile=gemm.GPU_TILE)
+@pytest.mark.parametrize("tile,n,k,m,a_transposed,b_transposed", [
+    (gemm.GPU_TILE, 129, 9, 130, False, True), (gemm.GPU_TILE, 2, 17, 129, True, False),
+    (gemm.FEW_ROWS_TILE, 21, 17, 130, False, True), (gemm.FEW_COLS_TILE, 130, 9, 1, True, False)])
+def test_tiled_gemm_on_the_gpu_tiles(tile, n, k, m, a_transposed, b_transposed):
+    """The GPU's own tiles (128x128x8 with 256 threads; 32x128 and 128x32 with 128 for skinny
+    products) across their edges, with either operand transposed (seconds in the simulator)."""
+    _check_gemm(n, k, m, np.float32, a_transposed, b_transposed, False, tiled=True, tile=tile)
+
+
+@pytest.mark.parametrize("n,m,expected", [(256, 4096, gemm.GPU_TILE), (21, 4225, gemm.FEW_ROWS_TILE),
+                                          (256, 1, gemm.FEW_COLS_TILE), (2048, 32, gemm.FEW_COLS_TILE),
+                                          (33, 33, gemm.GPU_TILE)])
+def test_skinny_products_get_narrow_tiles(n, m, expected):
+    """The classifier (21 classes) and the image pooling's 1x1 conv (1 pixel) are not run in
+    128x128 tiles."""
+    assert gemm.tile_for(n, m) == expected
+
+
+def test_a_gemm_beyond_grid_y_and_z_is_launched_in_chunks(monkeypatch):
+    """Tile rows and batch entries x splits past grid y's and z's limit (65,535 on a GPU: a batched
+    matmul of N x 2048 pooled channels at N = 32) go in several launches, each within the
+    limits. The limits are made small here, so that the simulator can run it."""
+    from atrousnp.backends.cuda import launch
+    monkeypatch.setattr(gemm, "MAX_GRID", (2 ** 31 - 1, 2, 3))
+    monkeypatch.setattr(launch, "MAX_GRID", (2 ** 31 - 1, 2, 3))
+    grids = []
+    real = gemm.configured
+    monkeypatch.setattr(gemm, "configured", lambda kernel, grid, *rest: grids.append(grid) or real(kernel, grid, *rest))
+    _check_gemm(3 * TILE.rows + 1, 5, TILE.cols, np.float32, False, False, False, tiled=True, tile=TILE, splits=2)
+    assert grids == [(1, 2, 3), (1, 2, 1), (1, 2, 3), (1, 2, 1)], grids      # 4 tile rows, 2 batches x 2 splits
+
+
+@pytest.mark.parametrize("grid,block,shared,problem", [
+    ((1, 65536, 1), 128, 0, "grid y of 65536 > 65535"), ((1, 1, 65536), 128, 0, "grid z of 65536 > 65535"),
+    (2 ** 31, 128, 0, "grid x of 2147483648"), (1, 1025, 0, "block x of 1025"), (1, (32, 33), 0, "1056 threads"),
+    (1, (1, 1, 65), 0, "block z of 65"), (1, 128, 48 * 1024 + 1, "49153 bytes of static shared memory"),
+    (0, 128, 0, "an empty grid"), ((4, 0), 128, 0, "an empty grid")])
+def test_a_launch_a_gpu_would_refuse_is_refused_everywhere(grid, block, shared, problem):
+    from atrousnp.backends.cuda import elementwise, launch
+    with pytest.raises(ValueError, match=f"fill_kernel .*{problem}"):
+        launch.configured(elementwise.fill_kernel, grid, block, shared)
+    launch.check_geometry("fill_kernel", (2 ** 31 - 1, 65535, 65535), (32, 32, 1), 48 * 1024)    # the limits pass
+
+
+def test_work_with_no_items_launches_nothing():
+    from atrousnp.backends.cuda import launch
+    before = anp.cuda.counters()
+    with anp.use_backend("cuda"):
+        launch.launch(launch.configured, 0)()
+        launch.launch_per_row(launch.configured, 0)()
+    assert anp.cuda.counters(since=before)["launches"] == 0
 
 
 @pytest.mark.parametrize("sum_batches", [False, True])
@@ -320,3 +366,22 @@ def test_every_kernel_compiles_for_a_real_gpu():
     if run.returncode == 77:
         pytest.skip(run.stdout.strip())
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_zero_size_tensors_behave_as_on_numpy():
+    """A product over an empty k is zeros, and a loss over a batch of no images is 0 with an empty
+    gradient, as on the numpy backend; no launch has an empty grid (a GPU refuses one)."""
+    results = {}
+    for name in ("numpy", "cuda"):
+        with anp.use_backend(name):
+            a = anp.tensor(np.ones((2, 0), np.float32), requires_grad=True)
+            b = anp.tensor(np.ones((0, 3), np.float32), requires_grad=True)
+            product = a @ b
+            product.sum().backward()
+            logits = anp.tensor(np.ones((0, 3, 4, 4), np.float32), requires_grad=True)
+            loss = F.cross_entropy(logits, np.zeros((0, 4, 4), np.int64))
+            loss.backward()
+            results[name] = [product.numpy(), a.grad.numpy(), b.grad.numpy(), loss.numpy(), logits.grad.numpy()]
+    for got, expected in zip(results["cuda"], results["numpy"]):
+        assert got.shape == expected.shape and got.dtype == expected.dtype
+        np.testing.assert_array_equal(got, expected)

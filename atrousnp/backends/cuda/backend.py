@@ -174,7 +174,9 @@ class CudaBackend(FusedPrimitives, Backend):
         n, k, m = a_shape[-2], a_shape[-1], b_shape[-1]
         z = int(np.prod(batch, dtype=np.int64))
         out = self.empty((z, n, m), np.result_type(a.dtype, b.dtype))
-        if out.size:
+        if k == 0:                                  # a sum over nothing
+            out = self.zeros((z, n, m), out.dtype)
+        elif out.size:
             operands = []
             for x, shape in ((a, a_shape), (b, b_shape)):
                 stride = layout.batch_stride(shape, batch)
