@@ -328,12 +328,13 @@ def test_the_pool_bookkeeping_without_a_device():
 def test_a_private_pool_keeps_its_blocks_until_released():
     """A graph's blocks serve only the graph while it lives (its replays write them)."""
     pool = memory.CachingPool(bytearray)
+    in_use = pool.take(4000)                          # more in use than cached: the cache is kept when the pool grows
     shared, give_shared = pool.take(1000)
     give_shared()
     private = memory.Private()
     with pool.use_private(private):
         graph_block, give_graph = pool.take(1000)         # not the shared cached block
-    assert graph_block is not shared and pool.stats()["device_mallocs"] == 2
+    assert graph_block is not shared and pool.stats()["device_mallocs"] == 3
     give_graph()
     assert pool.take(1000)[0] is shared                   # outside, the graph's block is not handed out
     with pool.use_private(private):
@@ -385,3 +386,91 @@ def test_zero_size_tensors_behave_as_on_numpy():
     for got, expected in zip(results["cuda"], results["numpy"]):
         assert got.shape == expected.shape and got.dtype == expected.dtype
         np.testing.assert_array_equal(got, expected)
+
+
+def test_a_failed_allocation_empties_the_cache_and_tries_once_more():
+    """As PyTorch's caching allocator: the device is full, but a cached block could make room."""
+    device = memory.SimulatedDevice(capacity=4096)
+    released = []
+    pool = memory.CachingPool(device.malloc, flush=lambda: released.append(1))
+    kept = pool.take(1024)
+    cached = pool.take(1024)[1]
+    cached()                                                 # 1 KiB cached, 1 KiB in use: no reason to drop it
+    del cached                                               # (the finalizer refers to the block until it has run)
+    big, _ = pool.take(3072)                                 # no room until the cached block is freed
+    assert len(big) == 3072 and pool.stats()["device_frees"] == 1 and released == [1]
+    with pytest.raises(memory.OutOfMemoryError, match="block of 1024 bytes: atrousnp's pool had 4096 bytes reserved, "
+                                                      "0 bytes of it cached"):
+        pool.take(1024)
+    assert len(released) == 2 and kept
+
+
+def test_the_simulator_pool_has_a_capacity_and_the_backend_reports_running_out(monkeypatch):
+    with anp.use_backend("cuda"):
+        backend = anp.get_backend()
+        monkeypatch.setattr(backend, "_simulated_pool", memory.simulated_pool(capacity=1 << 20))
+        a = anp.zeros(100_000, 2)                            # 800 KB of the 1 MiB
+        with pytest.raises(memory.OutOfMemoryError, match="out of memory for a block of 0.8 MiB"):
+            anp.zeros(100_000, 2)
+        del a
+        anp.zeros(100_000, 2)                                # the first block, freed, serves it
+
+
+def test_multi_scale_inference_after_training_keeps_reserved_memory_bounded(tiny_deeplab):
+    """Every image size x 5 scales x flip asks for new block sizes. A cache that kept every size
+    would reserve more with each image; the pool empties a cache larger than what is in use before
+    asking the device for more, so reserved memory stays within twice the peak in use."""
+    rng = np.random.default_rng(5)
+    with anp.use_backend("cuda"):
+        model = tiny_deeplab()
+        optimizer = anp.optim.SGD(list(model.parameters()), lr=0.1, momentum=0.9)
+        F.cross_entropy(model(anp.tensor(rng.standard_normal((2, 3, 17, 19)).astype(np.float32))),
+                        rng.integers(0, 3, (2, 17, 19))).backward()
+        optimizer.step()
+        reserved = []
+        for h, w in [(17, 19), (23, 21), (29, 31), (19, 27), (31, 17)]:
+            image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+            anp.predict(model, image, scales=(0.5, 0.75, 1.0, 1.25, 1.75), flip=True)
+            reserved.append(anp.cuda.memory_stats()["reserved_bytes"])
+        stats = anp.cuda.memory_stats()
+    assert max(reserved) <= 2 * stats["peak_allocated_bytes"] + (1 << 20), (reserved, stats)
+
+
+ADAPTER_CHECK = """
+import weakref
+from numba.cuda.cudadrv import driver
+from atrousnp.backends.cuda import memory
+
+class Context:                                   # what the manager asks of numba's context, no more
+    pass
+
+calls = []
+def fake_memalloc(self, size):                   # numba's own allocation: out of memory once
+    calls.append(size)
+    if len(calls) == 3:
+        raise driver.CudaAPIError(driver.binding.CUresult.CUDA_ERROR_OUT_OF_MEMORY, "out of memory")
+    return type("Block", (), {"device_pointer": 4096 * len(calls), "device_pointer_value": 4096 * len(calls)})()
+driver.NumbaCUDAMemoryManager.memalloc = fake_memalloc
+manager = memory.caching_memory_manager(memory.CachingPool)(context=Context())
+flushes = []
+manager.deallocations.clear = lambda: flushes.append(1)
+kept = manager.pool.take(1000)
+manager.pool.take(1000)[1]()                     # a cached block, as many bytes as are in use
+manager.pool.take(5000)                          # numba says out of memory: the cache goes, numba's queue is flushed
+assert calls == [1024, 1024, 5120, 5120] and flushes == [1], (calls, flushes)
+manager.pool.empty_cache()
+assert flushes == [1, 1]
+print("ok")
+"""
+
+
+def test_on_a_gpu_the_pool_flushes_numbas_deallocation_queue_and_retries_after_out_of_memory():
+    """The EMM adapter that only a GPU runs, against a fake numba allocation: numba's out-of-memory
+    error makes the pool empty its cache, flush numba's queue of pending frees (without which
+    the memory would not go back to the driver) and retry; empty_cache flushes it too. Runs
+    without the simulator, where numba-cuda is installed."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    run = subprocess.run([sys.executable, "-c", ADAPTER_CHECK], env=env, capture_output=True, text=True)
+    if "No module named 'numba_cuda'" in run.stderr or "cudadrv" in run.stderr and "ImportError" in run.stderr:
+        pytest.skip("numba-cuda is not installed")
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stdout + run.stderr
