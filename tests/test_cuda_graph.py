@@ -3,6 +3,8 @@ capture records the step's kernels without running them and a replay runs the re
 tests hold a step to a graph's rules (frozen addresses, kernel arguments and host work) there
 too; on a GPU the same tests run real CUDA graphs."""
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -156,10 +158,11 @@ def test_a_graph_needs_the_cuda_backend():
 
 
 class FakeDriver:
-    """The few cuda.bindings.driver calls a capture makes, logged; ``failing`` names one that fails."""
+    """The few cuda.bindings.driver calls a capture makes, logged; ``failing`` names one that fails.
+    As the real driver, a call fails in a thread where no context is current."""
 
     class CUresult:
-        CUDA_SUCCESS, CUDA_ERROR_STREAM_CAPTURE_INVALIDATED = 0, 901
+        CUDA_SUCCESS, CUDA_ERROR_INVALID_CONTEXT, CUDA_ERROR_STREAM_CAPTURE_INVALIDATED = 0, 201, 901
 
     class CUstream_flags:
         class CU_STREAM_NON_BLOCKING:
@@ -170,10 +173,13 @@ class FakeDriver:
 
     def __init__(self, failing=None):
         self.log, self.failing = [], failing
+        self.current = threading.local()          # .context: numba made its context current in this thread
 
     def __getattr__(self, name):
         def call(*args):
             self.log.append(name)
+            if not getattr(self.current, "context", False):
+                return (self.CUresult.CUDA_ERROR_INVALID_CONTEXT, None)
             if name == self.failing:
                 return (self.CUresult.CUDA_ERROR_STREAM_CAPTURE_INVALIDATED, None)
             value = 77 if name == "cuStreamCreate" else f"<{name}>"     # a stream handle is a number
@@ -188,6 +194,7 @@ def fake_driver(monkeypatch):
     monkeypatch.setattr(graph, "_driver", lambda: driver)
     monkeypatch.setattr(graph.cuda, "external_stream", lambda handle: f"numba stream over {handle}", raising=False)
     monkeypatch.setattr(graph.cuda, "synchronize", lambda: None, raising=False)
+    monkeypatch.setattr(graph.cuda, "current_context", lambda: setattr(driver.current, "context", True), raising=False)
     return driver
 
 
@@ -210,11 +217,28 @@ def test_a_failing_step_still_ends_the_capture_and_frees_it(fake_driver):
     assert fake_driver.log[2:] == ["cuStreamEndCapture", "cuGraphDestroy", "cuStreamDestroy"]
 
 
-def test_a_driver_error_names_the_call(fake_driver):
+@pytest.mark.parametrize("failing,cleanup", [
+    ("cuGraphInstantiate", ["cuGraphDestroy", "cuStreamDestroy"]),     # the graph and the stream, not leaked
+    ("cuStreamEndCapture", ["cuStreamDestroy"]),
+    ("cuStreamBeginCapture", ["cuStreamDestroy"]),                   # no __exit__ after a failed __enter__
+])
+def test_a_driver_error_names_the_call_and_frees_what_was_made(fake_driver, failing, cleanup):
     from atrousnp.backends.cuda.graph import _DriverCapture
-    fake_driver.failing = "cuGraphInstantiate"
-    with pytest.raises(RuntimeError, match="cuGraphInstantiate failed"), _DriverCapture():
+    fake_driver.failing = failing
+    with pytest.raises(RuntimeError, match=f"{failing} failed"), _DriverCapture():
         pass
+    assert fake_driver.log[-len(cleanup):] == cleanup
+
+
+def test_a_capture_from_another_thread_makes_numbas_context_current_there(fake_driver):
+    """The driver API acts on the calling thread's current context, which numba pushes in a
+    thread only when that thread first uses it."""
+    from atrousnp.backends.cuda.graph import _DriverCapture
+    made = []
+    thread = threading.Thread(target=lambda: made.append(_DriverCapture().handle))
+    thread.start()
+    thread.join()
+    assert made == [77]
 
 
 def test_a_first_call_that_raises_is_followed_by_an_eager_call_not_a_capture(tiny_deeplab):

@@ -312,28 +312,39 @@ class StepGraph:
 class _DriverCapture:
     """Stream capture through the driver API, as a with-block: on entry a non-blocking stream
     starts capturing (relaxed mode: a pool that must grow may still call cuMemAlloc); on exit it
-    ends, and ``executable`` is the instantiated graph."""
+    ends, and ``executable`` is the instantiated graph. Whatever fails, what was made is
+    destroyed and the error names the driver call."""
 
     def __init__(self):
         driver = _driver()
+        # The driver calls act on the calling thread's current context: numba makes its own
+        # current in a thread only when that thread first uses it, so make sure it is.
+        cuda.current_context()
         self.handle = _call("cuStreamCreate", driver.CUstream_flags.CU_STREAM_NON_BLOCKING.value)
         self.numba_stream = cuda.external_stream(int(self.handle))
         self.graph = self.executable = None
 
     def __enter__(self):
-        cuda.synchronize()
-        driver = _driver()
-        _call("cuStreamBeginCapture", self.handle, driver.CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_RELAXED)
+        try:
+            cuda.synchronize()
+            _call("cuStreamBeginCapture", self.handle, _driver().CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_RELAXED)
+        except BaseException:
+            self.destroy()          # no __exit__ follows a failed __enter__
+            raise
         return self
 
     def __exit__(self, kind, error, traceback):
         result = _driver().cuStreamEndCapture(self.handle)   # always: a stream left capturing is unusable
+        self.graph = result[1] if result[0] == _driver().CUresult.CUDA_SUCCESS else None
         if error is not None:
-            self.graph = result[1] if result[0] == _driver().CUresult.CUDA_SUCCESS else None
             self.destroy()
             return False
-        self.graph = _checked("cuStreamEndCapture", result)
-        self.executable = _call("cuGraphInstantiate", self.graph, 0)
+        try:
+            _checked("cuStreamEndCapture", result)
+            self.executable = _call("cuGraphInstantiate", self.graph, 0)
+        except BaseException:
+            self.destroy()
+            raise
         return False
 
     def destroy(self):
@@ -342,8 +353,9 @@ class _DriverCapture:
             driver.cuGraphExecDestroy(self.executable)
         if self.graph is not None:
             driver.cuGraphDestroy(self.graph)
-        driver.cuStreamDestroy(self.handle)
-        self.graph = self.executable = None
+        if self.handle is not None:
+            driver.cuStreamDestroy(self.handle)
+        self.graph = self.executable = self.handle = None
 
 
 def _driver():
@@ -359,5 +371,6 @@ def _checked(name, result):
     """The value of a cuda.bindings call's (error, value...) result, or a RuntimeError naming it."""
     error, *values = result
     if error != _driver().CUresult.CUDA_SUCCESS:
-        raise RuntimeError(f"anp.cuda.graph: {name} failed: {error!r}")
+        hint = " (no CUDA context is current in this thread)" if "CONTEXT" in str(error) else ""
+        raise RuntimeError(f"anp.cuda.graph: {name} failed: {error!r}{hint}")
     return values[0] if values else None
