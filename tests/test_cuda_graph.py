@@ -342,3 +342,21 @@ def test_a_graph_keeps_the_constants_it_reads_when_their_cache_drops_them(tiny_d
     assert results[True][0] == results[False][0] and np.isfinite(results[True][0]).all()
     for name, value in results[False][1].items():
         np.testing.assert_array_equal(results[True][1][name], value, err_msg=name)
+
+
+def test_a_replay_copies_its_inputs_asynchronously_from_pinned_buffers(tiny_deeplab):
+    """Each input goes through a page-locked host buffer and is copied on a stream (without
+    making the host wait); the host waits only for the previous replay's copies."""
+    with anp.use_backend("cuda"):
+        step = anp.cuda.graph(training(tiny_deeplab)[2])
+        data = list(batches(3))
+        step(*data[0])
+        step(*data[1])
+        copies = []
+        for index, buffer in enumerate(step.capture.buffers):
+            buffer.copy_to_device = lambda host, stream=0, index=index: copies.append((index, host, stream))
+        step(*data[2])
+    assert [index for index, _, _ in copies] == [0, 1]
+    for (index, host, stream), given in zip(copies, data[2]):
+        assert host is step.staging[index] and not isinstance(stream, int)     # a stream, not the synchronous 0
+        np.testing.assert_array_equal(host, given)

@@ -40,7 +40,8 @@ starts, and the rate in the eager call; neither is ever freed while the graph li
 
 On a GPU the capture uses the driver API (``cuda.bindings.driver``): a non-blocking stream in
 capture mode, the step's launches issued on it, ``cuStreamEndCapture``, ``cuGraphInstantiate``;
-replays are ``cuGraphLaunch`` on the default stream, in order with numba's copies there. numba's
+replays are ``cuGraphLaunch`` on the default stream, in order with the input copies there,
+which are asynchronous, from pinned host buffers (``StepGraph._replay``). numba's
 CUDA simulator has no graphs; there the capture records each configured kernel with where its
 arguments lie (the memory, an offset, shape and strides: an address, as the driver records it)
 without running it or keeping its arrays alive, and a replay runs the record in order, on
@@ -256,6 +257,7 @@ class StepGraph:
         self.capture = None
         self.outputs = None
         self.executable = None
+        self.staging, self.copied = {}, None     # pinned host copies of the inputs, and their copies' event
         weakref.finalize(self, backend.pool.release, self.private)
 
     def __call__(self, *arrays):
@@ -294,17 +296,30 @@ class StepGraph:
         with self.backend.pool.use_private(self.private), capturing(capture), stream or contextlib.nullcontext():
             self.outputs = self.step(*arrays)
         self.capture = capture
+        self.staging = {index: cuda.pinned_array(arrays[index].shape, arrays[index].dtype)
+                        for index in sorted(capture.used_inputs)}
+        self.copied = cuda.event()
+        self.copied.record(cuda.default_stream())
         if stream is not None:
             self.executable = stream.executable
             weakref.finalize(self, stream.destroy)
 
     def _replay(self, arrays):
-        for index in sorted(self.capture.used_inputs):
-            self.capture.buffers[index].copy_to_device(np.ascontiguousarray(arrays[index]))
+        """Copy the inputs in and launch the graph, without waiting for the GPU: each input goes
+        through a page-locked (pinned) host buffer, which the GPU's copy engine reads on its
+        own, so the copy is asynchronous and the host runs ahead (a copy from pageable memory
+        makes the host wait). The host waits only before it refills the pinned buffers, for the
+        copies of the previous replay to have left them, not for that replay's kernels."""
+        stream = cuda.default_stream()
+        self.copied.synchronize()
+        for index, pinned in self.staging.items():
+            np.copyto(pinned, arrays[index])
+            self.capture.buffers[index].copy_to_device(pinned, stream=stream)
             COUNTERS.host_to_device += 1
+        self.copied.record(stream)
         COUNTERS.launches += 1
         if self.executable is not None:
-            _call("cuGraphLaunch", self.executable, 0)     # the default stream: after the copies above
+            _call("cuGraphLaunch", self.executable, 0)     # the legacy default stream: after the copies above
         else:
             self.capture.replay_recorded()
 
