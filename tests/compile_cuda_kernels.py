@@ -17,8 +17,10 @@ float64 instructions, its longest loop and its hottest loop: the innermost loop 
 multiply-add) instructions, and their share of it. It checks what the machine code of a fast
 kernel must show, which the simulator never can:
 
-The loop column is the longest loop's instruction count: in a grid-stride kernel, what one
-element costs.
+The loop column is the longest loop's instruction count: in a one-dimensional grid-stride
+kernel, what one element costs. For im2col, which copies an element per load, the report also
+gives the instructions per element of its innermost loop (its instructions over its loads:
+numba-cuda's compiler unrolls it).
 
 * the tiled GEMM's hottest loop is at least 75% FFMA (cuBLAS-class SGEMM loops are), and
   no float32 kernel spills registers to local memory;
@@ -118,6 +120,16 @@ class Sass(collections.namedtuple("Sass", "registers spilled instructions")):
         """The instructions of the longest loop: in a grid-stride kernel, the work of one item."""
         return max((len(self.body(loop)) for loop in self.loops()), default=0)
 
+    def per_load(self):
+        """Instructions per global load (LDG) of the innermost loop that loads."""
+        loops = self.loops()
+        innermost = [a for a in loops if not any(b != a and a[0] <= b[0] and b[1] <= a[1] for b in loops)]
+        for loop in innermost:
+            loads = sum(op.startswith("LDG") for op in self.body(loop))
+            if loads:
+                return len(self.body(loop)) / loads
+        return None
+
     def hottest_loop(self):
         """(FFMA count, instruction count) of the innermost loop with the most FFMA, or None."""
         loops = self.loops()
@@ -158,6 +170,8 @@ def sass_report(tools):
             failures += 1
             print(f"FAIL  {name}: {sass.float64()} float64 instructions in a float32 kernel whose docstring does not "
                   "say it works in float64")
+        if name == "im2col":
+            print(f"{'':24} im2col: {sass.per_load():.0f} instructions per element in its innermost loop")
         if name == "tiled gemm" and (not hottest or hottest[0] / hottest[1] < MIN_GEMM_FFMA_SHARE):
             failures += 1
             print(f"FAIL  {name}: its hottest loop is under {MIN_GEMM_FFMA_SHARE:.0%} FFMA")

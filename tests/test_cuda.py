@@ -172,13 +172,15 @@ def test_fused_per_channel_kernels_with_cooperating_threads(parts):
     np.testing.assert_allclose(mean_dev.copy_to_host(), x.mean(axis=(0, 2)), rtol=1e-12)
     np.testing.assert_allclose(var_dev.copy_to_host(), x.var(axis=(0, 2)), rtol=1e-12)
     mean = x.mean(axis=(0, 2))
-    dx, dweight, dbias = cuda.device_array(x.size), cuda.device_array(c), cuda.device_array(c)
+    dx, dweight, dbias, terms = cuda.device_array(x.size), cuda.device_array(c), cuda.device_array(c), \
+        cuda.device_array((3, c))
     grad_dev, out_dev, mean_dev, var_dev, weight_dev = (cuda.to_device(a.ravel())
                                                         for a in (grad, out, mean, var, weight))
     launch.launch_per_row(fused.bn_backward_sums_kernel, c * parts, threads=COOPERATING)(
         grad_dev, x_dev, out_dev, mean_dev, var_dev, 1e-5, c, length, parts, partials)
-    launch.launch(fused.bn_backward_kernel, x.size)(grad_dev, x_dev, out_dev, mean_dev, var_dev, weight_dev, 1e-5,
-                                                    True, c, length, parts, partials, dx, dweight, dbias)
+    launch.launch(fused.bn_backward_finish_kernel, c)(mean_dev, var_dev, weight_dev, 1e-5, True, n * length, parts,
+                                                      partials, terms, dweight, dbias)
+    launch.launch(fused.bn_backward_kernel, x.size)(grad_dev, x_dev, out_dev, c, length, terms, dx)
     expected = NumpyBackend().batch_norm_backward(grad, x, mean, var, weight, 1e-5, True, out)
     for got, want in zip((dx.copy_to_host().reshape(x.shape), dweight.copy_to_host(), dbias.copy_to_host()), expected):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
@@ -358,12 +360,16 @@ def test_without_a_gpu_or_simulator_the_error_says_how(monkeypatch):
         CudaBackend()
 
 
-def test_every_kernel_compiles_for_a_real_gpu():
+@pytest.mark.parametrize("options", [[], ["--sass"]], ids=["ptx", "sass"])
+def test_every_kernel_compiles_for_a_real_gpu(options):
     """The simulator never types a kernel; numba-cuda's compiler does, with no GPU needed. Runs
-    where numba-cuda and its NVVM are installed (pip install "numba-cuda[cu12]")."""
+    where numba-cuda and its NVVM are installed (pip install "numba-cuda[cu12]"). With --sass,
+    the sm_90 machine code of every float32 kernel is held to its thresholds: the tiled GEMM's
+    hottest loop at least 75% FFMA, no spills, no float64 instruction outside the kernels
+    whose docstrings say they work in float64 (needs nvidia-cuda-cuobjdump too)."""
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
     script = Path(__file__).with_name("compile_cuda_kernels.py")
-    run = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True)
+    run = subprocess.run([sys.executable, str(script), *options], env=env, capture_output=True, text=True)
     if run.returncode == 77:
         pytest.skip(run.stdout.strip())
     assert run.returncode == 0, run.stdout + run.stderr

@@ -88,16 +88,8 @@ def test_no_captured_kernel_touches_memory_the_host_writes_between_replays(tiny_
     captured kernel may be given their memory as anything else (a block freed during the capture
     and handed out again). The simulator records addresses, not arrays, as a real capture does."""
     with anp.use_backend("cuda"):
-        model = tiny_deeplab()
-        optimizer = anp.optim.SGD(list(model.parameters()), lr=0.1, momentum=0.9)
-
-        def step(images, labels):
-            optimizer.zero_grad()
-            loss = F.cross_entropy(model(anp.tensor(images)), labels)
-            loss.backward()
-            optimizer.step()
-            return loss
-
+        _, schedule, step = training(tiny_deeplab)
+        optimizer = schedule.optimizer
         graphed = anp.cuda.graph(step)
         for images, labels in batches(2):
             graphed(images, labels)

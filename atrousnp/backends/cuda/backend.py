@@ -14,7 +14,7 @@ import numpy as np
 from numba import cuda
 
 from ..base import Backend
-from . import conv, elementwise, launch as launching, layout, memory
+from . import conv, elementwise, index, launch as launching, layout, memory
 from .layout import flat
 from .fused import FusedPrimitives
 from .gemm import Operand, contiguous, gemm
@@ -66,6 +66,9 @@ class CudaBackend(FusedPrimitives, Backend):
     # -- creation and transfer -------------------------------------------------------------
     def empty(self, shape, dtype):
         shape = tuple(int(s) for s in shape)
+        if int(np.prod(shape, dtype=np.int64)) >= index.MAX_ELEMENTS:
+            raise ValueError(f"cuda: an array of shape {shape} has 2**32 elements or more; the kernels index in 32 "
+                             "bits (backends/cuda/index.py)")
         if self._simulated_pool is not None:
             return FakeCUDAArray(memory.simulated_array(self._simulated_pool, shape, dtype))
         return cuda.device_array(shape, np.dtype(dtype))

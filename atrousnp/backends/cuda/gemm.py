@@ -75,6 +75,7 @@ import numba
 from numba import cuda
 from numba import types as t
 
+from .index import divmod32
 from .launch import MAX_GRID, SIMULATED, configured, launch, multiprocessors
 from .layout import flat
 
@@ -246,7 +247,8 @@ def tiled_gemm_kernel(dtype, tile=GPU_TILE):
 def sum_splits_kernel(partials, splits, out, o_off, o_bs, o_rs, o_cs, n, m):
     """out[z] = the sum over s of partials[z * splits + s] ((n, m) each, contiguous), s in order."""
     for idx in range(cuda.grid(1), partials.size // splits, cuda.gridsize(1)):
-        z, r, c = idx // (n * m), (idx // m) % n, idx % m
+        z, entry = divmod32(idx, n * m)
+        r, c = divmod32(entry, m)
         total = partials[z * splits * n * m + r * m + c]
         for s in range(1, splits):
             total += partials[(z * splits + s) * n * m + r * m + c]
