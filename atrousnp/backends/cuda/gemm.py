@@ -75,7 +75,7 @@ import numba
 from numba import cuda
 from numba import types as t
 
-from .index import divmod32
+from .index import INDEX, divmod32     # INDEX: unsigned, so numba adds no wraparound check (lesson 6)
 from .launch import MAX_GRID, SIMULATED, configured, launch, multiprocessors
 from .layout import flat
 
@@ -112,7 +112,6 @@ SIMULATOR_TILE = Tile(4, 4, 2, 2, 2)
 PAD = 4                  # words after each row of a shared slab (lesson 3)
 RUN = 4                  # consecutive rows (columns) of a thread's block, read as one vector (lesson 3)
 MIN_SPLIT_STEPS = 8      # a split-k share is at least this many steps along k
-INDEX = numba.uint64     # shared-memory indices: unsigned, so numba adds no wraparound check (lesson 6)
 
 
 def tile_for(n, m):

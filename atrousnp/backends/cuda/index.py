@@ -14,12 +14,22 @@ every signed index, and none to an unsigned one.
 import numba
 from numba import cuda
 
+from .launch import SIMULATED
+
 MAX_ELEMENTS = 2 ** 32
-INDEX = numba.uint64
 
 
-@cuda.jit(device=True)
-def divmod32(a, b):
-    """(a // b, a % b) for 0 <= a < 2**32 and 0 < b < 2**32, as int64s, by one 32-bit division."""
-    quotient = numba.int64(numba.uint32(a) // numba.uint32(b))
-    return quotient, a - quotient * b
+if not SIMULATED:
+    INDEX = numba.uint64
+
+    @cuda.jit(device=True)
+    def divmod32(a, b):
+        """(a // b, a % b) for 0 <= a < 2**32 and 0 < b < 2**32, as int64s, by one 32-bit division."""
+        quotient = numba.int64(numba.uint32(a) // numba.uint32(b))
+        return quotient, a - quotient * b
+else:
+    # The simulator runs kernels as Python: there a NumPy integer scalar's arithmetic is some ten
+    # times slower than a Python int's, and each call of a device function swaps the module's
+    # globals, so these are Python's own (the same results for indices below 2**32).
+    INDEX = int
+    divmod32 = divmod
