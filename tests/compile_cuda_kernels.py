@@ -22,8 +22,8 @@ kernel, what one element costs. For im2col, which copies an element per load, th
 gives the instructions per element of its innermost loop (its instructions over its loads:
 numba-cuda's compiler unrolls it).
 
-* the tiled GEMM's hottest loop is at least 75% FFMA (cuBLAS-class SGEMM loops are), and
-  no float32 kernel spills registers to local memory;
+* the tiled GEMM's hottest loop is at least 75% FFMA, and no float32 kernel spills registers
+  to local memory;
 * no float32 kernel runs a float64 instruction (1/64 of the float32 rate on consumer and
   L4/L40 GPUs), unless its docstring says that it works in float64 (a reduction that
   accumulates in float64 for accuracy).

@@ -48,7 +48,7 @@ How the tiled kernel is fast, one lesson at a time (the numbers are the GPU's ti
    negative indices (Python's wraparound) to every signed index, and in the loop those checks
    and the index arithmetic were 81 of 145 instructions. The depth loop does two rows of the
    slab per turn (``_multiply_slab_row`` twice), so its counter and branch are paid once per
-   128 FFMA: 128 FFMA in 146 instructions (0.88), where cuBLAS-class SGEMM loops are above 0.75.
+   128 FFMA: 128 FFMA in 146 instructions (0.88; the check asks for 0.75 or more).
 7. **Fill the GPU.** An H100 has 132 SMs, each running one such block at a time (its 168
    registers a thread, by ``ptxas -v``, leave room for one). A weight gradient of a 64-channel
    conv is a 64x576 output, 5 blocks, with k = N*H*W in the tens of thousands: 127 SMs would
