@@ -11,8 +11,8 @@ with their argument types in ``signatures(dtype)``. Prints one line per kernel; 
 fails, or if a module defines a kernel that its signatures() leave out.
 
 ``--sass`` also assembles each float32 kernel's PTX with ``ptxas -arch=sm_90 -v`` (registers,
-spills) and disassembles it with ``cuobjdump -sass`` (``pip install nvidia-cuda-cuobjdump``;
-exit 77 without it), and prints, per kernel, its registers, spilled bytes, instructions,
+spills) and disassembles it with ``cuobjdump -sass`` (``pip install nvidia-cuda-cuobjdump
+nvidia-cuda-nvdisasm``: cuobjdump runs nvdisasm; exit 77 without them), and prints, per kernel, its registers, spilled bytes, instructions,
 float64 instructions, its longest loop and its hottest loop: the innermost loop with the most FFMA (fused
 multiply-add) instructions, and their share of it. It checks what the machine code of a fast
 kernel must show, which the simulator never can:
@@ -183,8 +183,8 @@ def main():
     parser.add_argument("--sass", action="store_true", help="also assemble and disassemble for sm_90, and check")
     options = parser.parse_args()
     tools = (tool("ptxas"), tool("cuobjdump"))
-    if options.sass and not all(tools):
-        print("skip: ptxas or cuobjdump not found (pip install \"numba-cuda[cu12]\" nvidia-cuda-cuobjdump)")
+    if options.sass and not (all(tools) and tool("nvdisasm")):
+        print("skip: ptxas, cuobjdump or nvdisasm not found (pip install -e \".[sass]\")")
         sys.exit(77)
     failures = 0
     covered = set()
