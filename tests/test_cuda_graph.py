@@ -3,6 +3,8 @@ capture records the step's kernels without running them and a replay runs the re
 tests hold a step to a graph's rules (frozen addresses, kernel arguments and host work) there
 too; on a GPU the same tests run real CUDA graphs."""
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -62,7 +64,8 @@ def test_replayed_steps_equal_eager_steps_bit_for_bit(tiny_deeplab):
         np.testing.assert_array_equal(results[True][1][name], value, err_msg=name)
 
 
-def test_a_replay_is_one_launch_and_copies_only_its_inputs_and_rate(tiny_deeplab):
+def test_a_replay_is_one_launch_and_copies_only_its_inputs(tiny_deeplab):
+    """The schedule's new rate reaches the device when it is set: one copy, into the optimiser's rate."""
     with anp.use_backend("cuda"):
         _, schedule, step = training(tiny_deeplab)
         step = anp.cuda.graph(step)
@@ -71,8 +74,30 @@ def test_a_replay_is_one_launch_and_copies_only_its_inputs_and_rate(tiny_deeplab
             step(images, labels)
         before = anp.cuda.counters()
         step(*data[2])
-        cost = anp.cuda.counters(since=before)
-    assert cost == {"launches": 1, "host_to_device": 3, "device_to_host": 0, "device_mallocs": 0}, cost
+        replay = anp.cuda.counters(since=before)
+        before = anp.cuda.counters()
+        schedule.step()
+        new_rate = anp.cuda.counters(since=before)
+    assert replay == {"launches": 1, "host_to_device": 2, "device_to_host": 0, "device_mallocs": 0}, replay
+    assert new_rate == {"launches": 0, "host_to_device": 1, "device_to_host": 0, "device_mallocs": 0}, new_rate
+
+
+@pytest.mark.skipif(not SIMULATED, reason="the simulator's record of the capture is what is checked")
+def test_no_captured_kernel_touches_memory_the_host_writes_between_replays(tiny_deeplab):
+    """The input buffers and the optimiser's rate are written by the host before each replay: no
+    captured kernel may be given their memory as anything else (a block freed during the capture
+    and handed out again). The simulator records addresses, not arrays, as a real capture does."""
+    with anp.use_backend("cuda"):
+        _, schedule, step = training(tiny_deeplab)
+        optimizer = schedule.optimizer
+        graphed = anp.cuda.graph(step)
+        for images, labels in batches(2):
+            graphed(images, labels)
+        capture = graphed.capture
+        host_written = capture.buffers + [rate for group in optimizer.param_groups for rate in group.rates.values()]
+        assert sorted(capture.used_inputs) == [0, 1]
+        assert capture.overlapping(host_written) == []
+        assert len(capture.recorded) > 100
 
 
 def warmed_up(step):
@@ -125,10 +150,11 @@ def test_a_graph_needs_the_cuda_backend():
 
 
 class FakeDriver:
-    """The few cuda.bindings.driver calls a capture makes, logged; ``failing`` names one that fails."""
+    """The few cuda.bindings.driver calls a capture makes, logged; ``failing`` names one that fails.
+    As the real driver, a call fails in a thread where no context is current."""
 
     class CUresult:
-        CUDA_SUCCESS, CUDA_ERROR_STREAM_CAPTURE_INVALIDATED = 0, 901
+        CUDA_SUCCESS, CUDA_ERROR_INVALID_CONTEXT, CUDA_ERROR_STREAM_CAPTURE_INVALIDATED = 0, 201, 901
 
     class CUstream_flags:
         class CU_STREAM_NON_BLOCKING:
@@ -139,10 +165,13 @@ class FakeDriver:
 
     def __init__(self, failing=None):
         self.log, self.failing = [], failing
+        self.current = threading.local()          # .context: numba made its context current in this thread
 
     def __getattr__(self, name):
         def call(*args):
             self.log.append(name)
+            if not getattr(self.current, "context", False):
+                return (self.CUresult.CUDA_ERROR_INVALID_CONTEXT, None)
             if name == self.failing:
                 return (self.CUresult.CUDA_ERROR_STREAM_CAPTURE_INVALIDATED, None)
             value = 77 if name == "cuStreamCreate" else f"<{name}>"     # a stream handle is a number
@@ -157,6 +186,7 @@ def fake_driver(monkeypatch):
     monkeypatch.setattr(graph, "_driver", lambda: driver)
     monkeypatch.setattr(graph.cuda, "external_stream", lambda handle: f"numba stream over {handle}", raising=False)
     monkeypatch.setattr(graph.cuda, "synchronize", lambda: None, raising=False)
+    monkeypatch.setattr(graph.cuda, "current_context", lambda: setattr(driver.current, "context", True), raising=False)
     return driver
 
 
@@ -179,8 +209,146 @@ def test_a_failing_step_still_ends_the_capture_and_frees_it(fake_driver):
     assert fake_driver.log[2:] == ["cuStreamEndCapture", "cuGraphDestroy", "cuStreamDestroy"]
 
 
-def test_a_driver_error_names_the_call(fake_driver):
+@pytest.mark.parametrize("failing,cleanup", [
+    ("cuGraphInstantiate", ["cuGraphDestroy", "cuStreamDestroy"]),     # the graph and the stream, not leaked
+    ("cuStreamEndCapture", ["cuStreamDestroy"]),
+    ("cuStreamBeginCapture", ["cuStreamDestroy"]),                   # no __exit__ after a failed __enter__
+])
+def test_a_driver_error_names_the_call_and_frees_what_was_made(fake_driver, failing, cleanup):
     from atrousnp.backends.cuda.graph import _DriverCapture
-    fake_driver.failing = "cuGraphInstantiate"
-    with pytest.raises(RuntimeError, match="cuGraphInstantiate failed"), _DriverCapture():
+    fake_driver.failing = failing
+    with pytest.raises(RuntimeError, match=f"{failing} failed"), _DriverCapture():
         pass
+    assert fake_driver.log[-len(cleanup):] == cleanup
+
+
+def test_a_capture_from_another_thread_makes_numbas_context_current_there(fake_driver):
+    """The driver API acts on the calling thread's current context, which numba pushes in a
+    thread only when that thread first uses it."""
+    from atrousnp.backends.cuda.graph import _DriverCapture
+    made = []
+    thread = threading.Thread(target=lambda: made.append(_DriverCapture().handle))
+    thread.start()
+    thread.join()
+    assert made == [77]
+
+
+def test_a_first_call_that_raises_is_followed_by_an_eager_call_not_a_capture(tiny_deeplab):
+    """A capture needs what a successful eager call sets up (SGD's momentum buffers): after a
+    failed first call, graphed steps still equal eager ones bit for bit."""
+    results = {}
+    with anp.use_backend("cuda"):
+        for graphed in (False, True):
+            model, schedule, step = training(tiny_deeplab)
+            data = list(batches(4))
+            if graphed:
+                failures = [RuntimeError("a transient failure before the step's work")]
+                train = step
+
+                def step(images, labels):
+                    if failures:
+                        raise failures.pop()
+                    return train(images, labels)
+
+                step = anp.cuda.graph(step)
+                with pytest.raises(RuntimeError, match="transient"):
+                    step(*data[0])
+            for images, labels in data:
+                step(images, labels)
+                schedule.step()
+            results[graphed] = model.state_dict()
+    for name, value in results[False].items():
+        np.testing.assert_array_equal(results[True][name], value, err_msg=name)
+
+
+def test_a_capture_with_a_parameter_that_has_no_momentum_buffer_is_refused(tiny_deeplab):
+    """A parameter first trained in the captured call would have its first SGD update frozen."""
+    with anp.use_backend("cuda"):
+        model = tiny_deeplab()
+        optimizer = anp.optim.SGD(list(model.parameters()), lr=0.1, momentum=0.9)
+        last = list(model.parameters())[-1]
+        calls = []
+
+        def step(images, labels):
+            calls.append(len(calls))
+            optimizer.zero_grad()
+            loss = F.cross_entropy(model(anp.tensor(images)), labels)
+            loss.backward()
+            if len(calls) == 1:
+                last.grad = None            # the eager call leaves one parameter without an update
+            optimizer.step()
+            return loss
+
+        step = anp.cuda.graph(step)
+        batch = next(batches(1))
+        step(*batch)
+        with pytest.raises(GraphCaptureError, match="1 parameter.* no momentum buffer yet"):
+            step(*batch)
+
+
+def test_a_state_dict_loaded_after_capture_is_what_replays_train(tiny_deeplab):
+    """load_state_dict copies into the arrays a graph replays (model and optimiser): the loaded
+    weights, running statistics and momentum are what the next replay trains, bit for bit as
+    an eager step from the same state."""
+    data = list(batches(4))
+    with anp.use_backend("cuda"):
+        source_model, _, source_step = training(tiny_deeplab)
+        source_step(*data[3])                                     # some other state to load
+        results = {}
+        for graphed in (False, True):
+            model, schedule, step = training(tiny_deeplab)
+            optimizer = schedule.optimizer
+            if graphed:
+                step = anp.cuda.graph(step)
+            for images, labels in data[:3]:
+                step(images, labels)
+            model.load_state_dict(source_model.state_dict())
+            optimizer.load_state_dict({f"momentum_buffer.{i}": np.zeros(p.shape, p.dtype)
+                                       for i, p in enumerate(optimizer.params)} | {"lr": [0.05]})
+            results[graphed] = step(*data[3]).item(), model.state_dict()
+    assert results[True][0] == results[False][0]
+    for name, value in results[False][1].items():
+        np.testing.assert_array_equal(results[True][1][name], value, err_msg=name)
+
+
+def test_a_graph_keeps_the_constants_it_reads_when_their_cache_drops_them(tiny_deeplab):
+    """Resize and pooling weights made before the graph live in the constant cache, not in the
+    graph's memory; evicted, and their blocks handed to new arrays full of NaN, the replays
+    still read the weights (the graph pins what it uses)."""
+    from atrousnp.functional import operands
+    data = list(batches(4))
+    results = {}
+    with anp.use_backend("cuda"):
+        for graphed in (False, True):
+            model, schedule, train = training(tiny_deeplab)
+            train(*data[0])                                       # the constants made outside any graph
+            step = anp.cuda.graph(train) if graphed else train
+            losses = [step(*batch).item() for batch in data[1:3]]
+            operands._KEPT_CONSTANTS.clear()
+            pool = anp.get_backend().pool
+            taken = [anp.tensor(np.full(size // 4, np.nan, np.float32))
+                     for size, blocks in list(pool.free.items()) for _ in blocks]
+            losses.append(step(*data[3]).item())
+            results[graphed] = losses, model.state_dict()
+            del taken
+    assert results[True][0] == results[False][0] and np.isfinite(results[True][0]).all()
+    for name, value in results[False][1].items():
+        np.testing.assert_array_equal(results[True][1][name], value, err_msg=name)
+
+
+def test_a_replay_copies_its_inputs_asynchronously_from_pinned_buffers(tiny_deeplab):
+    """Each input goes through a page-locked host buffer and is copied on a stream (without
+    making the host wait); the host waits only for the previous replay's copies."""
+    with anp.use_backend("cuda"):
+        step = anp.cuda.graph(training(tiny_deeplab)[2])
+        data = list(batches(3))
+        step(*data[0])
+        step(*data[1])
+        copies = []
+        for index, buffer in enumerate(step.capture.buffers):
+            buffer.copy_to_device = lambda host, stream=0, index=index: copies.append((index, host, stream))
+        step(*data[2])
+    assert [index for index, _, _ in copies] == [0, 1]
+    for (index, host, stream), given in zip(copies, data[2]):
+        assert host is step.staging[index] and not isinstance(stream, int)     # a stream, not the synchronous 0
+        np.testing.assert_array_equal(host, given)

@@ -137,7 +137,7 @@ def test_sgd_step_over_several_steps(backend, sizes, dtype, momentum, weight_dec
         params, buffers = upload(*start), [None] * len(sizes)
         for step_grads in grads:
             uploaded = upload(*step_grads)
-            lr = be.scalar_feed(lambda: 0.1)            # a number, or (cuda) a device cell holding it
+            lr = be.asarray(np.array(0.1))              # the rate as the optimiser keeps it: 0-d, float64
             params, buffers = step(params, uploaded, buffers, lr, momentum, weight_decay, 0.0, nesterov)
             for g, host in zip(uploaded, step_grads):
                 np.testing.assert_array_equal(be.to_host(g), host)

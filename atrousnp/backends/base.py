@@ -28,14 +28,14 @@ REDUCE_OPS = ("sum", "max", "argmax")
 # all that the ops in atrousnp.functional may call. tests/test_design_rules.py holds every
 # backend to this list, both ways.
 PRIMITIVES = (
-    "empty", "zeros", "full", "asarray", "to_host", "owns", "astype",                 # creation, transfer
+    "empty", "zeros", "full", "asarray", "copy_from_host", "to_host", "owns", "astype",  # creation, transfer
     "map", "zip", "where", "reduce",                                                  # elementwise, reduction
     "matmul", "reshape", "transpose", "broadcast_to", "contiguous", "getitem",        # linear algebra, layout
     "index_add", "pad", "concat",
     "im2col", "col2im", "bn_stats",                                                   # convolution, statistics
     "conv2d_forward", "conv2d_backward", "batch_norm_forward", "batch_norm_backward",  # fused, with defaults
     "relu_backward", "update_running_stats", "softmax_cross_entropy",
-    "softmax_cross_entropy_backward", "sgd_step", "scalar_feed",
+    "softmax_cross_entropy_backward", "sgd_step",
 )
 
 
@@ -64,6 +64,15 @@ class Backend(ABC):
     @abstractmethod
     def asarray(self, host_array, dtype=None) -> Array:
         """A backend array holding ``host_array`` (a NumPy array or one of ours)."""
+        raise NotImplementedError
+
+    @abstractmethod
+    def copy_from_host(self, target: Array, host_array) -> None:
+        """Write ``host_array`` (a NumPy array or number of target's shape) into ``target``, in
+        place (PyTorch's ``copy_``): whatever else reads target's memory sees the new values. A
+        replayed CUDA graph reads parameters and a learning rate at the addresses it captured, so
+        state that the host sets between steps (a checkpoint loaded, a rate scheduled) is copied
+        in, never swapped for a new array."""
         raise NotImplementedError
 
     @abstractmethod
@@ -322,17 +331,10 @@ class Backend(ABC):
             picked = self.where(ignored, self.full((), 0, dtype), picked)
         return picked
 
-    def scalar_feed(self, read):
-        """A number the host decides anew each step (a scheduled learning rate), in the form this
-        backend's primitives take it: here ``read()`` itself. A backend that replays captured
-        steps (the cuda backend's CUDA graphs) returns a device cell instead, and writes
-        ``read()`` into it before every replay: a number passed to a kernel is frozen into the
-        graph, a number read from device memory is not."""
-        return read()
-
     def sgd_step(self, params, grads, buffers, lr, momentum, weight_decay, dampening, nesterov):
         """One SGD step (PyTorch's rule) over every parameter; returns (params, buffers).
-        ``lr`` is what ``scalar_feed`` gave.
+        ``lr`` is a 0-d float64 array of this backend that holds the rate (the optimiser's own: a
+        replayed CUDA graph reads the rate there, so it follows the schedule).
 
         For each parameter p with gradient g and momentum buffer b (None before the first step):
             g = g + weight_decay * p
@@ -345,14 +347,13 @@ class Backend(ABC):
         """
         new_params, new_buffers = [], []
         scaled = lambda a, factor: self.zip("mul", a, self.full((), factor, a.dtype))  # noqa: E731
-        rate = self.reshape(lr, ()) if self.owns(lr) else self.full((), lr, np.float64)  # a feed's cell, or a number
         for p, g, b in zip(params, grads, buffers):
             if weight_decay:
                 g = self.zip("add", g, scaled(p, weight_decay))
             if momentum:
                 b = g if b is None else self.zip("add", scaled(b, momentum), scaled(g, 1 - dampening))
                 g = self.zip("add", g, scaled(b, momentum)) if nesterov else b
-            new_params.append(self.zip("sub", p, self.zip("mul", g, self.astype(rate, g.dtype))))
+            new_params.append(self.zip("sub", p, self.zip("mul", g, self.astype(lr, g.dtype))))
             new_buffers.append(b)
         return new_params, new_buffers
 

@@ -512,5 +512,5 @@ class NumbaBackend(NumpyBackend):
                 buffers[k] = np.empty_like(p)          # a buffer of its own, never the gradient
             buf = buffers[k] if momentum else p
             _sgd_update(p.reshape(-1), np.ascontiguousarray(g, p.dtype).reshape(-1), buf.reshape(-1),
-                        lr, momentum, weight_decay, dampening, nesterov, first)
+                        float(lr), momentum, weight_decay, dampening, nesterov, first)
         return params, buffers

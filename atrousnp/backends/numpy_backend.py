@@ -29,6 +29,9 @@ class NumpyBackend(Backend):
     def asarray(self, host_array, dtype=None):
         return np.asarray(host_array, dtype=dtype)
 
+    def copy_from_host(self, target, host_array):
+        np.copyto(target, host_array, casting="same_kind")
+
     def to_host(self, a):
         return np.array(a, copy=True)
 

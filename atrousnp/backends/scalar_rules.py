@@ -8,9 +8,14 @@ stands, ``numba_cpu.py`` compiles it with ``njit`` and the CUDA backend with
 import numpy as np
 
 
-def sigmoid(a):
-    """1 / (1 + exp(-a)), computed as 0.5 * (1 + tanh(a / 2)), which never overflows."""
-    return 0.5 * (1 + np.tanh(0.5 * a))
+def sigmoid(a, one=1.0):
+    """1 / (1 + exp(-a)), computed as 0.5 * (1 + tanh(a / 2)), which never overflows.
+
+    ``one`` is 1 in the arithmetic's type: NumPy keeps a float32 array float32 whatever Python
+    number meets it, but numba types a Python literal as float64 and would compute a float32
+    kernel in float64 (the CUDA backend passes ``type(a)(1)``)."""
+    half = one / (one + one)
+    return half * (one + np.tanh(half * a))
 
 
 def relu(a):
@@ -28,6 +33,6 @@ def sgd_update(param, grad, buf, lr, momentum, weight_decay, dampening, nesterov
     readable, whole-array form is ``Backend.sgd_step`` in base.py). ``first``: the buffer is new."""
     g = grad + weight_decay * param
     if momentum != 0:
-        buf = g if first else momentum * buf + (1 - dampening) * g
+        buf = g if first else momentum * buf + (type(g)(1) - dampening) * g     # 1 in g's type (see sigmoid)
         g = g + momentum * buf if nesterov else buf
     return param - lr * g, buf

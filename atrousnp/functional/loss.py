@@ -41,9 +41,9 @@ class SoftmaxCrossEntropy(Function):
     @staticmethod
     def forward(ctx, logits, target, weight, ignore_index):
         be = ctx.backend
-        n, c = logits.shape[:2]
-        flat = be.reshape(be.contiguous(logits), (n, c, -1))
-        labels = be.reshape(target, (n, -1))
+        n, c, pixels = _batch_classes_pixels(logits)
+        flat = be.reshape(be.contiguous(logits), (n, c, pixels))
+        labels = be.reshape(target, (n, pixels))
         loss, lse, norm = be.softmax_cross_entropy(flat, labels, weight, ignore_index)
         ctx.save_for_backward(logits, labels, weight, lse, norm)
         ctx.ignore_index = ignore_index
@@ -52,10 +52,15 @@ class SoftmaxCrossEntropy(Function):
     @staticmethod
     def backward(ctx, grad):
         be, (logits, labels, weight, lse, norm) = ctx.backend, ctx.saved
-        n, c = logits.shape[:2]
-        flat = be.reshape(be.contiguous(logits), (n, c, -1))
+        flat = be.reshape(be.contiguous(logits), _batch_classes_pixels(logits))
         dlogits = be.softmax_cross_entropy_backward(grad, flat, labels, weight, ctx.ignore_index, lse, norm)
         return be.reshape(dlogits, logits.shape), None, None
+
+
+def _batch_classes_pixels(logits):
+    """(N, C, pixels per image) of logits (N, C, ...): counted, not a reshape's -1, which an empty
+    batch leaves undetermined."""
+    return logits.shape[0], logits.shape[1], int(np.prod(logits.shape[2:], dtype=np.int64))
 
 
 def cross_entropy(logits: Tensor, target, ignore_index: int = 255, weight=None, reduction: str = "mean",

@@ -135,7 +135,9 @@ class Module:
         return state
 
     def load_state_dict(self, state_dict, strict=True):
-        """Copy arrays into the parameters and buffers of the same names.
+        """Copy arrays into the parameters and buffers of the same names, in place (as PyTorch's
+        ``copy_``: what refers to a parameter's array, a CUDA graph's replays included, sees the
+        loaded values).
 
         Shapes must match. With strict=True, missing and unexpected names are an error;
         otherwise they are returned as (missing, unexpected)."""
@@ -159,8 +161,8 @@ class Module:
                   for name, target in own.items() if name in state_dict}
         for prefix, module in self.named_modules():
             module.check_loaded(f"{prefix}." if prefix else "", arrays)
-        for name, array in arrays.items():
-            own[name].data = own[name]._backend.asarray(array)
+        for name, array in arrays.items():       # in place: a captured CUDA graph reads these very arrays
+            own[name]._backend.copy_from_host(own[name].data, array)
         return missing, unexpected
 
     def check_loaded(self, prefix, arrays):

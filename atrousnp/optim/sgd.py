@@ -3,6 +3,8 @@
 import math
 import numbers
 
+import numpy as np
+
 from ..checkpoint import state_array
 
 
@@ -21,6 +23,11 @@ class SGD:
     ``params`` is a list of Parameters, or, as in PyTorch, of groups ``{"params": [...], "lr":
     ...}`` whose own settings override the keyword ones (a backbone fine-tuned at a tenth of the
     head's rate). ``param_groups[g]["lr"]`` is what a scheduler changes.
+
+    Each group also keeps its rate on every backend its parameters live on, as a 0-d array that
+    the update reads (``ParamGroup.rate``): a CUDA graph replays the update without running this
+    Python, and reads the rate from where it was at capture. So setting ``group["lr"]`` writes the
+    new rate into those arrays, in place, and a replayed step uses it.
     """
 
     def __init__(self, params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False,
@@ -52,11 +59,10 @@ class SGD:
                 if p.grad is not None and p.requires_grad:
                     by_backend.setdefault(p._backend, []).append(i)
             for be, live in by_backend.items():
-                lr = be.scalar_feed(lambda group=group: group["lr"])   # re-read at each replay of a CUDA graph
                 params, buffers = be.sgd_step([self.params[i].data for i in live],
                                               [self.params[i].grad.data for i in live],
                                               [self.momentum_buffers[i] for i in live],
-                                              lr, group["momentum"], group["weight_decay"],
+                                              group.rate(be), group["momentum"], group["weight_decay"],
                                               group["dampening"], group["nesterov"])
                 for i, p, buf in zip(live, params, buffers):
                     self.params[i].data, self.momentum_buffers[i] = p, buf
@@ -93,7 +99,36 @@ class SGD:
                                p.shape, p.dtype) for i, p in enumerate(self.params)]
         for group, lr in zip(self.param_groups, lrs):
             group["lr"] = float(lr)
-        self.momentum_buffers = [None if buf is None else p._backend.asarray(buf) for p, buf in zip(self.params, buffers)]
+        for i, (p, buf) in enumerate(zip(self.params, buffers)):
+            if buf is not None and self.momentum_buffers[i] is not None:   # in place, as the parameters
+                p._backend.copy_from_host(self.momentum_buffers[i], buf)
+            else:
+                self.momentum_buffers[i] = None if buf is None else p._backend.asarray(buf)
+
+
+class ParamGroup(dict):
+    """One group's parameters and settings, a dict as in PyTorch, which also holds its learning
+    rate on each backend as a 0-d float64 array (``rate(backend)``), made on first use and
+    rewritten in place whenever ``"lr"`` is set."""
+
+    def __init__(self, settings):
+        super().__init__(settings)
+        self.rates = {}                 # backend -> its 0-d array holding self["lr"]
+
+    def rate(self, backend):
+        if backend not in self.rates:
+            self.rates[backend] = backend.asarray(np.array(self["lr"], np.float64))
+        return self.rates[backend]
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        if key == "lr":
+            for backend, rate in self.rates.items():
+                backend.copy_from_host(rate, np.array(value, np.float64))
+
+    def update(self, *args, **kwargs):
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
 
 
 def _group(group, index):
@@ -105,7 +140,7 @@ def _group(group, index):
         _check_setting(name, group[name])
     if group["nesterov"] and (group["momentum"] == 0 or group["dampening"] != 0):
         raise ValueError("SGD: nesterov needs momentum > 0 and dampening 0")
-    return dict(group, params=list(group["params"]))
+    return ParamGroup(dict(group, params=list(group["params"])))
 
 
 def _check_setting(name, value):

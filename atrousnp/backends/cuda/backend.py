@@ -14,7 +14,7 @@ import numpy as np
 from numba import cuda
 
 from ..base import Backend
-from . import conv, elementwise, launch as launching, layout, memory
+from . import conv, elementwise, index, launch as launching, layout, memory
 from .layout import flat
 from .fused import FusedPrimitives
 from .gemm import Operand, contiguous, gemm
@@ -66,6 +66,9 @@ class CudaBackend(FusedPrimitives, Backend):
     # -- creation and transfer -------------------------------------------------------------
     def empty(self, shape, dtype):
         shape = tuple(int(s) for s in shape)
+        if int(np.prod(shape, dtype=np.int64)) >= index.MAX_ELEMENTS:
+            raise ValueError(f"cuda: an array of shape {shape} has 2**32 elements or more; the kernels index in 32 "
+                             "bits (backends/cuda/index.py)")
         if self._simulated_pool is not None:
             return FakeCUDAArray(memory.simulated_array(self._simulated_pool, shape, dtype))
         return cuda.device_array(shape, np.dtype(dtype))
@@ -83,7 +86,7 @@ class CudaBackend(FusedPrimitives, Backend):
         if self.owns(host_array):
             return host_array if dtype is None else self.astype(host_array, dtype)
         if launching.CAPTURE is not None:       # a step being captured: only its inputs may come in
-            return launching.CAPTURE.input_buffer(host_array, dtype, self.empty)
+            return launching.CAPTURE.input_buffer(host_array, dtype)
         host = np.ascontiguousarray(np.asarray(host_array, dtype=dtype))
         out = self.empty(host.shape, host.dtype)
         if host.size:
@@ -91,18 +94,19 @@ class CudaBackend(FusedPrimitives, Backend):
             COUNTERS.host_to_device += 1
         return out
 
+    def copy_from_host(self, target, host_array):
+        if launching.CAPTURE is not None:       # a replay would not repeat it
+            launching.CAPTURE.refuse_copy(target)
+        host = np.ascontiguousarray(np.broadcast_to(np.asarray(host_array, target.dtype), target.shape))
+        if host.size:
+            flat(target).copy_to_device(host.reshape(-1))
+            COUNTERS.host_to_device += 1
+
     def to_host(self, a):
         if launching.CAPTURE is not None:
             launching.CAPTURE.refuse_read_back(a)
         COUNTERS.device_to_host += 1
         return a.copy_to_host()
-
-    def scalar_feed(self, read):
-        """A (1,) float64 device cell holding ``read()``; while a step is captured, an empty cell
-        that the graph fills before every replay (see ``Backend.scalar_feed``)."""
-        if launching.CAPTURE is not None:
-            return launching.CAPTURE.feed(read, self.empty((1,), np.float64))
-        return self.full((1,), read(), np.float64)
 
     def owns(self, a):
         return hasattr(a, "copy_to_host") and not isinstance(a, np.ndarray)
@@ -173,7 +177,9 @@ class CudaBackend(FusedPrimitives, Backend):
         n, k, m = a_shape[-2], a_shape[-1], b_shape[-1]
         z = int(np.prod(batch, dtype=np.int64))
         out = self.empty((z, n, m), np.result_type(a.dtype, b.dtype))
-        if out.size:
+        if k == 0:                                  # a sum over nothing
+            out = self.zeros((z, n, m), out.dtype)
+        elif out.size:
             operands = []
             for x, shape in ((a, a_shape), (b, b_shape)):
                 stride = layout.batch_stride(shape, batch)

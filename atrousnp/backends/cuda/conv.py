@@ -15,57 +15,102 @@ from numba import types as t
 
 from ..base import _is_pointwise, conv_out_hw
 from .gemm import Operand, gemm
+from .index import INDEX, divmod32
 from .layout import flat
-from .launch import launch
+from .launch import MAX_GRID, SIMULATED, configured
 
 
 @cuda.jit
-def _im2col_kernel(x, cols, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
-    """cols[(c, i, j), (n, oh, ow)] = x_pad[n, c, oh*sh + i*dh, ow*sw + j*dw]; one thread per entry."""
-    n_img, _, h, w = x.shape
+def _im2col_kernel(x, cols, n_img, channels, h, w, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
+    """cols[(c, i, j), (n, oh, ow)] = x_pad[n, c, oh*sh + i*dh, ow*sw + j*dw]; x (N, C, H, W) and
+    cols (C*kh*kw, N*out_h*out_w) given flat.
+
+    Why this shape of work: worked out from one flat index per element, an entry costs nine
+    64-bit divisions (for c, i, j, n, oh and ow): 673 instructions of sm_90 code per element,
+    where the copy itself is a load and a store. Here block (x, y, z) of the grid takes output
+    row ``line`` = (n, oh) along y and channel c along z (grid-stride loops over both: one
+    division per line), its threads take consecutive ow (so a warp writes consecutive columns
+    of cols, coalesced), and each thread walks its patch's kh x kw taps with additions alone,
+    indexing with unsigned integers where the index cannot be negative (numba then adds no
+    wraparound check). The innermost loop is one element of cols per turn."""
+    zero = cols.dtype.type(0)
     total_cols = n_img * out_h * out_w
-    for idx in range(cuda.grid(1), cols.shape[0] * total_cols, cuda.gridsize(1)):
-        row, col = idx // total_cols, idx % total_cols
-        c, i, j = row // (kh * kw), (row // kw) % kh, row % kw
-        b, rest = col // (out_h * out_w), col % (out_h * out_w)
-        y = (rest // out_w) * sh - ph + i * dh
-        xx = (rest % out_w) * sw - pw + j * dw
-        inside = 0 <= y < h and 0 <= xx < w
-        cols[row, col] = x[b, c, y, xx] if inside else 0
+    for line in range(cuda.blockIdx.y, n_img * out_h, cuda.gridDim.y):
+        b, oh = divmod32(line, out_h)
+        for c in range(cuda.blockIdx.z, channels, cuda.gridDim.z):
+            plane = (b * channels + c) * h * w                     # x[b, c, 0, 0]
+            for ow in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, out_w,
+                            cuda.gridDim.x * cuda.blockDim.x):
+                at = c * kh * kw * total_cols + line * out_w + ow   # cols[(c, 0, 0), (b, oh, ow)]
+                y = oh * sh - ph
+                for i in range(kh):
+                    xx = ow * sw - pw
+                    for j in range(kw):
+                        if 0 <= y < h and 0 <= xx < w:
+                            cols[INDEX(at)] = x[INDEX(plane + y * w + xx)]
+                        else:
+                            cols[INDEX(at)] = zero
+                        at += total_cols
+                        xx += dw
+                    y += dh
 
 
 @cuda.jit
-def _col2im_kernel(cols, x, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
-    """x[n, c, y, xx] = sum of the cols entries copied from it: each pixel gathers, so no atomics."""
-    n_img, c_in, h, w = x.shape
-    for idx in range(cuda.grid(1), x.size, cuda.gridsize(1)):
-        xx, y = idx % w, (idx // w) % h
-        c, b = (idx // (w * h)) % c_in, idx // (w * h * c_in)
-        total = 0.0  # a literal: "cols[0, 0] * 0" would be NaN wherever cols holds an inf
-        for i in range(kh):
-            top = y + ph - i * dh
-            if top < 0 or top % sh != 0 or top // sh >= out_h:
-                continue
-            for j in range(kw):
-                left = xx + pw - j * dw
-                if left < 0 or left % sw != 0 or left // sw >= out_w:
-                    continue
-                total += cols[(c * kh + i) * kw + j, (b * out_h + top // sh) * out_w + left // sw]
-        x[b, c, y, xx] = total
+def _col2im_kernel(cols, x, n_img, channels, h, w, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
+    """x[n, c, y, xx] = sum of the cols entries copied from it: each pixel gathers, so no atomics.
+    cols and x flat, the work laid out as im2col's (a line (n, y) per grid y, a channel per grid
+    z, consecutive xx along a block's threads); a tap's output position is a 32-bit division."""
+    zero = x.dtype.type(0)
+    total_cols = n_img * out_h * out_w
+    for line in range(cuda.blockIdx.y, n_img * h, cuda.gridDim.y):
+        b, y = divmod32(line, h)
+        for c in range(cuda.blockIdx.z, channels, cuda.gridDim.z):
+            for xx in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, w, cuda.gridDim.x * cuda.blockDim.x):
+                total = zero
+                for i in range(kh):
+                    top = y + ph - i * dh
+                    if top < 0:
+                        continue
+                    oh, off_grid = divmod32(top, sh)
+                    if off_grid != 0 or oh >= out_h:
+                        continue
+                    at = (c * kh + i) * kw * total_cols + (b * out_h + oh) * out_w     # cols[(c, i, 0), (b, oh, 0)]
+                    left = xx + pw
+                    for j in range(kw):
+                        if left >= 0:
+                            ow, off_grid = divmod32(left, sw)
+                            if off_grid == 0 and ow < out_w:
+                                total += cols[INDEX(at + ow)]
+                        at += total_cols
+                        left -= dw
+                x[INDEX(((b * channels + c) * h + y) * w + xx)] = total
+
+
+def _layout(n, c, lines, width):
+    """(grid, block) for im2col/col2im: ``lines`` along y, c along z, ``width`` along x in whole warps."""
+    if SIMULATED:
+        return (1, 1, 1), 4
+    threads = min(128, 32 * -(-width // 32))
+    return (-(-width // threads), min(lines, MAX_GRID[1]), min(c, MAX_GRID[2])), threads
 
 
 def im2col(backend, x, kernel, stride, padding, dilation):
     n, c = x.shape[:2]
     out_h, out_w = conv_out_hw(tuple(x.shape), kernel, stride, padding, dilation)
     cols = backend.empty((c * kernel[0] * kernel[1], n * out_h * out_w), x.dtype)
-    launch(_im2col_kernel, cols.size)(x, cols, *kernel, *stride, *padding, *dilation, out_h, out_w)
+    if cols.size:
+        configured(_im2col_kernel, *_layout(n, c, n * out_h, out_w))(
+            flat(x), flat(cols), *x.shape, *kernel, *stride, *padding, *dilation, out_h, out_w)
     return cols
 
 
 def col2im(backend, cols, x_shape, kernel, stride, padding, dilation):
     out_h, out_w = conv_out_hw(x_shape, kernel, stride, padding, dilation)
     x = backend.empty(tuple(x_shape), cols.dtype)
-    launch(_col2im_kernel, x.size)(cols, x, *kernel, *stride, *padding, *dilation, out_h, out_w)
+    if x.size:
+        n, c, h, w = x_shape
+        configured(_col2im_kernel, *_layout(n, c, n * h, w))(
+            flat(cols), flat(x), *x_shape, *kernel, *stride, *padding, *dilation, out_h, out_w)
     return x
 
 
@@ -131,6 +176,6 @@ def conv2d_backward(backend, grad, x, weight, stride, padding, dilation, groups,
 
 def signatures(dtype):
     """(name, kernel, argument types) of this module's kernels, for tests/compile_cuda_kernels.py."""
-    a2, a4 = dtype[:, ::1], dtype[:, :, :, ::1]
-    return [("im2col", _im2col_kernel, (a4, a2) + (t.int64,) * 10),
-            ("col2im", _col2im_kernel, (a2, a4) + (t.int64,) * 10)]
+    a1 = dtype[::1]
+    return [("im2col", _im2col_kernel, (a1, a1) + (t.int64,) * 14),
+            ("col2im", _col2im_kernel, (a1, a1) + (t.int64,) * 14)]

@@ -14,9 +14,12 @@ from numba import cuda
 from numba import types as t
 
 from .. import scalar_rules
+from .index import divmod32
 
 
 # -- elementwise device functions --------------------------------------------------------
+
+_sigmoid = cuda.jit(device=True)(scalar_rules.sigmoid)
 
 UNARY = {
     "neg": cuda.jit(device=True)(lambda a: -a),
@@ -25,7 +28,7 @@ UNARY = {
     "sqrt": cuda.jit(device=True)(lambda a: math.sqrt(a)),
     "tanh": cuda.jit(device=True)(lambda a: math.tanh(a)),
     "identity": cuda.jit(device=True)(lambda a: a),
-    "sigmoid": cuda.jit(device=True)(scalar_rules.sigmoid),
+    "sigmoid": cuda.jit(device=True)(lambda a: _sigmoid(a, type(a)(1))),
     "relu": cuda.jit(device=True)(scalar_rules.relu),
     "step": cuda.jit(device=True)(scalar_rules.step),
 }
@@ -47,11 +50,12 @@ COMPARISONS = ("eq", "ne", "gt", "ge", "lt", "le")
 
 @cuda.jit(device=True)
 def flat_offset(i, shape, strides):
-    """The source offset of flat output index i, for an output of ``shape`` read through ``strides``."""
+    """The source offset of flat output index i, for an output of ``shape`` read through ``strides``
+    (a stride may be negative: a reversed view). One 32-bit division per axis (``index.py``)."""
     offset = 0
     for k in range(len(shape) - 1, -1, -1):
-        offset += (i % shape[k]) * strides[k]
-        i //= shape[k]
+        i, coordinate = divmod32(i, shape[k])
+        offset += coordinate * strides[k]
     return offset
 
 

@@ -7,11 +7,14 @@ work. Here each is one kernel, or two where a reduction must finish before its r
 * per-channel sums (batch-norm statistics and backward) cut each channel's N*H*W values into
   parts (``reduce.row_parts``), so that channels x parts blocks fill the GPU even for 64
   channels; a block's threads stride through its part and combine their sums by warp shuffles
-  (``reduce.block_reduce``), and a second launch takes each channel's parts in order: the
-  statistics' finishing kernel, or the backward's per-element kernel, whose threads add their
-  channel's few partial sums themselves;
+  (``reduce.block_reduce``), and a second launch, a thread per channel, adds each channel's
+  parts in order: these sums are in float64, for accuracy (their docstrings say so);
 * per-element work (the normalisation with its residual and ReLU, ReLU's backward, the SGD
-  update) is one grid-stride loop, each thread working out its channel from its index;
+  update) is one grid-stride loop, each thread working out its channel from its index by a
+  32-bit division (``index.divmod32``), in the arrays' own dtype: numba types a Python
+  literal such as ``0.0`` or ``1`` as a 64-bit number, which would turn float32 arithmetic
+  into float64 (1/64 of the rate on consumer GPUs), so constants take the dtype of an array
+  (``x.dtype.type(1)``) and a zero is stored, not chosen by ``... if ... else 0``;
 * per-pixel work (softmax cross-entropy) gives each pixel a thread that walks the classes.
 
 A missing optional array (no weight, no residual) is passed as an empty one, and the kernel
@@ -25,6 +28,8 @@ from numba import cuda, float64
 from numba import types as t
 
 from ..scalar_rules import sgd_update
+from . import launch as launching
+from .index import divmod32
 from .launch import THREADS, launch, launch_per_row
 from .layout import flat
 from .reduce import block_reduce, fold_parts, row_parts
@@ -35,14 +40,21 @@ sgd_rule = cuda.jit(device=True)(sgd_update)
 @cuda.jit(device=True)
 def _channel_index(j, ch, c, length):
     """The flat index of the j-th value (of N*L) of channel ch in x: (N, C, L)."""
-    return ((j // length) * c + ch) * length + j % length
+    image, pixel = divmod32(j, length)
+    return (image * c + ch) * length + pixel
+
+
+@cuda.jit(device=True)
+def _channel_of(i, c, length):
+    """The channel of flat index i of x: (N, C, L)."""
+    return divmod32(divmod32(i, length)[0], c)[1]
 
 
 @cuda.jit(device=True)
 def _part_range(b, parts, count):
     """Block b's channel, and the stretch [first, last) of that channel's ``count`` values it folds."""
     per_part = (count + parts - 1) // parts
-    ch, p = b // parts, b % parts
+    ch, p = divmod32(b, parts)
     return ch, p * per_part, min(count, (p + 1) * per_part)
 
 
@@ -78,7 +90,8 @@ def bn_partial_stats_kernel(x, c, length, parts, partials):
 
 @cuda.jit
 def bn_finish_stats_kernel(x, length, parts, partials, mean, var):
-    """Mean and biased variance of each channel from its parts' shifted sums, in order."""
+    """Mean and biased variance of each channel from its parts' shifted sums, in order, in
+    float64 (a thread per channel)."""
     count = x.size // mean.size
     for ch in range(cuda.grid(1), mean.size, cuda.gridsize(1)):
         total, squares = _channel_sums(partials, ch, parts)
@@ -88,20 +101,22 @@ def bn_finish_stats_kernel(x, length, parts, partials, mean, var):
 
 
 @cuda.jit
-def update_running_kernel(running_mean, running_var, mean, var, momentum, unbias):
-    """In place: running = (1 - momentum) * running + momentum * batch (variance times unbias)."""
+def update_running_kernel(running_mean, running_var, mean, var, keep, momentum, unbiased_momentum):
+    """In place: running = keep * running + momentum * batch (keep = 1 - momentum; the variance's
+    momentum times the unbiasing factor); the factors come in the arrays' dtype."""
     for ch in range(cuda.grid(1), mean.size, cuda.gridsize(1)):
-        running_mean[ch] = (1 - momentum) * running_mean[ch] + momentum * mean[ch]
-        running_var[ch] = (1 - momentum) * running_var[ch] + momentum * unbias * var[ch]
+        running_mean[ch] = keep * running_mean[ch] + momentum * mean[ch]
+        running_var[ch] = keep * running_var[ch] + unbiased_momentum * var[ch]
 
 
 @cuda.jit
 def bn_forward_kernel(x, mean, var, weight, bias, eps, residual, relu, c, length, out):
     """out = x * scale[c] + shift[c] (+ residual), ReLU'd if asked; each thread works out its
     channel's scale = weight / sqrt(var + eps) and shift = bias - mean * scale itself."""
+    one, zero = x.dtype.type(1), x.dtype.type(0)
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
-        ch = (i // length) % c
-        scale = 1 / math.sqrt(var[ch] + eps)
+        ch = _channel_of(i, c, length)
+        scale = one / math.sqrt(var[ch] + eps)
         if weight.size:
             scale *= weight[ch]
         value = (x[i] - mean[ch]) * scale
@@ -109,21 +124,20 @@ def bn_forward_kernel(x, mean, var, weight, bias, eps, residual, relu, c, length
             value += bias[ch]
         if residual.size:
             value += residual[i]
-        if relu and value < 0:
-            value = 0
-        out[i] = value
+        out[i] = zero if relu and value < zero else value
 
 
 @cuda.jit
 def relu_backward_kernel(grad, out, dx):
+    zero = dx.dtype.type(0)
     for i in range(cuda.grid(1), grad.size, cuda.gridsize(1)):
-        dx[i] = grad[i] if out[i] > 0 else 0
+        dx[i] = grad[i] if out[i] > zero else zero
 
 
 @cuda.jit
 def bn_backward_sums_kernel(grad, x, relu_out, mean, var, eps, c, length, parts, partials):
     """Per (channel, part) block: the sums of g and of g * x_hat over the part, into partials[0]
-    and partials[1]; g is grad masked by relu_out > 0 when relu_out is not empty."""
+    and partials[1], in float64; g is grad masked by relu_out > 0 when relu_out is not empty."""
     partial = cuda.shared.array(THREADS, float64)
     for b in range(cuda.blockIdx.x, c * parts, cuda.gridDim.x):
         ch, first, last = _part_range(b, parts, x.size // c)
@@ -141,51 +155,63 @@ def bn_backward_sums_kernel(grad, x, relu_out, mean, var, eps, c, length, parts,
 
 
 @cuda.jit
-def bn_backward_kernel(grad, x, relu_out, mean, var, weight, eps, training, c, length, parts, partials,
-                       dx, dweight, dbias):
-    """dx per element, each thread adding its channel's partial sums (in order) itself; the thread
-    of each channel's first value also writes dbias = sum g and dweight = sum g * x_hat."""
-    count = x.size // c
-    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
-        ch = (i // length) % c
+def bn_backward_finish_kernel(mean, var, weight, eps, training, count, parts, partials, terms, dweight, dbias):
+    """A thread per channel: its partial sums added in order, in float64, give dbias = sum g and
+    dweight = sum g * x_hat, and the channel's three terms of dx = terms[0] * g - terms[1] -
+    terms[2] * x, in x's dtype (see bn_backward_kernel)."""
+    for ch in range(cuda.grid(1), mean.size, cuda.gridsize(1)):
         sum_g, sum_gx = _channel_sums(partials, ch, parts)
-        if i < c * length and i % length == 0:
-            dbias[ch], dweight[ch] = sum_g, sum_gx
-        mu, inv = mean[ch], 1 / math.sqrt(var[ch] + eps)
+        dbias[ch], dweight[ch] = sum_g, sum_gx
+        inv = 1 / math.sqrt(float64(var[ch]) + eps)
         scale = inv * weight[ch] if weight.size else inv
         mean_g = sum_g / count if training else 0.0
         mean_gx = sum_gx / count if training else 0.0
-        g = grad[i] if relu_out.size == 0 or relu_out[i] > 0 else 0
-        dx[i] = scale * (g - mean_g - (x[i] - mu) * inv * mean_gx)
+        # scale * (g - mean_g - (x - mu) * inv * mean_gx), as a * g - b - c * x:
+        terms[0, ch] = scale
+        terms[1, ch] = scale * (mean_g - mean[ch] * inv * mean_gx)
+        terms[2, ch] = scale * inv * mean_gx
+
+
+@cuda.jit
+def bn_backward_kernel(grad, x, relu_out, c, length, terms, dx):
+    """dx = terms[0] * g - terms[1] - terms[2] * x per element, with its channel's terms (from
+    bn_backward_finish_kernel); g is grad masked by relu_out > 0 when relu_out is not empty."""
+    zero = dx.dtype.type(0)
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        ch = _channel_of(i, c, length)
+        g = grad[i] if relu_out.size == 0 or relu_out[i] > zero else zero
+        dx[i] = terms[0, ch] * g - terms[1, ch] - terms[2, ch] * x[i]
 
 
 @cuda.jit
 def xent_pixels_kernel(logits, target, weight, ignore_index, c, length, lse, pixel_loss, pixel_weight):
     """Per pixel p of logits: (N, C, L) (flat): lse = log(sum exp), stable through the max; the
     weighted loss w_p * (lse - logits[t]) and the weight w_p (both 0 where ignored)."""
+    one, zero = logits.dtype.type(1), logits.dtype.type(0)
     for p in range(cuda.grid(1), lse.size, cuda.gridsize(1)):
-        base = (p // length) * c * length + p % length
+        image, pixel = divmod32(p, length)
+        base = image * c * length + pixel
         top = logits[base]
         for k in range(1, c):
             top = max(top, logits[base + k * length])
-        total = 0.0
+        total = zero
         for k in range(c):
             total += math.exp(logits[base + k * length] - top)
         lse[p] = math.log(total) + top
         t = target[p]
-        w = 0.0
         if t != ignore_index and 0 <= t < c:
-            w = weight[t] if weight.size else 1.0
+            w = weight[t] if weight.size else one
             pixel_loss[p] = w * (lse[p] - logits[base + t * length])
+            pixel_weight[p] = w
         else:
-            pixel_loss[p] = 0
-        pixel_weight[p] = w
+            pixel_loss[p] = zero
+            pixel_weight[p] = zero
 
 
 @cuda.jit
 def xent_total_kernel(partials, parts, loss, norm):
     """One thread: loss = sum(pixel_loss) / norm, norm = sum(pixel_weight) (or 1 if that is 0),
-    from the parts of each sum (partials: loss parts, then weight parts), in order."""
+    from the parts of each sum (partials: loss parts, then weight parts), in order, in float64."""
     if cuda.grid(1) == 0:
         total, weights = 0.0, 0.0
         for p in range(parts):
@@ -198,15 +224,17 @@ def xent_total_kernel(partials, parts, loss, norm):
 @cuda.jit
 def xent_backward_kernel(grad, logits, target, weight, ignore_index, lse, norm, c, length, dlogits):
     """dlogits = grad / norm * w_p * (softmax - onehot(t)); one thread per pixel, 0 where ignored."""
+    one, zero = logits.dtype.type(1), logits.dtype.type(0)
     for p in range(cuda.grid(1), lse.size, cuda.gridsize(1)):
-        base = (p // length) * c * length + p % length
+        image, pixel = divmod32(p, length)
+        base = image * c * length + pixel
         t = target[p]
-        factor = 0.0
+        factor = zero
         if t != ignore_index and 0 <= t < c:
-            factor = (weight[t] if weight.size else 1.0) * grad[0] / norm[0]
+            factor = (weight[t] if weight.size else one) * grad[0] / norm[0]
         for k in range(c):
             softmax = math.exp(logits[base + k * length] - lse[p])
-            dlogits[base + k * length] = factor * (softmax - (1.0 if k == t else 0.0))
+            dlogits[base + k * length] = factor * (softmax - one) if k == t else factor * softmax
 
 
 # Parameters per SGD launch: a launch's arguments travel in a 4 KiB parameter buffer, and each
@@ -243,7 +271,9 @@ class FusedPrimitives:
         return mean, var
 
     def update_running_stats(self, running_mean, running_var, mean, var, momentum, count):
-        launch(update_running_kernel, mean.size)(running_mean, running_var, mean, var, momentum, count / (count - 1))
+        typed = running_mean.dtype.type
+        launch(update_running_kernel, mean.size)(running_mean, running_var, mean, var, typed(1 - momentum),
+                                                 typed(momentum), typed(momentum * count / (count - 1)))
         return running_mean, running_var
 
     def batch_norm_forward(self, x, mean, var, weight, bias, eps, residual=None, relu=False):
@@ -265,11 +295,12 @@ class FusedPrimitives:
         partials = self.empty((2, c * parts), np.float64)
         launch_per_row(bn_backward_sums_kernel, c * parts)(flat(grad), flat(x), relu_out, mean, var,
                                                            x.dtype.type(eps), c, length, parts, partials)
-        dx = self.empty(tuple(x.shape), x.dtype)
+        terms = self.empty((3, c), x.dtype)
         dweight, dbias = self.empty((c,), x.dtype), self.empty((c,), x.dtype)
-        launch(bn_backward_kernel, x.size)(
-            flat(grad), flat(x), relu_out, mean, var, self._or_none(weight, x.dtype), x.dtype.type(eps), training,
-            c, length, parts, partials, flat(dx), dweight, dbias)
+        launch(bn_backward_finish_kernel, c)(mean, var, self._or_none(weight, x.dtype), float(eps), training,
+                                             x.size // c, parts, partials, terms, dweight, dbias)
+        dx = self.empty(tuple(x.shape), x.dtype)
+        launch(bn_backward_kernel, x.size)(flat(grad), flat(x), relu_out, c, length, terms, flat(dx))
         return dx, dweight, dbias
 
     def softmax_cross_entropy(self, logits, target, weight, ignore_index):
@@ -297,14 +328,19 @@ class FusedPrimitives:
         """In place, a launch per chunk of TENSORS_PER_LAUNCH parameters of one dtype: where one
         launch per parameter would cost a ResNet-50 161 launches, this costs 11 (PyTorch's
         ``multi_tensor_apply`` chunks its tensor lists the same way, for the same reason).
-        ``lr`` is the (1,) float64 device cell that ``scalar_feed`` made."""
+        ``lr`` is the optimiser's 0-d float64 device array: the kernel reads the rate from it (in
+        the parameters' dtype), so that a replayed CUDA graph uses each step's."""
         buffers, groups = list(buffers), {}
+        new_buffers = sum(buffers[k] is None for k in range(len(params))) if momentum else 0
+        if new_buffers and launching.CAPTURE is not None:
+            launching.CAPTURE.refuse_new_momentum(new_buffers)
         for k, p in enumerate(params):
             first = bool(momentum) and buffers[k] is None
             if first:
                 buffers[k] = self.empty(tuple(p.shape), p.dtype)   # a buffer of its own, never the gradient
             groups.setdefault((p.dtype, first), []).append(k)
-        for (_, first), indices in groups.items():
+        rates = {dtype: self.astype(flat(lr), dtype) for dtype, _ in groups}     # the rate in each dtype
+        for (dtype, first), indices in groups.items():
             for c in range(0, len(indices), TENSORS_PER_LAUNCH):
                 chunk = indices[c:c + TENSORS_PER_LAUNCH]
                 sizes = [params[k].size for k in chunk]
@@ -312,8 +348,8 @@ class FusedPrimitives:
                 bufs = tuple(flat(buffers[k] if momentum else params[k]) for k in chunk)
                 launch(sgd_kernel, sum(sizes))(tuple(flat(params[k]) for k in chunk),
                                                tuple(flat(self.astype(grads[k], params[k].dtype)) for k in chunk),
-                                               bufs, starts, sum(sizes), lr, momentum, weight_decay, dampening,
-                                               nesterov, first)
+                                               bufs, starts, sum(sizes), rates[dtype], *(dtype.type(v) for v in (
+                                                   momentum, weight_decay, dampening)), nesterov, first)
         return list(params), buffers
 
 
@@ -330,14 +366,16 @@ def signatures(dtype):
     return [
         ("bn partial stats", bn_partial_stats_kernel, (a1, i, i, i, f64[:, ::1])),
         ("bn finish stats", bn_finish_stats_kernel, (a1, i, i, f64[:, ::1], a1, a1)),
-        ("update running", update_running_kernel, (a1, a1, a1, a1, f64, f64)),
+        ("update running", update_running_kernel, (a1, a1, a1, a1, f, f, f)),
         ("bn forward", bn_forward_kernel, (a1, a1, a1, a1, a1, f, a1, flag, i, i, a1)),
         ("relu backward", relu_backward_kernel, (a1, a1, a1)),
         ("bn backward sums", bn_backward_sums_kernel, (a1, a1, a1, a1, a1, f, i, i, i, f64[:, ::1])),
-        ("bn backward", bn_backward_kernel, (a1, a1, a1, a1, a1, a1, f, flag, i, i, i, f64[:, ::1], a1, a1, a1)),
+        ("bn backward finish", bn_backward_finish_kernel, (a1, a1, a1, f64, flag, i, i, f64[:, ::1], dtype[:, ::1],
+                                                           a1, a1)),
+        ("bn backward", bn_backward_kernel, (a1, a1, a1, i, i, dtype[:, ::1], a1)),
         ("xent pixels", xent_pixels_kernel, (a1, i1, a1, i, i, i, a1, a1, a1)),
         ("xent total", xent_total_kernel, (a1, i, a1, a1)),
         ("xent backward", xent_backward_kernel, (a1, a1, i1, a1, i, a1, a1, i, i, a1)),
-        ("sgd", sgd_kernel, (chunk, chunk, chunk, t.UniTuple(i, TENSORS_PER_LAUNCH), i, f64[::1]) + (f64,) * 3
+        ("sgd", sgd_kernel, (chunk, chunk, chunk, t.UniTuple(i, TENSORS_PER_LAUNCH), i, a1) + (f,) * 3
                            + (flag, flag)),
     ]

@@ -14,11 +14,14 @@ What a graph freezes, and so what a captured step must keep to (``StepGraph`` ch
 1. **Addresses.** A replay reads and writes the device addresses seen at capture. So every
    call has the first call's argument shapes and dtypes (a ValueError otherwise); the step's
    arrays come from a private pool (``memory.Private``) that hands them to nothing else while
-   the graph lives; and state changes in place (SGD's parameters and momentum, batch norm's
-   running statistics): a step that made a new parameter array would replay from the old one.
+   the graph lives; every other array its kernels use (parameters, momentum, kept constants)
+   the graph pins while it lives; and state changes in place (SGD's parameters and momentum,
+   batch norm's running statistics, ``load_state_dict``): a step that made a new parameter
+   array would replay from the old one.
 2. **Numbers passed to kernels.** A rate that the host schedules anew each step would replay
-   as the value at capture. It is read from device memory instead, a *feed*
-   (``Backend.scalar_feed``) that the graph writes before every replay.
+   as the value at capture. It is read from device memory instead: the optimiser keeps it in
+   a 0-d device array of its own (``optim.sgd.ParamGroup``) and rewrites it, in place, when
+   the schedule sets a new rate.
 3. **Host work.** The step's Python runs once, at capture: a replay runs only its kernels.
    Host arrays passed as the step's arguments are copied into the graph's input buffers before
    each replay; any other copy to the device during capture (a dropout mask drawn on the host)
@@ -26,18 +29,31 @@ What a graph freezes, and so what a captured step must keep to (``StepGraph`` ch
    run yet: both are refused, with a ``GraphCaptureError`` that says why. Return Tensors from
    the step and read them after the call.
 
+Memory the host writes between replays (the input buffers, the optimiser's rate) must be
+memory that no captured kernel writes. During a real capture nothing keeps a launched kernel's
+arguments alive: an array freed while the step is captured goes back to the graph's free
+lists and is handed out again, within the same capture, to a later array (which is right:
+the replay runs in the same order). A buffer allocated late in the capture could then be a
+block that an earlier kernel of the graph uses as scratch, and at replay that kernel would
+overwrite what the host copied in. So the input buffers are allocated before the capture
+starts, and the rate in the eager call; neither is ever freed while the graph lives.
+
 On a GPU the capture uses the driver API (``cuda.bindings.driver``): a non-blocking stream in
 capture mode, the step's launches issued on it, ``cuStreamEndCapture``, ``cuGraphInstantiate``;
-replays are ``cuGraphLaunch`` on the default stream, in order with numba's copies there. numba's
-CUDA simulator has no graphs; there the capture records each configured kernel with its
-arguments, without running it, and a replay runs the record in order: the same semantics (what
-is frozen is frozen, nothing runs during capture), so the tests hold a step to the rules above,
-without the speed.
+replays are ``cuGraphLaunch`` on the default stream, in order with the input copies there,
+which are asynchronous, from pinned host buffers (``StepGraph._replay``). numba's
+CUDA simulator has no graphs; there the capture records each configured kernel with where its
+arguments lie (the memory, an offset, shape and strides: an address, as the driver records it)
+without running it or keeping its arrays alive, and a replay runs the record in order, on
+views of that memory made anew. The semantics are a real capture's (what is frozen is frozen,
+nothing runs during capture, memory freed during capture is reused by it), so the tests hold
+a step to the rules above, without the speed.
 """
 
 import contextlib
 import warnings
 import weakref
+from typing import NamedTuple
 
 import numpy as np
 from numba import cuda
@@ -54,22 +70,49 @@ class GraphCaptureError(RuntimeError):
 class Capture:
     """What the cuda backend does differently while a step is captured: launches go to the
     capturing ``stream`` (or, with ``stream=None`` in the simulator, into ``recorded``); host
-    arrays among ``inputs`` get input buffers; feeds get cells; other transfers are refused."""
+    arrays among ``inputs`` are read from ``buffers`` (one device array each, made before the
+    capture); other transfers are refused."""
 
-    def __init__(self, inputs, stream):
-        self.inputs = inputs
-        self.stream = stream
-        self.recorded = []          # (configured kernel, arguments), in the simulator
-        self.input_buffers = {}     # argument index -> the device array it is copied into
-        self.feeds = []             # (cell, read): cell[0] = read() before every replay
+    def __init__(self, inputs, buffers, private, stream):
+        self.inputs, self.buffers = inputs, buffers
+        self.private, self.stream = private, stream
+        self.recorded = []          # (configured kernel, recorded arguments), in the simulator
+        self.used_inputs = set()    # the indices of the arguments the step uploaded
+        self.pinned = []            # arrays outside the graph's own memory that its kernels use
 
     def configured(self, kernel, grid, block):
-        if self.stream is None:
-            return lambda *args: self.recorded.append((kernel[grid, block], _device_only(args)))
-        on_stream = kernel[grid, block, self.stream]
-        return lambda *args: on_stream(*_device_only(args))
+        def launch(*args):
+            _device_only(args)
+            self._pin_outside(args)
+            if self.stream is None:
+                self.recorded.append((kernel[grid, block], _recorded(args)))
+            else:
+                kernel[grid, block, self.stream](*args)
+        return launch
 
-    def input_buffer(self, host_array, dtype, empty):
+    def _pin_outside(self, args):
+        """Keep every device array among ``args`` that the graph's private pool did not make
+        (parameters, momentum, kept constants): a replay reads and writes their addresses, so
+        their memory must not be freed and handed to another array while the graph lives (a
+        constant evicted from its cache, a parameter replaced by a new array)."""
+        for arg in _flat(args):
+            if hasattr(arg, "copy_to_host") and not self.private.holds(_address(arg)):
+                self.pinned.append(arg)
+
+    def replay_recorded(self):
+        """Run the recorded launches in order, on views of the memory they were given (simulator)."""
+        for kernel, args in self.recorded:
+            kernel(*_views(args))
+
+    def overlapping(self, arrays):
+        """(launch number, argument number) of every recorded kernel argument whose memory
+        overlaps one of ``arrays`` but is not that array's allocation (simulator): memory that a
+        captured kernel uses as something else."""
+        spans = [_Span.of(a) for a in arrays]
+        return [(n, k) for n, (_, args) in enumerate(self.recorded) for k, arg in enumerate(_flat(args))
+                if isinstance(arg, _Span) and any(arg.aliases(span) for span in spans)]
+
+    def input_buffer(self, host_array, dtype):
         """The device buffer of the step argument that ``host_array`` is."""
         index = next((i for i, a in enumerate(self.inputs) if a is host_array), None)
         if index is None or (dtype is not None and np.dtype(dtype) != host_array.dtype):
@@ -80,13 +123,20 @@ class Capture:
                 f"{np.dtype(dtype) if dtype is not None else 'another dtype'}): a replay would repeat that copy's "
                 "first data (a dropout mask drawn on the host, say). Pass it as an argument of the step, in the "
                 "dtype the step uses, or run the step without a graph")
-        if index not in self.input_buffers:
-            self.input_buffers[index] = empty(host_array.shape, host_array.dtype)
-        return self.input_buffers[index]
+        self.used_inputs.add(index)
+        return self.buffers[index]
 
-    def feed(self, read, cell):
-        self.feeds.append((cell, read))
-        return cell
+    def refuse_copy(self, a):
+        raise GraphCaptureError(
+            f"anp.cuda.graph: while the step was captured it copied host data into a device array {tuple(a.shape)} "
+            "(a checkpoint loaded, a learning rate set): a replay would not repeat that copy. Do it between calls")
+
+    def refuse_new_momentum(self, count):
+        raise GraphCaptureError(
+            f"anp.cuda.graph: while the step was captured, SGD met {count} parameter(s) with a gradient and no "
+            "momentum buffer yet: their first update (buffer = gradient) would be frozen into the graph and run "
+            "again at every replay. Run the step eagerly until every parameter it trains has been updated once "
+            "(the graph's first call does that when it succeeds), then capture")
 
     def refuse_read_back(self, a):
         raise GraphCaptureError(
@@ -95,14 +145,88 @@ class Capture:
             "runs no Python. Return the Tensor from the step and read it after the call")
 
 
+class _Span(NamedTuple):
+    """Where a simulated device array lies, as a driver records a kernel argument: the memory it
+    is in (kept, as device memory stays allocated), a byte offset, shape, strides and dtype; and
+    a weak reference to the allocation's own array, which is not kept alive."""
+    memory: object
+    offset: int
+    shape: tuple
+    strides: tuple
+    dtype: np.dtype
+    allocation: weakref.ref
+
+    @classmethod
+    def of(cls, device_array):
+        view = device_array._ary
+        root = view
+        while isinstance(root.base, np.ndarray):
+            root = root.base
+        offset = view.__array_interface__["data"][0] - root.__array_interface__["data"][0]
+        return cls(root if root.base is None else root.base, offset, view.shape, view.strides, view.dtype,
+                   weakref.ref(root))
+
+    def view(self):
+        from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
+        return FakeCUDAArray(np.ndarray(self.shape, self.dtype, self.memory, self.offset, self.strides))
+
+    def bytes(self):
+        """[first, last) bytes of the memory that the view reaches."""
+        if 0 in self.shape:
+            return self.offset, self.offset
+        reach = [(size - 1) * stride for size, stride in zip(self.shape, self.strides)]
+        return (self.offset + sum(r for r in reach if r < 0),
+                self.offset + sum(r for r in reach if r > 0) + self.dtype.itemsize)
+
+    def aliases(self, other):
+        """Overlapping bytes of one memory, in another allocation (a freed one included)."""
+        (a, b), (c, d) = self.bytes(), other.bytes()
+        same_memory = _memory_object(self.memory) is _memory_object(other.memory)
+        return same_memory and a < d and c < b and self.allocation() is not other.allocation()
+
+
+def _memory_object(memory):
+    return memory.obj if isinstance(memory, memoryview) else memory
+
+
+def _address(device_array):
+    """The address of a device array's first element (a host address in the simulator)."""
+    if SIMULATED:
+        return device_array.__array_interface__["data"][0]
+    return device_array.__cuda_array_interface__["data"][0]
+
+
+def _is_tuple(arg):
+    """A tuple argument of a kernel (a _Span is a tuple too, but stands for one array)."""
+    return isinstance(arg, tuple) and not isinstance(arg, _Span)
+
+
+def _flat(args):
+    return [item for arg in args for item in (arg if _is_tuple(arg) else (arg,))]
+
+
+def _each(args, change):
+    """Kernel arguments with ``change`` applied to each item, inside tuples too."""
+    return tuple(tuple(change(a) for a in arg) if _is_tuple(arg) else change(arg) for arg in args)
+
+
+def _recorded(args):
+    """Kernel arguments with every device array replaced by its _Span (simulator)."""
+    return _each(args, lambda a: _Span.of(a) if hasattr(a, "_ary") else a)
+
+
+def _views(args):
+    """Recorded arguments with every _Span made a device array again."""
+    return _each(args, lambda a: a.view() if isinstance(a, _Span) else a)
+
+
 def _device_only(args):
     """``args``, once checked for host arrays: numba would copy one to the device itself, a
     copy that a graph would replay with its first data."""
-    for arg in args:
-        for item in arg if isinstance(arg, tuple) else (arg,):
-            if isinstance(item, np.ndarray):
-                raise GraphCaptureError(f"anp.cuda.graph: a kernel got a host array {item.shape} while the step "
-                                        "was captured; a replay would reuse its first data")
+    for item in _flat(args):
+        if isinstance(item, np.ndarray):
+            raise GraphCaptureError(f"anp.cuda.graph: a kernel got a host array {item.shape} while the step "
+                                    "was captured; a replay would reuse its first data")
     return args
 
 
@@ -121,7 +245,8 @@ def capturing(capture):
 class StepGraph:
     """``step(*arrays)`` run as a CUDA graph: the first call runs eagerly (numba compiles the
     kernels, the optimiser makes its momentum, the private pool fills), the second captures
-    the step and replays it, every later call only replays. Each call returns what ``step``
+    the step and replays it, every later call only replays. A first call that raises counts
+    for nothing: the next call is eager again. Each call returns what ``step``
     returned at capture, the same Tensors, holding this call's results. See the module's
     docstring for the rules a step keeps; ``atrousnp.cuda.graph`` makes one."""
 
@@ -132,14 +257,16 @@ class StepGraph:
         self.capture = None
         self.outputs = None
         self.executable = None
+        self.staging, self.copied = {}, None     # pinned host copies of the inputs, and their copies' event
         weakref.finalize(self, backend.pool.release, self.private)
 
     def __call__(self, *arrays):
         self._check(arrays)
-        if self.signature is None:
-            self.signature = [(a.shape, a.dtype) for a in arrays]
+        if self.signature is None:        # eager, until a call succeeds: what it sets up is what the capture needs
             with self.backend.pool.use_private(self.private):
-                return self.step(*arrays)
+                result = self.step(*arrays)
+            self.signature = [(a.shape, a.dtype) for a in arrays]
+            return result
         if self.capture is None:
             self._capture(arrays)
         self._replay(arrays)
@@ -162,55 +289,77 @@ class StepGraph:
         if SIMULATED:
             warnings.warn("anp.cuda.graph: numba's CUDA simulator has no CUDA graphs; the step's kernels are "
                           "recorded and replayed one by one (the same results and rules, no speed-up)", stacklevel=3)
+        with self.backend.pool.use_private(self.private):    # before the capture: no captured kernel writes them
+            buffers = [self.backend.empty(a.shape, a.dtype) for a in arrays]
         stream = None if SIMULATED else _DriverCapture()
-        capture = Capture(arrays, None if stream is None else stream.numba_stream)
+        capture = Capture(arrays, buffers, self.private, None if stream is None else stream.numba_stream)
         with self.backend.pool.use_private(self.private), capturing(capture), stream or contextlib.nullcontext():
             self.outputs = self.step(*arrays)
         self.capture = capture
+        self.staging = {index: cuda.pinned_array(arrays[index].shape, arrays[index].dtype)
+                        for index in sorted(capture.used_inputs)}
+        self.copied = cuda.event()
+        self.copied.record(cuda.default_stream())
         if stream is not None:
             self.executable = stream.executable
             weakref.finalize(self, stream.destroy)
 
     def _replay(self, arrays):
-        for index, buffer in self.capture.input_buffers.items():
-            buffer.copy_to_device(np.ascontiguousarray(arrays[index]))
+        """Copy the inputs in and launch the graph, without waiting for the GPU: each input goes
+        through a page-locked (pinned) host buffer, which the GPU's copy engine reads on its
+        own, so the copy is asynchronous and the host runs ahead (a copy from pageable memory
+        makes the host wait). The host waits only before it refills the pinned buffers, for the
+        copies of the previous replay to have left them, not for that replay's kernels."""
+        stream = cuda.default_stream()
+        self.copied.synchronize()
+        for index, pinned in self.staging.items():
+            np.copyto(pinned, arrays[index])
+            self.capture.buffers[index].copy_to_device(pinned, stream=stream)
             COUNTERS.host_to_device += 1
-        for cell, read in self.capture.feeds:
-            cell.copy_to_device(np.array([read()], np.float64))
-            COUNTERS.host_to_device += 1
+        self.copied.record(stream)
         COUNTERS.launches += 1
         if self.executable is not None:
-            _call("cuGraphLaunch", self.executable, 0)     # the default stream: after the copies above
+            _call("cuGraphLaunch", self.executable, 0)     # the legacy default stream: after the copies above
         else:
-            for kernel, args in self.capture.recorded:
-                kernel(*args)
+            self.capture.replay_recorded()
 
 
 class _DriverCapture:
     """Stream capture through the driver API, as a with-block: on entry a non-blocking stream
     starts capturing (relaxed mode: a pool that must grow may still call cuMemAlloc); on exit it
-    ends, and ``executable`` is the instantiated graph."""
+    ends, and ``executable`` is the instantiated graph. Whatever fails, what was made is
+    destroyed and the error names the driver call."""
 
     def __init__(self):
         driver = _driver()
+        # The driver calls act on the calling thread's current context: numba makes its own
+        # current in a thread only when that thread first uses it, so make sure it is.
+        cuda.current_context()
         self.handle = _call("cuStreamCreate", driver.CUstream_flags.CU_STREAM_NON_BLOCKING.value)
         self.numba_stream = cuda.external_stream(int(self.handle))
         self.graph = self.executable = None
 
     def __enter__(self):
-        cuda.synchronize()
-        driver = _driver()
-        _call("cuStreamBeginCapture", self.handle, driver.CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_RELAXED)
+        try:
+            cuda.synchronize()
+            _call("cuStreamBeginCapture", self.handle, _driver().CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_RELAXED)
+        except BaseException:
+            self.destroy()          # no __exit__ follows a failed __enter__
+            raise
         return self
 
     def __exit__(self, kind, error, traceback):
         result = _driver().cuStreamEndCapture(self.handle)   # always: a stream left capturing is unusable
+        self.graph = result[1] if result[0] == _driver().CUresult.CUDA_SUCCESS else None
         if error is not None:
-            self.graph = result[1] if result[0] == _driver().CUresult.CUDA_SUCCESS else None
             self.destroy()
             return False
-        self.graph = _checked("cuStreamEndCapture", result)
-        self.executable = _call("cuGraphInstantiate", self.graph, 0)
+        try:
+            _checked("cuStreamEndCapture", result)
+            self.executable = _call("cuGraphInstantiate", self.graph, 0)
+        except BaseException:
+            self.destroy()
+            raise
         return False
 
     def destroy(self):
@@ -219,8 +368,9 @@ class _DriverCapture:
             driver.cuGraphExecDestroy(self.executable)
         if self.graph is not None:
             driver.cuGraphDestroy(self.graph)
-        driver.cuStreamDestroy(self.handle)
-        self.graph = self.executable = None
+        if self.handle is not None:
+            driver.cuStreamDestroy(self.handle)
+        self.graph = self.executable = self.handle = None
 
 
 def _driver():
@@ -236,5 +386,6 @@ def _checked(name, result):
     """The value of a cuda.bindings call's (error, value...) result, or a RuntimeError naming it."""
     error, *values = result
     if error != _driver().CUresult.CUDA_SUCCESS:
-        raise RuntimeError(f"anp.cuda.graph: {name} failed: {error!r}")
+        hint = " (no CUDA context is current in this thread)" if "CONTEXT" in str(error) else ""
+        raise RuntimeError(f"anp.cuda.graph: {name} failed: {error!r}{hint}")
     return values[0] if values else None

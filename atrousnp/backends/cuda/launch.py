@@ -53,9 +53,43 @@ COUNT_ONLY = False
 CAPTURE = None
 
 
-def configured(kernel, grid, block):
+# What a GPU accepts (CUDA's limits for every compute capability since 3.0): a launch outside
+# them fails on hardware, while the simulator would run it; checked at every launch here, so
+# that the simulator refuses it too.
+MAX_THREADS_PER_BLOCK = 1024
+MAX_BLOCK = (1024, 1024, 64)
+MAX_GRID = (2 ** 31 - 1, 65535, 65535)
+MAX_STATIC_SHARED_BYTES = 48 * 1024
+
+
+def check_geometry(name, grid, block, shared_bytes=0):
+    """A ValueError naming ``name`` if a launch of ``grid`` blocks of ``block`` threads (ints or
+    tuples of up to 3) with ``shared_bytes`` of static shared memory is one a GPU refuses. A
+    grid of 0 blocks is one (CUDA_ERROR_INVALID_VALUE): work with no items launches nothing."""
+    grid, block = _dims(grid), _dims(block)
+    problems = []
+    if min(grid + block) < 1:
+        problems.append("an empty grid or block (skip work with no items instead of launching it)")
+    problems += [f"grid {'xyz'[d]} of {grid[d]} > {MAX_GRID[d]}" for d in range(3) if grid[d] > MAX_GRID[d]]
+    problems += [f"block {'xyz'[d]} of {block[d]} > {MAX_BLOCK[d]}" for d in range(3) if block[d] > MAX_BLOCK[d]]
+    if block[0] * block[1] * block[2] > MAX_THREADS_PER_BLOCK:
+        problems.append(f"{block[0] * block[1] * block[2]} threads a block > {MAX_THREADS_PER_BLOCK}")
+    if shared_bytes > MAX_STATIC_SHARED_BYTES:
+        problems.append(f"{shared_bytes} bytes of static shared memory > {MAX_STATIC_SHARED_BYTES}")
+    if problems:
+        raise ValueError(f"cuda: a launch of {name} with grid {grid} and block {block} would fail on a GPU: "
+                         + "; ".join(problems))
+
+
+def _dims(size):
+    dims = tuple(size) if isinstance(size, tuple) else (size,)
+    return tuple(int(d) for d in dims) + (1,) * (3 - len(dims))
+
+
+def configured(kernel, grid, block, shared_bytes=0):
     """``kernel[grid, block]``, counted as one launch (while a step is captured, the capture's:
-    on its stream, or recorded)."""
+    on its stream, or recorded), once its geometry is checked against a GPU's limits."""
+    check_geometry(kernel.__name__, grid, block, shared_bytes)
     COUNTERS.launches += 1
     if COUNT_ONLY:
         return lambda *args: None
@@ -70,19 +104,30 @@ def multiprocessors():
 
 
 def launch(kernel, n):
-    """``kernel`` configured to cover ``n`` items: one thread each on a GPU, one block in the simulator."""
-    threads = max(1, min(THREADS, n))
-    blocks = 1 if SIMULATED else (n + threads - 1) // threads
+    """``kernel`` configured to cover ``n`` items: one thread each on a GPU, one block in the
+    simulator; for no items, nothing is launched. The grid-stride loop covers any n, so the
+    grid is capped at the limit of grid x."""
+    if n == 0:
+        return _nothing
+    threads = min(THREADS, n)
+    blocks = 1 if SIMULATED else min(MAX_GRID[0], (n + threads - 1) // threads)
     return configured(kernel, blocks, threads)
 
 
+def _nothing(*args):
+    """What ``launch`` gives for no items: a kernel that launches nothing."""
+
+
 def launch_per_row(kernel, rows, threads=None):
-    """``kernel`` with a block per row (a block-stride loop covers the rest): for per-channel work
-    whose threads cooperate through shared memory. In the simulator one block of one thread, for
-    which a barrier costs nothing (``threads`` overrides that, for tests of the cooperation)."""
+    """``kernel`` with a block per row (a block-stride loop covers the rest), none for no rows:
+    for per-channel work whose threads cooperate through shared memory. In the simulator one
+    block of one thread, for which a barrier costs nothing (``threads`` overrides that, for
+    tests of the cooperation)."""
     if threads is None:
         threads = 1 if SIMULATED else THREADS
     if not SIMULATED and threads % 32:
         raise ValueError(f"launch_per_row: threads={threads}: blocks that combine by warp shuffles need whole warps "
                          "(a multiple of 32)")
-    return configured(kernel, 1 if SIMULATED else max(1, rows), threads)
+    if rows == 0:
+        return _nothing
+    return configured(kernel, 1 if SIMULATED else min(MAX_GRID[0], rows), threads)

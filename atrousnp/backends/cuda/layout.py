@@ -9,8 +9,8 @@ import numpy as np
 
 
 def flat(a):
-    """A C-contiguous array as one dimension (a view; a size-0 array as one element's worth)."""
-    return a.reshape(max(1, a.size))
+    """A C-contiguous array as one dimension (a view; a 0-d array as one element)."""
+    return a.reshape(a.size)
 
 
 def contiguous_strides(shape):

@@ -8,6 +8,17 @@ size takes it, at the cost of a dictionary look-up. Sizes are rounded up (to 512
 share blocks. After the first training step every request finds a block: a step makes no
 device malloc at all. ``empty_cache()`` gives the cached blocks back to the driver.
 
+Two rules keep the cache from holding memory the GPU needs, as PyTorch's caching allocator does:
+
+* **A failed allocation empties the cache and tries once more**, and only then raises an
+  ``OutOfMemoryError`` that says how much the pool reserved and how much of it was cached.
+* **A cache larger than the arrays in use is not grown.** Sizes are classes, and a block of one
+  class never serves another: inference at 5 scales x flip over images of many sizes asks for
+  new sizes with every image, and a cache that kept each would grow without bound. So when a
+  request needs a new block while more bytes sit cached than are in arrays, the cache is
+  emptied first: the pool then reserves at most about twice the bytes in use. A training step
+  asks for the same sizes every time, finds them cached, and never meets this rule.
+
 Reuse is safe without synchronising because every kernel here runs on one stream, in order: a
 block's next user is queued after its last one.
 
@@ -20,6 +31,7 @@ block's next user is queued after its last one.
   bytes plays the pointer, and its finalizer returns the block in the same way.
 """
 
+import bisect
 import contextlib
 import functools
 import weakref
@@ -37,6 +49,14 @@ def rounded_size(nbytes):
     return -(-nbytes // step) * step
 
 
+def _size(nbytes):
+    return f"{nbytes / MiB:.1f} MiB" if nbytes >= MiB // 10 else f"{nbytes} bytes"
+
+
+class OutOfMemoryError(MemoryError):
+    """The device has no room for a block, even once the pool's cached blocks were given back."""
+
+
 class CachingPool:
     """Free lists of device blocks by size; ``malloc(size)`` makes a new block when none is free.
 
@@ -45,8 +65,10 @@ class CachingPool:
     replays write the addresses it captured, so no array outside the graph may be given one of
     them until the graph is gone (``release``). PyTorch keeps a private pool per graph likewise."""
 
-    def __init__(self, malloc):
-        self.malloc = malloc
+    def __init__(self, malloc, address=None, flush=None):
+        self.malloc = malloc                       # size -> a new block; MemoryError when the device is full
+        self.address = address or host_address     # a block -> the address of its first byte
+        self.flush = flush or (lambda: None)       # has the driver free the blocks the pool dropped
         self.free = {}                # size -> blocks
         self.private = None           # the Private pool that serves requests now, if any
         self.allocated = 0            # bytes in blocks handed out
@@ -66,11 +88,31 @@ class CachingPool:
             block = blocks.pop()
             self.cached -= size
         else:
-            block = self.malloc(size)
+            block = self._new_block(size)
             self.device_mallocs += 1
+            if home is not None:
+                home.add(self.address(block), size)
         self.allocated += size
         self.peak = max(self.peak, self.allocated)
         return block, functools.partial(self._give_back, size, block, home)
+
+    def _new_block(self, size):
+        """A block from the driver: after emptying a cache larger than the arrays in use, and once
+        more after emptying the cache when the driver has no room (see the module docstring)."""
+        if self.cached > self.allocated:
+            self.empty_cache()
+        try:
+            return self.malloc(size)
+        except MemoryError:
+            reserved, cached = self.allocated + self.cached, self.cached
+            self.empty_cache()
+            try:
+                return self.malloc(size)
+            except MemoryError as error:
+                raise OutOfMemoryError(
+                    f"cuda: out of memory for a block of {_size(size)}: atrousnp's pool had {_size(reserved)} reserved, "
+                    f"{_size(cached)} of it cached and given back before the retry; {_size(self.allocated)} is in "
+                    "arrays still in use (a smaller batch or crop needs less)") from error
 
     def _give_back(self, size, block, home):
         free = self.free if home is None or home.released else home.free
@@ -96,12 +138,13 @@ class CachingPool:
         private.free.clear()
 
     def empty_cache(self):
-        """Drop every shared cached block: the driver frees them when nothing refers to them any
-        more. A live graph's private blocks stay."""
+        """Drop every shared cached block and have the driver free them (``flush``: numba queues
+        a freed pointer and frees a batch of them later). A live graph's private blocks stay."""
         dropped = sum(len(blocks) * size for size, blocks in self.free.items())
         self.device_frees += sum(len(blocks) for blocks in self.free.values())
         self.free.clear()
         self.cached -= dropped
+        self.flush()
 
     def stats(self):
         return {"allocated_bytes": self.allocated, "reserved_bytes": self.allocated + self.cached,
@@ -110,16 +153,61 @@ class CachingPool:
 
 
 class Private:
-    """The free lists of one CUDA graph's blocks (see ``CachingPool``)."""
+    """The free lists of one CUDA graph's blocks (see ``CachingPool``), and where its blocks lie:
+    memory at an address that it ``holds`` is the graph's own, and any other memory its
+    kernels use (parameters, kept constants) the graph pins for as long as it lives."""
 
     def __init__(self):
         self.free = {}
         self.released = False
+        self.starts, self.ends = [], []      # its blocks' address ranges, in order
+
+    def add(self, start, size):
+        at = bisect.bisect(self.starts, start)
+        self.starts.insert(at, start)
+        self.ends.insert(at, start + size)
+
+    def holds(self, address):
+        at = bisect.bisect(self.starts, address) - 1
+        return at >= 0 and address < self.ends[at]
 
 
-def simulated_pool():
-    """A pool of host ``bytearray`` blocks, for the simulator's NumPy-backed device arrays."""
-    return CachingPool(bytearray)
+def host_address(block):
+    """The address of a host buffer's first byte (the simulator's blocks are bytearrays)."""
+    return np.frombuffer(block, np.uint8).ctypes.data
+
+
+class SimulatedDevice:
+    """The simulator's device memory: ``bytearray`` blocks, and optionally a ``capacity`` in bytes
+    past which ``malloc`` raises MemoryError, so that the pool's out-of-memory paths are tested.
+    A block is freed when nothing refers to it any more, as numba frees a pointer."""
+
+    def __init__(self, capacity=None):
+        self.capacity = capacity
+        self.in_use = 0
+
+    def malloc(self, size):
+        if self.capacity is not None and self.in_use + size > self.capacity:
+            raise MemoryError(f"simulated device: {size} bytes asked, {self.capacity - self.in_use} free")
+        block = _Block(size)
+        self.in_use += size
+        weakref.finalize(block, self._free, size)
+        return block
+
+    def _free(self, size):
+        self.in_use -= size
+
+
+class _Block(bytearray):
+    """A bytearray that can be weakly referred to (for its finalizer)."""
+
+
+def simulated_pool(capacity=None):
+    """A pool of host blocks, for the simulator's NumPy-backed device arrays (see SimulatedDevice)."""
+    device = SimulatedDevice(capacity)
+    pool = CachingPool(device.malloc)
+    pool.device = device
+    return pool
 
 
 def simulated_array(pool, shape, dtype):
@@ -145,12 +233,24 @@ def caching_memory_manager(pool_factory):
     numba's own manager (``NumbaCUDAMemoryManager``) stays the one that talks to the driver: it
     makes the pool's blocks. What numba gets for each allocation is a new pointer into a block,
     whose finalizer returns the block to the pool instead of freeing it."""
-    from numba.cuda.cudadrv.driver import MemoryPointer, NumbaCUDAMemoryManager  # a GPU's driver: not in the simulator
+    from numba.cuda.cudadrv.driver import (CudaAPIError, MemoryPointer,  # a GPU's driver: not in the simulator
+                                           NumbaCUDAMemoryManager, binding)
 
     class CachingMemoryManager(NumbaCUDAMemoryManager):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
-            self.pool = pool_factory(super().memalloc)
+            self.pool = pool_factory(self._device_malloc, lambda block: block.device_pointer_value,
+                                     lambda: self.deallocations.clear())    # numba's queue of pending frees
+
+        def _device_malloc(self, size):
+            """numba's allocation (which retries once after freeing what it has queued), with an
+            out-of-memory error as a MemoryError for the pool."""
+            try:
+                return NumbaCUDAMemoryManager.memalloc(self, size)
+            except CudaAPIError as error:
+                if error.code != binding.CUresult.CUDA_ERROR_OUT_OF_MEMORY:
+                    raise
+                raise MemoryError(f"cuMemAlloc of {size} bytes: {error}") from error
 
         def memalloc(self, size):
             block, give_back = self.pool.take(size)

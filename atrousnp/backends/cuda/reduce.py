@@ -25,6 +25,7 @@ import numba
 from numba import cuda
 from numba import types as t
 
+from .index import divmod32
 from .launch import SIMULATED, THREADS, configured, launch, launch_per_row, multiprocessors
 
 MIN_PART = 8 * THREADS   # values a block folds at least: fewer, and the second launch costs more than it saves
@@ -81,8 +82,8 @@ def _shuffle_block_reduce(partial, value, op):
         partial[warp] = value
     cuda.syncthreads()
     if warp == 0:
-        # lanes past the last warp repeat warp 0's result for max, and add 0 for a sum
-        value = partial[lane] if lane < cuda.blockDim.x // 32 else (partial[0] if op == 1 else 0)
+        # lanes past the last warp repeat warp 0's result for max, and add 0 (in partial's dtype) for a sum
+        value = partial[lane] if lane < cuda.blockDim.x // 32 else (partial[0] if op == 1 else partial.dtype.type(0))
         value = _warp_reduce(value, op)
         if lane == 0:
             partial[0] = value
@@ -118,11 +119,12 @@ def _fold_parts_kernel(dtype):
     @cuda.jit
     def kernel(a, cols, op, parts, partials):
         partial = cuda.shared.array(THREADS, dtype)
+        zero = dtype(0)
         per_part = (cols + parts - 1) // parts
         for b in range(cuda.blockIdx.x, partials.size, cuda.gridDim.x):
-            r, p = b // parts, b % parts
+            r, p = divmod32(b, parts)
             first, last = p * per_part, min(cols, (p + 1) * per_part)
-            folded = 0.0 if op == 0 else a[r * cols + min(first, cols - 1)]   # any of the row's values starts a max
+            folded = zero if op == 0 else a[r * cols + min(first, cols - 1)]  # any of the row's values starts a max
             for c in range(first + cuda.threadIdx.x, last, cuda.blockDim.x):
                 folded = _combine(folded, a[r * cols + c], op)
             result = block_reduce(partial, folded, op)
