@@ -19,6 +19,10 @@ class Adam(Optimizer):
         p = p - lr * m_hat / (sqrt(v_hat) + eps)
 
     Each parameter moves by about lr, whatever the scale of its gradient: v_hat divides that out.
+
+    The rule is written on Tensors, with the step's numbers (lr, the bias corrections) computed
+    in Python at each call. A step captured as a CUDA graph (``anp.cuda.graph``) would replay
+    the captured call's numbers, so capture steps that use SGD, whose rate lives on the device.
     """
 
     decoupled = False
