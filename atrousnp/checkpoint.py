@@ -4,8 +4,7 @@ Arrays (and Tensors) become the .npz's entries, named ``arrays/`` + their path i
 (``arrays/model/layer1.0.conv1.weight``); everything else (ints, floats, strings, bools, None,
 lists, a numpy Generator's state) goes into one JSON entry, with null where an array was and
 the list of array paths beside it. A path says where its array goes, and no value a user
-stores can be mistaken for one (format 1 marked arrays with a ``{"__array__": path}`` dict,
-which a user's own dict of that shape imitated). Nothing is pickled, so loading a file runs
+stores can be mistaken for one. Nothing is pickled, so loading a file runs
 no code from it, and what could not be loaded (object arrays) is refused before writing.
 
 Writing is atomic (``files.write_atomically``): a crash mid-save leaves the previous
@@ -25,7 +24,6 @@ from .files import write_atomically
 from .tensor import Tensor
 
 _FORMAT = "atrousnp-checkpoint-2"
-_FORMAT_1 = "atrousnp-checkpoint-1"  # still read
 _META = "__meta__.json"
 _ARRAYS = "arrays/"
 
@@ -61,11 +59,9 @@ def load(path):
                          f"{type(error).__name__}: {error})") from None
     if not isinstance(header, dict) or "tree" not in header:
         raise ValueError(f"load: {path} is an .npz but not an atrousnp checkpoint (no {_META} with a tree)")
-    if header.get("format") not in (_FORMAT, _FORMAT_1):
+    if header.get("format") != _FORMAT:
         raise ValueError(f"load: {path} has format {header.get('format')!r}, expected {_FORMAT!r}")
     try:
-        if header["format"] == _FORMAT_1:
-            return _join_format_1(header["tree"], entries)
         return _join(header["tree"], "", set(header["arrays"]), entries)
     except (KeyError, TypeError, RecursionError) as error:
         raise ValueError(f"load: {path}: its {_META} does not match its arrays ({type(error).__name__}: "
@@ -155,14 +151,4 @@ def _join(node, prefix, array_paths, entries):
                 for key, value in node.items()}
     if isinstance(node, list):
         return [_join(value, f"{prefix}/{i}", array_paths, entries) for i, value in enumerate(node)]
-    return node
-
-
-def _join_format_1(node, entries):
-    if isinstance(node, dict):
-        if set(node) == {"__array__"}:
-            return entries[node["__array__"]]
-        return {key: _join_format_1(value, entries) for key, value in node.items()}
-    if isinstance(node, list):
-        return [_join_format_1(value, entries) for value in node]
     return node

@@ -1,4 +1,4 @@
-"""The definition of a dilated, strided, padded, grouped 2-d correlation, as loops."""
+"""The definition of a dilated, strided, padded, grouped 2-d correlation, and of im2col, as loops."""
 
 import numpy as np
 
@@ -57,3 +57,22 @@ def conv2d_backward(grad, x, weight, stride=(1, 1), padding=(0, 0), dilation=(1,
                                 dweight[k, c, i, j] += g * x_pad[n, first_channel + c, row, col]
                                 dx_pad[n, first_channel + c, row, col] += g * weight[k, c, i, j]
     return dx_pad[:, :, ph:ph + h, pw:pw + w], dweight, dbias
+
+
+def im2col(x, kernel, stride, padding, dilation):
+    """cols[(c, i, j), (n, oh, ow)] = x_pad[n, c, oh*sh + i*dh, ow*sw + j*dw], as loops: atrousnp's layout."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    n_images, c, h, w = x.shape
+    out_h = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    out_w = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    x_pad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    cols = np.zeros((c * kh * kw, n_images * out_h * out_w), x.dtype)
+    for ch in range(c):
+        for i in range(kh):
+            for j in range(kw):
+                for n in range(n_images):
+                    for oh in range(out_h):
+                        for ow in range(out_w):
+                            cols[(ch * kh + i) * kw + j, (n * out_h + oh) * out_w + ow] = \
+                                x_pad[n, ch, oh * sh + i * dh, ow * sw + j * dw]
+    return cols

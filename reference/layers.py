@@ -1,4 +1,4 @@
-"""Loop definitions of batch norm, bilinear resize, max pooling and cross-entropy."""
+"""Loop definitions of batch norm (forward and backward), bilinear resize, pooling and cross-entropy."""
 
 import math
 
@@ -18,6 +18,27 @@ def batch_norm_train(x, weight, bias, eps):
                 for j in range(w):
                     y[b, ch, i, j] = weight[ch] * (x[b, ch, i, j] - mean) / math.sqrt(var + eps) + bias[ch]
     return y
+
+
+def batch_norm_train_backward(x, weight, grad, eps):
+    """(dx, dweight, dbias) of ``batch_norm_train`` by its chain rule, value by value: the batch's
+    mean and variance depend on every x of the channel, so each dx sums over all of them."""
+    n, c, h, w = x.shape
+    dx, dweight, dbias = np.empty_like(x), np.empty(c), np.empty(c)
+    for ch in range(c):
+        values = [(b, i, j) for b in range(n) for i in range(h) for j in range(w)]
+        m = len(values)
+        mean = sum(x[b, ch, i, j] for b, i, j in values) / m
+        var = sum((x[b, ch, i, j] - mean) ** 2 for b, i, j in values) / m
+        inv_std = 1 / math.sqrt(var + eps)
+        x_hat = {v: (x[v[0], ch, v[1], v[2]] - mean) * inv_std for v in values}
+        g = {v: grad[v[0], ch, v[1], v[2]] for v in values}
+        dbias[ch] = sum(g.values())
+        dweight[ch] = sum(g[v] * x_hat[v] for v in values)
+        for v in values:  # d y_u / d x_v = weight * inv_std * ([u == v] - 1/m - x_hat_u * x_hat_v / m)
+            dx[v[0], ch, v[1], v[2]] = weight[ch] * inv_std * sum(
+                g[u] * ((u == v) - 1 / m - x_hat[u] * x_hat[v] / m) for u in values)
+    return dx, dweight, dbias
 
 
 def bilinear(x, out_h, out_w, align_corners):
@@ -41,45 +62,6 @@ def bilinear(x, out_h, out_w, align_corners):
             y[:, :, oh, ow] = ((1 - ty) * (1 - tx) * x[:, :, y0, x0] + (1 - ty) * tx * x[:, :, y0, x1]
                                + ty * (1 - tx) * x[:, :, y1, x0] + ty * tx * x[:, :, y1, x1])
     return y
-
-
-def max_pool2d(x, kernel, stride, padding):
-    """The largest value in each window; padding never wins."""
-    n, c, h, w = x.shape
-    out_h = (h + 2 * padding - kernel) // stride + 1
-    out_w = (w + 2 * padding - kernel) // stride + 1
-    y = np.empty((n, c, out_h, out_w), x.dtype)
-    for b in range(n):
-        for ch in range(c):
-            for oh in range(out_h):
-                for ow in range(out_w):
-                    best = -math.inf
-                    for i in range(kernel):
-                        for j in range(kernel):
-                            r, s = oh * stride - padding + i, ow * stride - padding + j
-                            if 0 <= r < h and 0 <= s < w:
-                                best = max(best, x[b, ch, r, s])
-                    y[b, ch, oh, ow] = best
-    return y
-
-
-def cross_entropy(logits, target, ignore_index=255, weight=None):
-    """Weighted mean over labelled pixels of -log softmax(logits)[label]; 0 if none is labelled."""
-    n, c, h, w = logits.shape
-    total, total_weight = 0.0, 0.0
-    for b in range(n):
-        for i in range(h):
-            for j in range(w):
-                label = target[b, i, j]
-                if label == ignore_index:
-                    continue
-                scores = logits[b, :, i, j]
-                top = max(scores)
-                log_sum = top + math.log(sum(math.exp(s - top) for s in scores))
-                pixel_weight = 1.0 if weight is None else weight[label]
-                total += pixel_weight * (log_sum - scores[label])
-                total_weight += pixel_weight
-    return total / total_weight if total_weight > 0 else 0.0
 
 
 def pool_output_size(size, kernel, stride, padding, ceil_mode):
@@ -126,8 +108,9 @@ def pool2d(x, kernel, stride, padding, ceil_mode=False, mode="max", count_includ
     return y, indices
 
 
-def cross_entropy_general(logits, target, ignore_index=255, weight=None, reduction="mean", label_smoothing=0.0):
-    """PyTorch's cross_entropy pixel by pixel, logits (N, C, ...): integer labels or probabilities."""
+def cross_entropy(logits, target, ignore_index=255, weight=None, reduction="mean", label_smoothing=0.0):
+    """PyTorch's cross_entropy pixel by pixel, logits (N, C, ...): integer labels or probabilities;
+    a mean over no labelled pixel is 0 (PyTorch's is nan)."""
     c = logits.shape[1]
     scores = np.moveaxis(logits, 1, -1).reshape(-1, c)
     weight = np.ones(c) if weight is None else np.asarray(weight, np.float64)
@@ -153,4 +136,5 @@ def cross_entropy_general(logits, target, ignore_index=255, weight=None, reducti
         return np.array(losses).reshape(out_shape)
     if reduction == "sum":
         return sum(losses)
-    return sum(losses) / (len(losses) if probabilities else weight_total)
+    count = len(losses) if probabilities else weight_total
+    return sum(losses) / count if count else 0.0

@@ -43,7 +43,8 @@ def pytest_collection_modifyitems(items):
     """Mark every test that runs on the cuda backend: its modules', and those given it by the
     ``backend`` fixture."""
     for item in items:
-        through_fixture = getattr(item, "callspec", None) is not None and item.callspec.params.get("backend") == "cuda"
+        params = item.callspec.params if getattr(item, "callspec", None) is not None else {}
+        through_fixture = "cuda" in (params.get("backend"), params.get("fast_backend"))
         if through_fixture or item.path.name in CUDA_MODULES:
             item.add_marker(pytest.mark.cuda)
 

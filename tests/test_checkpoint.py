@@ -88,16 +88,6 @@ def test_any_nested_dict_of_str_keys_round_trips_even_one_shaped_like_the_array_
     np.testing.assert_array_equal(loaded["__meta__.json"], np.ones(2))
 
 
-def test_a_format_1_checkpoint_still_loads(tmp_path):
-    import json
-    tree = {"model": {"w": {"__array__": "model/w"}}, "iteration": 4}
-    meta = json.dumps({"format": "atrousnp-checkpoint-1", "tree": tree}).encode()
-    np.savez(tmp_path / "old.npz", **{"__meta__.json": np.frombuffer(meta, np.uint8), "model/w": np.arange(4.0)})
-    loaded = anp.load(tmp_path / "old.npz")
-    assert loaded["iteration"] == 4
-    np.testing.assert_array_equal(loaded["model"]["w"], np.arange(4.0))
-
-
 @pytest.mark.parametrize("model,error,message", [
     ({"w": np.array([None, 1], dtype=object)}, TypeError, "the array at model/w holds Python objects"),
     ({"w": np.zeros(2, dtype=[("a", object)])}, TypeError, "the array at model/w holds Python objects"),

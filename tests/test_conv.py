@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import atrousnp as anp
 import atrousnp.functional as F
-from atrousnp.backends.base import conv_out_size
+from atrousnp.backends.primitives import conv_out_size
 from atrousnp.testing import scipy_conv2d as kit_scipy_conv2d
 from atrousnp.reference.conv import conv2d as reference_conv2d
 
@@ -119,11 +119,11 @@ def test_numba_backend_equals_numpy_backend(dtype, path, data):
     winograd = path == "winograd"
     case = data.draw(conv_cases(winograd=winograd))
     path = {"SPARSE_TAPS_BELOW": 0.0} if winograd else path
-    from atrousnp.backends import numba_cpu
+    from atrousnp.backends.numba import conv_paths
     x, w, b = make_arrays(case, dtype)
     outputs = {}
     for name in ("numpy", "numba"):
-        with anp.use_backend(name), _patched(numba_cpu, path):
+        with anp.use_backend(name), _patched(conv_paths, path):
             xt, wt = anp.tensor(x, requires_grad=True), anp.tensor(w, requires_grad=True)
             y = F.conv2d(xt, wt, None if b is None else anp.tensor(b), stride=case["stride"],
                          padding=case["padding"], dilation=case["dilation"], groups=case["groups"])
@@ -207,12 +207,12 @@ def test_numba_takes_the_fast_path_for_each_deeplabv3_conv():
     """The shapes of DeepLabv3-ResNet-50 at output stride 16 on 321x321 images: ASPP's dilated
     convs go tap by tap (66%, 38% and 18% of their im2col is image), a bottleneck's 3x3 conv
     through Winograd, a dilated 3x3 of layer4 (88% image) through im2col, a 1x1 conv directly."""
-    from atrousnp.backends.numba_cpu import NumbaBackend
+    from atrousnp.backends.numba import conv_paths
 
     def path(x_shape, w_shape, rate=1):
         x, w = np.empty(x_shape, np.float32), np.empty(w_shape, np.float32)
         k = w_shape[2] // 2
-        return NumbaBackend()._conv_path(x, w, (1, 1), (k * rate, k * rate), (rate, rate), 1)[0]
+        return conv_paths.choose(x, w, (1, 1), (k * rate, k * rate), (rate, rate), 1)[0]
 
     for rate in (6, 12, 18):
         assert path((2, 2048, 21, 21), (256, 2048, 3, 3), rate) == "by_tap"

@@ -159,7 +159,7 @@ def test_fused_per_channel_kernels_with_cooperating_threads(parts):
     each channel."""
     from numba import cuda
     from atrousnp.backends.cuda import fused, launch
-    from atrousnp.backends.numpy_backend import NumpyBackend
+    from atrousnp.backends.numpy import NumpyBackend
     n, c, length = 2, 3, 7
     x, grad, out = (rng.standard_normal((n, c, length)) for _ in range(3))
     x += 100                                                   # the shifted sums keep the variance's digits

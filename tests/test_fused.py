@@ -1,5 +1,6 @@
-"""The fused hot-path primitives: each backend's equals the composed default in backends/base.py
-(its definition), in float32 and float64, and the ops built on them pass gradcheck."""
+"""The fused hot-path primitives: the Numba and CUDA backends' equal the NumPy backend's, their
+definition written as plain NumPy maths (backends/numpy.py), and their fused SGD equals
+optim.sgd.sgd_update, in float32 and float64; the ops built on them pass gradcheck."""
 
 import numpy as np
 import pytest
@@ -8,7 +9,9 @@ from hypothesis import strategies as st
 
 import atrousnp as anp
 import atrousnp.functional as F
-from atrousnp.backends.base import Backend
+from atrousnp.backends.numpy import NumpyBackend
+from atrousnp.backends.primitives import conv_out_hw
+from atrousnp.optim.sgd import sgd_update
 
 seeds = st.integers(0, 2**32 - 1)
 dtypes = st.sampled_from([np.float32, np.float64])
@@ -19,13 +22,23 @@ def tolerance(dtype):
     return dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
 
 
+@pytest.fixture(params=["numba", "cuda"])
+def fast_backend(request):
+    """The backends whose fused ops are held to the NumPy backend's definitions."""
+    with anp.use_backend(request.param):
+        yield request.param
+
+
+DEFINITION = NumpyBackend()
+
+
 def fused_and_default(name, *args):
-    """The backend's own ``name`` and base.py's default, both on the current backend, as host
-    arrays; each gets its own copies of the array arguments, which a primitive may update in place."""
+    """The backend's own ``name``, and the NumPy backend's on host copies of the arguments (which
+    a primitive may update in place), both as host arrays."""
     be = anp.get_backend()
-    copies = [be.asarray(np.array(be.to_host(a))) if be.owns(a) else a for a in args]
-    to_host = lambda out: tuple(be.to_host(o) for o in out) if isinstance(out, (tuple, list)) else be.to_host(out)  # noqa: E731
-    return to_host(getattr(be, name)(*args)), to_host(getattr(Backend, name)(be, *copies))
+    copies = [np.array(be.to_host(a)) if be.owns(a) else a for a in args]
+    to_host = lambda out, b: tuple(b.to_host(o) for o in out) if isinstance(out, (tuple, list)) else b.to_host(out)  # noqa: E731
+    return to_host(getattr(be, name)(*args), be), to_host(getattr(DEFINITION, name)(*copies), DEFINITION)
 
 
 def upload(*arrays):
@@ -35,7 +48,7 @@ def upload(*arrays):
 
 
 @given(shape=shapes, dtype=dtypes, residual=st.booleans(), relu=st.booleans(), affine=st.booleans(), seed=seeds)
-def test_batch_norm_forward(backend, shape, dtype, residual, relu, affine, seed):
+def test_batch_norm_forward(fast_backend, shape, dtype, residual, relu, affine, seed):
     rng = np.random.default_rng(seed)
     c = shape[1]
     x, mean, var = rng.standard_normal(shape), rng.standard_normal(c), rng.uniform(0.2, 3, c)
@@ -49,7 +62,7 @@ def test_batch_norm_forward(backend, shape, dtype, residual, relu, affine, seed)
 
 
 @given(shape=shapes, dtype=dtypes, seed=seeds)
-def test_relu_backward(backend, shape, dtype, seed):
+def test_relu_backward(fast_backend, shape, dtype, seed):
     rng = np.random.default_rng(seed)
     grad, out = rng.standard_normal(shape).astype(dtype), np.maximum(rng.standard_normal(shape), 0).astype(dtype)
     fused, default = fused_and_default("relu_backward", *upload(grad, out))
@@ -57,7 +70,7 @@ def test_relu_backward(backend, shape, dtype, seed):
 
 
 @given(shape=shapes, dtype=dtypes, training=st.booleans(), affine=st.booleans(), relu=st.booleans(), seed=seeds)
-def test_batch_norm_backward(backend, shape, dtype, training, affine, relu, seed):
+def test_batch_norm_backward(fast_backend, shape, dtype, training, affine, relu, seed):
     rng = np.random.default_rng(seed)
     c = shape[1]
     grad, x = rng.standard_normal(shape), rng.standard_normal(shape) * 2 + 1
@@ -72,7 +85,7 @@ def test_batch_norm_backward(backend, shape, dtype, training, affine, relu, seed
 
 
 @given(c=st.integers(1, 5), dtype=dtypes, momentum=st.floats(0, 1), count=st.integers(2, 50), seed=seeds)
-def test_update_running_stats(backend, c, dtype, momentum, count, seed):
+def test_update_running_stats(fast_backend, c, dtype, momentum, count, seed):
     rng = np.random.default_rng(seed)
     arrays = [rng.uniform(0.1, 2, c).astype(dtype) for _ in range(4)]
     fused, default = fused_and_default("update_running_stats", *upload(*arrays[:2]), *upload(*arrays[2:]),
@@ -84,14 +97,14 @@ def test_update_running_stats(backend, c, dtype, momentum, count, seed):
 @given(n=st.integers(1, 2), groups=st.integers(1, 2), c_per_group=st.integers(1, 3), k_per_group=st.integers(1, 3),
        kernel=st.sampled_from([(1, 1), (3, 3), (2, 3)]), stride=st.integers(1, 2), padding=st.integers(0, 2),
        dilation=st.integers(1, 2), hw=st.integers(3, 7), dtype=dtypes, seed=seeds)
-def test_conv2d_forward_and_backward(backend, n, groups, c_per_group, k_per_group, kernel, stride, padding,
+def test_conv2d_forward_and_backward(fast_backend, n, groups, c_per_group, k_per_group, kernel, stride, padding,
                                      dilation, hw, dtype, seed):
     rng = np.random.default_rng(seed)
     c, k = groups * c_per_group, groups * k_per_group
     x = rng.standard_normal((n, c, hw, hw)).astype(dtype)
     weight = rng.standard_normal((k, c_per_group) + kernel).astype(dtype)
     geometry = (stride, stride), (padding, padding), (dilation, dilation)
-    out_hw = anp.backends.base.conv_out_hw(x.shape, kernel, *geometry)
+    out_hw = conv_out_hw(x.shape, kernel, *geometry)
     if min(out_hw) < 1:
         return
     fused, default = fused_and_default("conv2d_forward", *upload(x, weight), *geometry, groups)
@@ -104,7 +117,7 @@ def test_conv2d_forward_and_backward(backend, n, groups, c_per_group, k_per_grou
 
 @given(n=st.integers(1, 3), c=st.integers(1, 5), length=st.integers(1, 7), dtype=dtypes,
        weighted=st.booleans(), ignore=st.sampled_from([255, 0, -100]), seed=seeds)
-def test_softmax_cross_entropy_and_its_backward(backend, n, c, length, dtype, weighted, ignore, seed):
+def test_softmax_cross_entropy_and_its_backward(fast_backend, n, c, length, dtype, weighted, ignore, seed):
     rng = np.random.default_rng(seed)
     logits = (rng.standard_normal((n, c, length)) * 3).astype(dtype)
     target = rng.integers(0, c, (n, length))
@@ -124,26 +137,28 @@ def test_softmax_cross_entropy_and_its_backward(backend, n, c, length, dtype, we
 @given(sizes=st.lists(st.integers(1, 20), min_size=1, max_size=4), dtype=dtypes,
        momentum=st.sampled_from([0.0, 0.9]), weight_decay=st.sampled_from([0.0, 1e-2]),
        nesterov=st.booleans(), steps=st.integers(1, 3), seed=seeds)
-def test_sgd_step_over_several_steps(backend, sizes, dtype, momentum, weight_decay, nesterov, steps, seed):
-    """Both forms, each from the same start and with the same gradients, several steps on. A backend
-    that updates in place must leave the gradients alone, since the first buffer copies one."""
+def test_sgd_step_over_several_steps(fast_backend, sizes, dtype, momentum, weight_decay, nesterov, steps, seed):
+    """The fused update and the rule (optim.sgd.sgd_update), each from the same start and with the
+    same gradients, several steps on. A backend that updates in place must leave the gradients
+    alone, since the first buffer copies one."""
     nesterov = nesterov and momentum > 0
     rng = np.random.default_rng(seed)
     be = anp.get_backend()
     start = [rng.standard_normal(s).astype(dtype) for s in sizes]
     grads = [[rng.standard_normal(s).astype(dtype) for s in sizes] for _ in range(steps)]
-    results = []
-    for step in (be.sgd_step, lambda *a: Backend.sgd_step(be, *a)):
-        params, buffers = upload(*start), [None] * len(sizes)
-        for step_grads in grads:
-            uploaded = upload(*step_grads)
-            lr = be.asarray(np.array(0.1))              # the rate as the optimiser keeps it: 0-d, float64
-            params, buffers = step(params, uploaded, buffers, lr, momentum, weight_decay, 0.0, nesterov)
-            for g, host in zip(uploaded, step_grads):
-                np.testing.assert_array_equal(be.to_host(g), host)
-        results.append([be.to_host(p) for p in params])
-    for fused, default in zip(*results):
-        np.testing.assert_allclose(fused, default, **tolerance(dtype))
+    params, buffers = upload(*start), [None] * len(sizes)
+    rule, rule_buffers = [p.copy() for p in start], [None] * len(sizes)
+    for step_grads in grads:
+        uploaded = upload(*step_grads)
+        lr = be.asarray(np.array(0.1))              # the rate as the optimiser keeps it: 0-d, float64
+        params, buffers = be.sgd_step(params, uploaded, buffers, lr, momentum, weight_decay, 0.0, nesterov)
+        for g, host in zip(uploaded, step_grads):
+            np.testing.assert_array_equal(be.to_host(g), host)
+        for k, g in enumerate(step_grads):
+            rule[k], rule_buffers[k] = sgd_update(rule[k], g, rule_buffers[k], 0.1, momentum, weight_decay, 0.0,
+                                                  nesterov)
+    for fused, expected in zip(params, rule):
+        np.testing.assert_allclose(be.to_host(fused), expected, **tolerance(dtype))
 
 
 @pytest.mark.parametrize("training", [True, False])

@@ -208,7 +208,8 @@ def test_load_state_dict_refuses_a_value_that_is_not_a_numeric_array_of_the_shap
 
 
 @pytest.mark.parametrize("change,message", [
-    (dict(lr=float("nan")), "SGD: lr must be a finite number >= 0, got nan"),
+    (dict(lr=[float("nan")]), "SGD: lr must be a finite number >= 0, got nan"),
+    (dict(lr=0.5), r"SGD.load_state_dict: lr must hold one rate per group \(1\), got 0.5"),
     ({"momentum_buffer.0": np.ones((1, 3))}, r"momentum_buffer.0 has shape \(1, 3\), expected \(2, 3\)"),
     ({"momentum_buffer.0": np.array([[None] * 3] * 2)}, "momentum_buffer.0 must be a numeric array"),
     ({"momentum_buffer.5": np.ones((2, 3))}, r"unexpected entries momentum_buffer.5 \(this optimiser has 1"),

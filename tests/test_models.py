@@ -207,18 +207,6 @@ def test_the_cascade_plan_doubles_block4s_rate_block_to_block():
         [4, 8, 16, 8, 16, 32, 16, 32, 64]
 
 
-def test_a_cascade_checkpoint_from_before_the_heads_were_modules_still_loads():
-    model = models.deeplabv3_small(head="cascade", num_classes=3, rng=rng(0))
-    legacy = {(name[len("classifier."):] if name.startswith("classifier.block") else
-               name.replace("classifier.score.", "classifier.0.")): value
-              for name, value in model.state_dict().items()}
-    assert "block5.0.conv1.weight" in legacy and "classifier.0.weight" in legacy
-    fresh = models.deeplabv3_small(head="cascade", num_classes=3, rng=rng(1))
-    fresh.load_state_dict(legacy)
-    for name, value in model.state_dict().items():
-        np.testing.assert_array_equal(fresh.state_dict()[name], value, err_msg=name)
-
-
 @pytest.mark.parametrize("blocks", [0, 1, 2, 3])
 def test_cascade_depth_runs_from_block4_to_block7(blocks):
     """Table 2's rows: the score conv on block4 itself (0), or after blocks 5.. up to 7 (3)."""

@@ -9,7 +9,7 @@ import pytest
 
 import atrousnp as anp
 import atrousnp.functional as F
-from atrousnp.backends.base import conv_out_size
+from atrousnp.backends.primitives import conv_out_size
 from atrousnp.testing import ConvMismatch, check_conv2d, check_im2col, check_output_size
 
 _spec = importlib.util.spec_from_file_location(

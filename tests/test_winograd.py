@@ -6,7 +6,7 @@ test_conv.py; these tests tie the hand-written transforms to the matrices G, B^T
 
 import numpy as np
 
-from atrousnp.backends import winograd
+from atrousnp.backends.numba import winograd
 
 
 def test_weight_transform_is_g_g_gt():

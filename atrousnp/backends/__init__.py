@@ -9,16 +9,16 @@ import contextlib
 
 import numpy as np
 
-from .base import Backend
+from .primitives import Backend
 
 
 def _numpy():
-    from .numpy_backend import NumpyBackend
+    from .numpy import NumpyBackend
     return NumpyBackend()
 
 
 def _numba():
-    from .numba_cpu import NumbaBackend
+    from .numba import NumbaBackend
     return NumbaBackend()
 
 

@@ -1,8 +1,8 @@
 """Per-element rules written once for every backend.
 
 Each is plain Python in NumPy's terms, so the NumPy backend applies it to whole arrays as it
-stands, ``numba_cpu.py`` compiles it with ``njit`` and the CUDA backend with
-``cuda.jit(device=True)`` (numba-cuda compiles np.tanh, np.maximum and comparisons for a GPU).
+stands, the Numba backend (``numba/kernels.py``) compiles it with ``njit`` and the CUDA backend
+with ``cuda.jit(device=True)`` (numba-cuda compiles np.tanh, np.maximum and comparisons for a GPU).
 """
 
 import numpy as np
@@ -29,8 +29,9 @@ def step(a):
 
 
 def sgd_update(param, grad, buf, lr, momentum, weight_decay, dampening, nesterov, first):
-    """(new parameter, new momentum buffer) of one element under PyTorch's SGD rule (the
-    readable, whole-array form is ``Backend.sgd_step`` in base.py). ``first``: the buffer is new."""
+    """(new parameter, new momentum buffer) of one element under PyTorch's SGD rule, for the fused
+    kernels (its readable form is ``optim.sgd.sgd_update``, which tests hold this to). ``first``:
+    the buffer is new."""
     g = grad + weight_decay * param
     if momentum != 0:
         buf = g if first else momentum * buf + (type(g)(1) - dampening) * g     # 1 in g's type (see sigmoid)

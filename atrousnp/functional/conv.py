@@ -16,14 +16,14 @@ im2col lays each dilated patch out as one column, cols: (C*kh*kw, N*L) with L = 
               dx = col2im(W_g^T @ dy_g)    col2im is im2col's adjoint: it sums overlapping taps
 
 The backend primitives ``conv2d_forward`` and ``conv2d_backward`` run exactly these steps;
-``backends/base.py`` holds them as written on im2col, col2im and matmul, and a backend may lay
+``backends/numpy.py`` holds them as written with im2col, col2im and matmul, and a backend may lay
 the same GEMMs out its own way (the CUDA one reads each image's columns of cols in place).
 Forward saves x rather than cols, and backward rebuilds cols: one im2col more, but a network
 keeps no im2col buffer per layer alive between forward and backward.
 """
 
 from ..autograd import Function
-from ..backends.base import conv_out_hw
+from ..backends.primitives import conv_out_hw
 from ..tensor import Tensor
 from .operands import IntPair, as_pair, batched, check_floating, check_not_empty
 from .shape import pad as pad_op

@@ -43,19 +43,6 @@ class DeepLabV3(nn.Module):
         logits = self.classifier(self.backbone(x))
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
-    def load_state_dict(self, state_dict, strict=True):
-        """As Module's; a cascade checkpoint from before the heads were modules (block5.*,
-        classifier.0.*) is renamed to today's names (classifier.block5.*, classifier.score.*)."""
-        if isinstance(self.classifier, CascadeHead) and any(k.startswith("block5.") for k in state_dict):
-            state_dict = {_cascade_name(k): v for k, v in state_dict.items()}
-        return super().load_state_dict(state_dict, strict)
-
-
-def _cascade_name(name):
-    if name.startswith(("block5.", "block6.", "block7.")):
-        return "classifier." + name
-    return "classifier.score." + name[len("classifier.0."):] if name.startswith("classifier.0.") else name
-
 
 def atrous_plan(output_stride: int, multi_grid: tuple | None = None, head: str = "aspp",
                 aspp_rates: tuple = (6, 12, 18), units: tuple = (3, 4, 6, 3),

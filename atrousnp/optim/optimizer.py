@@ -8,6 +8,8 @@ own settings override the keyword ones (a backbone fine-tuned at a tenth of the 
 import math
 import numbers
 
+import numpy as np
+
 
 class Optimizer:
     """Holds ``param_groups`` (each a dict of settings and its ``params``) and ``params`` (all of
@@ -23,7 +25,7 @@ class Optimizer:
             unknown = set(group) - set(defaults) - {"params"}
             if unknown:
                 raise ValueError(f"{name}: group {index} has unknown settings {', '.join(sorted(unknown))}")
-            group = {**defaults, **group, "params": list(group["params"])}
+            group = ParamGroup({**defaults, **group, "params": list(group["params"])})
             for setting, value in group.items():
                 if setting != "params":
                     self.check_setting(setting, value)
@@ -53,3 +55,30 @@ class Optimizer:
                 if p.grad is not None and p.requires_grad:
                     yield group, index, p
                 index += 1
+
+
+class ParamGroup(dict):
+    """One group's parameters and settings, a dict as in PyTorch, which also holds its learning
+    rate on each backend as a 0-d float64 array (``rate(backend)``), made on first use and
+    rewritten in place whenever ``"lr"`` is set. A CUDA graph replays an update without running
+    the optimiser's Python, reading the rate where it was at capture: in place, a scheduled
+    rate still reaches it."""
+
+    def __init__(self, settings):
+        super().__init__(settings)
+        self.rates = {}                 # backend -> its 0-d array holding self["lr"]
+
+    def rate(self, backend):
+        if backend not in self.rates:
+            self.rates[backend] = backend.asarray(np.array(self["lr"], np.float64))
+        return self.rates[backend]
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        if key == "lr":
+            for backend, rate in self.rates.items():
+                backend.copy_from_host(rate, np.array(value, np.float64))
+
+    def update(self, *args, **kwargs):
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value

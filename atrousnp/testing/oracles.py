@@ -5,6 +5,7 @@ import scipy.signal
 
 from atrousnp.reference.conv import conv2d as conv2d_loops  # noqa: F401 - re-exported for the checks
 from atrousnp.reference.conv import conv2d_backward as conv2d_backward_loops  # noqa: F401
+from atrousnp.reference.conv import im2col as im2col_loops  # noqa: F401
 
 
 def scipy_conv2d(x, weight, bias, stride, padding, dilation, groups):
@@ -25,22 +26,3 @@ def scipy_conv2d(x, weight, bias, stride, padding, dilation, groups):
             maps.append(full[::sh, ::sw] + (0 if bias is None else bias[k]))
         out.append(maps)
     return np.array(out)
-
-
-def im2col_loops(x, kernel, stride, padding, dilation):
-    """cols[(c, i, j), (n, oh, ow)] = x_pad[n, c, oh*sh + i*dh, ow*sw + j*dw], as loops: atrousnp's layout."""
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
-    n_images, c, h, w = x.shape
-    out_h = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-    out_w = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-    x_pad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    cols = np.zeros((c * kh * kw, n_images * out_h * out_w), x.dtype)
-    for ch in range(c):
-        for i in range(kh):
-            for j in range(kw):
-                for n in range(n_images):
-                    for oh in range(out_h):
-                        for ow in range(out_w):
-                            cols[(ch * kh + i) * kw + j, (n * out_h + oh) * out_w + ow] = \
-                                x_pad[n, ch, oh * sh + i * dh, ow * sw + j * dw]
-    return cols

@@ -13,7 +13,7 @@ import numba
 import numpy as np
 from numba import cuda
 
-from ..base import Backend
+from ..primitives import Backend
 from . import conv, elementwise, index, launch as launching, layout, memory
 from .layout import flat
 from .fused import FusedPrimitives

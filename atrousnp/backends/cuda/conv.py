@@ -1,6 +1,6 @@
 """Convolution on the GPU: im2col/col2im kernels, and conv2d as GEMMs that read in place.
 
-``backends/base.py`` defines conv2d_forward/backward as im2col, transposes and batched matmuls.
+``backends/numpy.py`` defines conv2d_forward/backward as im2col, transposes and batched matmuls.
 Here the same products run as strided GEMMs (``gemm.py``) that read each image's columns of the
 im2col matrix, the weight transposed and the output gradient where they lie, so a convolution
 is two launches forward (im2col, GEMM) and four backward (im2col, two GEMMs, col2im), and a
@@ -13,7 +13,7 @@ output channels g*C/G.. and g*K/G..: each group is one GEMM over the images (G i
 from numba import cuda
 from numba import types as t
 
-from ..base import _is_pointwise, conv_out_hw
+from ..primitives import conv_out_hw, is_pointwise
 from .gemm import Operand, gemm
 from .index import INDEX, divmod32
 from .layout import flat
@@ -119,7 +119,7 @@ def _patches(backend, x, geometry):
     input itself for a pointwise kernel, else a new im2col matrix. Group g's rows start at
     offset g * (C/G*kh*kw) * row stride in both."""
     n, c = x.shape[:2]
-    if _is_pointwise(*geometry[:3]):
+    if is_pointwise(*geometry[:3]):
         length = x.shape[2] * x.shape[3]
         return Operand(flat(x), 0, c * length, length, 1)
     cols = im2col(backend, x, *geometry)
@@ -161,7 +161,7 @@ def conv2d_backward(backend, grad, x, weight, stride, padding, dilation, groups,
                  k_g, length, ckk_g, n, backend.empty, sum_batches=True)
         del patches, p, patches_t  # free the im2col matrix before dcols is made
     if needs_dx:
-        pointwise = _is_pointwise(*geometry[:3])
+        pointwise = is_pointwise(*geometry[:3])
         c = x.shape[1]
         target = backend.empty(tuple(x.shape), x.dtype) if pointwise else \
             backend.empty((weight.size // k * groups, n * length), x.dtype)     # dcols, like im2col's cols

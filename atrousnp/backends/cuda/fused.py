@@ -1,6 +1,6 @@
 """The fused hot-path primitives as kernels: batch norm, ReLU's backward, softmax cross-entropy, SGD.
 
-``backends/base.py`` defines each as a chain of small primitives; on a GPU every link of that
+``backends/numpy.py`` defines each as a chain of NumPy operations; on a GPU every link of such a
 chain is a launch (some 30 µs of host time) and an allocation, for a few microseconds of GPU
 work. Here each is one kernel, or two where a reduction must finish before its result is used:
 

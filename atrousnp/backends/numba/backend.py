@@ -1,0 +1,126 @@
+"""The Numba backend: NumPy arrays, computed by parallel, jitted loops where they beat NumPy.
+
+It inherits every primitive from the NumPy backend and replaces those where a kernel
+(``kernels.py``) reads its inputs once, writes its output once and runs on every core, where
+NumPy's chain of single-threaded ufunc calls allocates and streams the whole array once per
+call. GEMMs stay in NumPy's BLAS, which no hand loop beats; a conv chooses its way of feeding
+them (``conv_paths.py``).
+"""
+
+import os
+
+import numba
+import numpy as np
+
+from ..numpy import NumpyBackend
+from ..primitives import Backend
+from . import conv_paths, kernels
+from .conv_paths import as_ncl
+
+
+class NumbaBackend(NumpyBackend):
+    name = "numba"
+    float_dtypes = Backend.float_dtypes
+
+    def __init__(self):
+        """Selecting this backend (set_backend, use_backend or the default, at first use) sets
+        numba's threading layer for the process to "workqueue", unless NUMBA_THREADING_LAYER says
+        otherwise: numba's OpenMP layer leaves its threads spinning after a parallel loop, and
+        they take the cores from the BLAS GEMM that follows im2col (a conv's forward+backward ran
+        20% slower); the workqueue layer's threads sleep. It takes effect if no parallel numba
+        code has run in the process yet."""
+        if "NUMBA_THREADING_LAYER" not in os.environ:
+            numba.config.THREADING_LAYER = "workqueue"
+
+    def im2col(self, x, kernel, stride, padding, dilation):
+        return conv_paths.im2col(x, kernel, stride, padding, dilation)
+
+    def col2im(self, cols, x_shape, kernel, stride, padding, dilation):
+        return conv_paths.col2im(cols, x_shape, kernel, stride, padding, dilation)
+
+    def bn_stats(self, x):
+        mean, var = np.empty(x.shape[1], x.dtype), np.empty(x.shape[1], x.dtype)
+        kernels.bn_stats(as_ncl(x), mean, var)
+        return mean, var
+
+    def conv2d_forward(self, x, weight, stride, padding, dilation, groups):
+        """By the path ``conv_paths.choose`` picks for the conv's shape; by default the NumPy
+        backend's im2col and GEMM, on this backend's im2col."""
+        path, plan = conv_paths.choose(x, weight, stride, padding, dilation, groups)
+        if path == "default":
+            return super().conv2d_forward(x, weight, stride, padding, dilation, groups)
+        return conv_paths.FORWARD[path](x, weight, (tuple(weight.shape[2:]), stride, padding, dilation), plan)
+
+    def conv2d_backward(self, grad, x, weight, stride, padding, dilation, groups, needs_dx, needs_dweight):
+        """By the forward's path (``conv_paths.BACKWARD``)."""
+        path, plan = conv_paths.choose(x, weight, stride, padding, dilation, groups)
+        if path == "default":
+            return super().conv2d_backward(grad, x, weight, stride, padding, dilation, groups, needs_dx,
+                                           needs_dweight)
+        return conv_paths.BACKWARD[path](grad, x, weight, (tuple(weight.shape[2:]), stride, padding, dilation), plan,
+                                         needs_dx, needs_dweight)
+
+    # -- fused ops, each one kernel ------------------------------------------------------------
+    def batch_norm_forward(self, x, mean, var, weight, bias, eps, residual=None, relu=False):
+        scale = 1 / np.sqrt(var + eps)                       # the (C,) work stays in NumPy
+        if weight is not None:
+            scale = scale * weight
+        shift = -mean * scale if bias is None else bias - mean * scale
+        out = np.empty(x.shape, np.result_type(x.dtype, scale.dtype))
+        residual = np.empty((0, 1, 1), out.dtype) if residual is None else as_ncl(residual)
+        kernels.channel_affine(as_ncl(x), scale.astype(out.dtype), shift.astype(out.dtype), residual, relu,
+                               as_ncl(out))
+        return out
+
+    def relu_backward(self, grad, out):
+        dx = np.empty(grad.shape, grad.dtype)
+        kernels.relu_backward(np.ascontiguousarray(grad).ravel(), np.ascontiguousarray(out).ravel(), dx.ravel())
+        return dx
+
+    def batch_norm_backward(self, grad, x, mean, var, weight, eps, training, relu_out=None):
+        c = x.shape[1]
+        inv_std = 1 / np.sqrt(var + eps)
+        scale = inv_std if weight is None else inv_std * weight
+        dx = np.empty(x.shape, np.result_type(grad.dtype, x.dtype))
+        dweight, dbias = np.empty(c, mean.dtype), np.empty(c, mean.dtype)
+        if relu_out is not None:  # a pass of its own: a branch in the kernel's inner loops cost more (measured)
+            grad = self.relu_backward(grad, relu_out)
+        kernels.batch_norm_backward(as_ncl(grad), as_ncl(x), mean, inv_std, scale, training, as_ncl(dx), dweight,
+                                    dbias)
+        return dx, dweight, dbias
+
+    def update_running_stats(self, running_mean, running_var, mean, var, momentum, count):
+        """In place: (C,) arrays, for which NumPy's own in-place ufuncs are all it takes."""
+        for running, batch, factor in ((running_mean, mean, 1.0), (running_var, var, count / (count - 1))):
+            running *= 1 - momentum
+            running += (momentum * factor * batch).astype(running.dtype)
+        return running_mean, running_var
+
+    def softmax_cross_entropy(self, logits, target, weight, ignore_index):
+        n, _, length = logits.shape
+        lse = np.empty((n, 1, length), logits.dtype)
+        weight = np.empty(0, logits.dtype) if weight is None else weight
+        total, weight_sum = kernels.softmax_cross_entropy(np.ascontiguousarray(logits),
+                                                          np.ascontiguousarray(target), weight, ignore_index, lse)
+        norm = weight_sum if weight_sum != 0 else 1.0
+        dtype = logits.dtype.type
+        return np.asarray(dtype(total / norm)), lse, np.asarray(dtype(norm))
+
+    def softmax_cross_entropy_backward(self, grad, logits, target, weight, ignore_index, lse, norm):
+        dlogits = np.empty(logits.shape, logits.dtype)
+        weight = np.empty(0, logits.dtype) if weight is None else weight
+        kernels.softmax_cross_entropy_backward(np.ascontiguousarray(logits), np.ascontiguousarray(target), weight,
+                                               ignore_index, lse, float(grad) / float(norm), dlogits)
+        return dlogits
+
+    def sgd_step(self, params, grads, buffers, lr, momentum, weight_decay, dampening, nesterov):
+        """In place: each parameter and buffer is updated where it lies, in one parallel pass."""
+        params, buffers = [np.ascontiguousarray(p) for p in params], list(buffers)
+        for k, (p, g) in enumerate(zip(params, grads)):
+            first = buffers[k] is None
+            if momentum and first:
+                buffers[k] = np.empty_like(p)          # a buffer of its own, never the gradient
+            buf = buffers[k] if momentum else p
+            kernels.sgd_update_kernel(p.reshape(-1), np.ascontiguousarray(g, p.dtype).reshape(-1), buf.reshape(-1),
+                                      float(lr), momentum, weight_decay, dampening, nesterov, first)
+        return params, buffers

@@ -1,0 +1,216 @@
+"""How the Numba backend computes a convolution: one of five paths, chosen by the conv's shape.
+
+* **pointwise**: a 1x1 kernel (of one group) multiplies each image's pixels as they lie,
+  y[n] = W @ x[n]: no transposed copy of x.
+* **by tap**: a dilated kernel on a small map, whose taps read mostly padding (less than
+  ``SPARSE_TAPS_BELOW`` of its im2col is the image), is computed one tap at a time,
+  y[:, :, window] += W[:, :, i, j] @ x[:, :, window shifted by the tap], each window cropped to
+  the outputs whose tap (i, j) reads the image. On a 21x21 map (output stride 16 on a 321x321
+  image) ASPP at rates 6 / 12 / 18 then does 66% / 38% / 18% of the dense products: the paper's
+  Figure 4 is this effect. Each tap's GEMM keeps all C input channels as its inner dimension,
+  so it runs near OpenBLAS's peak where it is wide enough; on dense kernels the nine narrower
+  GEMMs and the gathers lose to one GEMM, hence the threshold.
+* **winograd**: a 3x3, stride-1, undilated kernel (ResNet's bottlenecks) is Winograd's
+  F(2x2, 3x3) (``winograd.py``): 16 GEMMs with 4/9 of the multiply-adds, on transformed tiles
+  4x the input where im2col's columns are 9x it. Its input gradient is the same kind of conv.
+* **blocks**: a conv whose im2col would exceed ``COLS_BLOCK_BYTES`` is computed in blocks of
+  (image, channels): y[n] = sum over channel blocks of W[:, block] @ cols[block]. im2col's
+  buffer is kh*kw times the input; for a 3x3 conv on ResNet-50's 2048 channels at 21x21 it is
+  65 MB. In blocks, the peak is one block, and each block is read by its GEMM while it is
+  still in the CPU's cache, not from main memory.
+* **default**: any other conv (groups, say): the NumPy backend's one im2col and one GEMM, on
+  this backend's parallel im2col.
+
+The thresholds were measured (docs/design_notes.md); tests/test_conv.py holds every path to
+the NumPy backend's definition.
+"""
+
+import numpy as np
+
+from ..primitives import conv_out_hw, is_pointwise
+from . import kernels, winograd
+
+COLS_BLOCK_BYTES = 8 << 20  # an im2col block this size is consumed by its GEMM while still in cache
+
+
+def cols_blocks(x_shape, taps, area, itemsize):
+    """[(image, first channel, end channel)]: blocks whose im2col, (channels*taps, area), holds
+    at most COLS_BLOCK_BYTES (one channel at least)."""
+    n, c = x_shape[:2]
+    step = max(1, COLS_BLOCK_BYTES // (taps * area * itemsize))
+    return [(b, c0, min(c, c0 + step)) for b in range(n) for c0 in range(0, c, step)]
+
+
+# A conv whose im2col is less than this share image (the rest padding) goes tap by tap: the
+# measured crossover on ASPP's and layer4's convs (by tap won at shares 0.37-0.66, lost at 0.76-0.88).
+SPARSE_TAPS_BELOW = 0.7
+
+
+def tap_windows(in_hw, kernel, stride, padding, dilation, out_hw):
+    """[((i, j), out corner, (rows, cols), in corner)] for each tap that reads the image somewhere:
+    the outputs whose tap (i, j) reads the image form a rows x cols window starting at out
+    corner, and they read the input pixels starting at in corner, every stride-th."""
+    windows = []
+    for i in range(kernel[0]):
+        for j in range(kernel[1]):
+            top, left = i * dilation[0] - padding[0], j * dilation[1] - padding[1]
+            (oh_lo, oh_hi), (ow_lo, ow_hi) = (kernels.inside(top, stride[0], in_hw[0], out_hw[0]),
+                                              kernels.inside(left, stride[1], in_hw[1], out_hw[1]))
+            if oh_hi > oh_lo and ow_hi > ow_lo:
+                windows.append(((i, j), (oh_lo, ow_lo), (oh_hi - oh_lo, ow_hi - ow_lo),
+                                (oh_lo * stride[0] + top, ow_lo * stride[1] + left)))
+    return windows
+
+
+def weight_taps(weight):
+    """weight: (K, C, kh, kw) as (kh, kw, K, C), contiguous."""
+    k, c, kh, kw = weight.shape
+    out = np.empty((kh, kw, k, c), weight.dtype)
+    kernels.taps_first(np.ascontiguousarray(weight).reshape(k, c, kh * kw), out.reshape(kh * kw, k, c))
+    return out
+
+
+def window(a, corner, size, stride):
+    """a[:, :, top::sh, left::sw] cropped to size = (rows, cols), as (C, N*rows*cols): the im2col
+    of a 1x1 kernel whose padding is minus the corner, i.e. a crop."""
+    n, c = a.shape[:2]
+    cols = np.empty((c, n * size[0] * size[1]), a.dtype)
+    kernels.im2col(np.ascontiguousarray(a), cols, 1, 1, *stride, -corner[0], -corner[1], 1, 1, *size)
+    return cols
+
+
+def add_window(cols, a, corner, size, stride):
+    """a[:, :, window] += cols, in place: the adjoint of _window (col2im adds into a)."""
+    kernels.col2im(np.ascontiguousarray(cols), a, 1, 1, *stride, -corner[0], -corner[1], 1, 1, *size)
+
+
+def as_ncl(a):
+    """A C-contiguous view of (N, C, ...) as (N, C, L)."""
+    return np.ascontiguousarray(a).reshape(a.shape[0], a.shape[1], -1)
+
+
+def im2col(x, kernel, stride, padding, dilation):
+    """cols: (C*kh*kw, N*out_h*out_w) of x: (N, C, H, W), by the parallel kernel. Buffers are
+    allocated here, by NumPy, not inside the kernels: NumPy asks for huge pages on large arrays,
+    and a 40 MB im2col buffer filled ran twice as fast as one Numba allocated."""
+    n, c = x.shape[:2]
+    out_h, out_w = conv_out_hw(x.shape, kernel, stride, padding, dilation)
+    cols = np.empty((c * kernel[0] * kernel[1], n * out_h * out_w), x.dtype)
+    kernels.im2col(np.ascontiguousarray(x), cols, *kernel, *stride, *padding, *dilation, out_h, out_w)
+    return cols
+
+
+def col2im(cols, x_shape, kernel, stride, padding, dilation):
+    """im2col's adjoint: every entry of cols added into its pixel of a (N, C, H, W) of zeros."""
+    out_h, out_w = conv_out_hw(x_shape, kernel, stride, padding, dilation)
+    x = np.zeros(x_shape, cols.dtype)
+    kernels.col2im(np.ascontiguousarray(cols), x, *kernel, *stride, *padding, *dilation, out_h, out_w)
+    return x
+
+
+def choose(x, weight, stride, padding, dilation, groups):
+    """(path, plan): path one of "default", "pointwise", "by_tap" (plan: the taps' windows),
+    "winograd" or "blocks" (plan: the im2col blocks)."""
+    kernel = tuple(weight.shape[2:])
+    if groups != 1:
+        return "default", None
+    if is_pointwise(kernel, stride, padding):
+        return "pointwise", None
+    out_hw = conv_out_hw(x.shape, kernel, stride, padding, dilation)
+    taps, area = kernel[0] * kernel[1], out_hw[0] * out_hw[1]
+    windows = tap_windows(x.shape[2:], kernel, stride, padding, dilation, out_hw)
+    image_entries = sum(rows * cols for _, _, (rows, cols), _ in windows)    # of im2col's taps * area
+    if image_entries < SPARSE_TAPS_BELOW * taps * area:
+        return "by_tap", windows
+    if kernel == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and max(padding) <= 2:
+        return "winograd", None
+    if x.shape[0] * x.shape[1] * taps * area * x.itemsize > COLS_BLOCK_BYTES:
+        return "blocks", cols_blocks(x.shape, taps, area, x.itemsize)
+    return "default", None
+
+
+def pointwise_forward(x, weight, geometry, plan):
+    """y[n] = W @ x[n], x[n] as (C, H*W)."""
+    n, k = x.shape[0], weight.shape[0]
+    return np.matmul(weight.reshape(k, -1), as_ncl(x)).reshape((n, k) + x.shape[2:])
+
+
+def pointwise_backward(grad, x, weight, geometry, plan, needs_dx, needs_dweight):
+    """dx[n] = W^T @ dy[n] and dW = sum_n dy[n] @ x[n]^T, on the arrays as they lie."""
+    w, dy = weight.reshape(weight.shape[:2]), as_ncl(grad)
+    dx = np.matmul(w.T, dy).reshape(x.shape) if needs_dx else None
+    dweight = np.matmul(dy, as_ncl(x).transpose(0, 2, 1)).sum(axis=0).reshape(weight.shape) if needs_dweight else None
+    return dx, dweight
+
+
+def winograd_forward(x, weight, geometry, plan):
+    """Winograd's F(2x2, 3x3) (winograd.py)."""
+    return winograd.conv3x3(x, weight, geometry[2])
+
+
+def winograd_backward(grad, x, weight, geometry, plan, needs_dx, needs_dweight):
+    """dx is a 3x3 conv of dy, dW the adjoint of the forward's transforms: both by Winograd."""
+    grad, padding = np.ascontiguousarray(grad), geometry[2]
+    return (winograd.conv3x3_input_grad(grad, weight, padding) if needs_dx else None,
+            winograd.conv3x3_weight_grad(grad, x, padding) if needs_dweight else None)
+
+
+def by_tap_forward(x, weight, geometry, windows):
+    """y[:, :, window] += W[:, :, i, j] @ x[:, :, window shifted by the tap], for each tap's window."""
+    stride, x = geometry[1], np.ascontiguousarray(x)       # once, not once per tap's window
+    out = np.zeros((x.shape[0], weight.shape[0]) + conv_out_hw(x.shape, *geometry), x.dtype)
+    w_taps = weight_taps(weight)
+    for (i, j), out_corner, size, in_corner in windows:
+        add_window(w_taps[i, j] @ window(x, in_corner, size, stride), out, out_corner, size, (1, 1))
+    return out
+
+
+def by_tap_backward(grad, x, weight, geometry, windows, needs_dx, needs_dweight):
+    """dW[:, :, i, j] = dy[window] @ x[shifted window]^T, dx[shifted window] += W[:, :, i, j]^T @ dy[window]."""
+    stride = geometry[1]
+    grad, x = np.ascontiguousarray(grad), np.ascontiguousarray(x)   # once, not once per tap
+    w_taps = weight_taps(weight)
+    dweight = np.zeros(weight.shape, weight.dtype) if needs_dweight else None  # taps reading only padding: 0
+    dx = np.zeros(x.shape, x.dtype) if needs_dx else None
+    for (i, j), out_corner, size, in_corner in windows:
+        dy = window(grad, out_corner, size, (1, 1))                    # (K, N*rows*cols)
+        if needs_dweight:
+            dweight[:, :, i, j] = dy @ window(x, in_corner, size, stride).T
+        if needs_dx:
+            add_window(w_taps[i, j].T @ dy, dx, in_corner, size, stride)
+    return dx, dweight
+
+
+def blocked_forward(x, weight, geometry, blocks):
+    """y[n] = sum over channel blocks of W[:, block] @ im2col(x[n, block])."""
+    k = weight.shape[0]
+    w = weight.reshape(k, -1)
+    taps = w.shape[1] // x.shape[1]
+    out = np.zeros((x.shape[0], k) + conv_out_hw(x.shape, *geometry), x.dtype)
+    for b, c0, c1 in blocks:
+        cols = im2col(x[b:b + 1, c0:c1], *geometry)
+        out[b] += (w[:, c0 * taps:c1 * taps] @ cols).reshape(out.shape[1:])
+    return out
+
+
+def blocked_backward(grad, x, weight, geometry, blocks, needs_dx, needs_dweight):
+    """dW[:, block] += dy[n] @ cols^T and dx[n, block] = col2im(W[:, block]^T @ dy[n]), each block's
+    buffers freed before the next."""
+    k = weight.shape[0]
+    w, dy = weight.reshape(k, -1), as_ncl(grad)
+    taps = w.shape[1] // x.shape[1]
+    dweight = np.zeros_like(w) if needs_dweight else None
+    dx = np.empty_like(x) if needs_dx else None
+    for b, c0, c1 in blocks:
+        rows = slice(c0 * taps, c1 * taps)
+        if needs_dweight:
+            dweight[:, rows] += dy[b] @ im2col(x[b:b + 1, c0:c1], *geometry).T
+        if needs_dx:
+            dx[b:b + 1, c0:c1] = col2im(w[:, rows].T @ dy[b], (1, c1 - c0) + x.shape[2:], *geometry)
+    return dx, None if dweight is None else dweight.reshape(weight.shape)
+
+
+FORWARD = {"pointwise": pointwise_forward, "by_tap": by_tap_forward, "winograd": winograd_forward,
+           "blocks": blocked_forward}
+BACKWARD = {"pointwise": pointwise_backward, "by_tap": by_tap_backward, "winograd": winograd_backward,
+            "blocks": blocked_backward}

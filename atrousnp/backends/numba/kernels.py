@@ -1,0 +1,225 @@
+"""The Numba backend's kernels: each a parallel loop (``prange``) over independent pieces of work,
+compiled once per dtype and cached on disk (``cache=True``).
+
+A kernel is written so that every task writes its own part of the output (an im2col row
+segment, one image's channel plane, one channel's statistics): no two threads ever write one
+element, so no locks or atomics are needed, and the loops compile to vectorised machine code.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from .. import scalar_rules
+
+
+@njit(cache=True, inline="always")
+def inside(offset, stride, size, count):
+    """The range [lo, hi) of output positions o in [0, count) whose input position
+    o * stride + offset lies inside [0, size): outside it a tap reads padding."""
+    lo = 0 if offset >= 0 else (-offset + stride - 1) // stride
+    hi = 0 if offset >= size else min(count, (size - 1 - offset) // stride + 1)
+    return lo, max(lo, hi)
+
+
+@njit(cache=True, inline="always")
+def copy_row(dst, start, src, src_start, count, step):
+    """dst[start:start + count] = src[src_start::step][:count]. A unit step is a slice copy, which
+    Numba compiles to a vectorised loop; a strided slice would take a slow generic path."""
+    if step == 1:
+        dst[start:start + count] = src[src_start:src_start + count]
+    else:
+        for k in range(count):
+            dst[start + k] = src[src_start + k * step]
+
+
+@njit(parallel=True, cache=True)
+def im2col(x, cols, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
+    """Fill cols: (C*kh*kw, N*out_h*out_w) with the dilated patches of x: (N, C, H, W).
+    Each entry is written once: zeros only where the tap reads padding."""
+    n, c, h, w = x.shape
+    taps, area = kh * kw, out_h * out_w
+    for task in prange(c * taps * n):                      # one (channel, tap, image) segment per task
+        row, b = task // n, task % n
+        ch, i, j = row // taps, (row // kw) % kh, row % kw
+        top, left = i * dh - ph, j * dw - pw               # input pixel of output (0, 0)
+        oh_lo, oh_hi = inside(top, sh, h, out_h)
+        ow_lo, ow_hi = inside(left, sw, w, out_w)
+        src, dst = x[b, ch].ravel(), cols[row, b * area:(b + 1) * area]
+        dst[:oh_lo * out_w] = 0
+        dst[oh_hi * out_w:] = 0
+        for oh in range(oh_lo, oh_hi):
+            start = oh * out_w
+            dst[start:start + ow_lo] = 0
+            dst[start + ow_hi:start + out_w] = 0
+            copy_row(dst, start + ow_lo, src, (oh * sh + top) * w + left + ow_lo * sw, ow_hi - ow_lo, sw)
+
+
+@njit(cache=True, inline="always")
+def add_row(dst, start, src, src_start, count, step):
+    """dst[start::step][:count] += src[src_start:src_start + count], copy_row's adjoint; a unit
+    step is again a slice, which ran 1.1-2x faster than an element loop (2026-11-23)."""
+    if step == 1:
+        dst[start:start + count] += src[src_start:src_start + count]
+    else:
+        for k in range(count):
+            dst[start + k * step] += src[src_start + k]
+
+
+@njit(parallel=True, cache=True)
+def col2im(cols, x, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
+    """Add every entry of cols: (C*kh*kw, N*out_h*out_w) into its pixel of x: (N, C, H, W), in
+    place (col2im passes zeros; a tap-by-tap conv adds each tap's window into a running sum)."""
+    n, c, h, w = x.shape
+    taps, area = kh * kw, out_h * out_w
+    for plane in prange(n * c):              # one (image, channel) plane per task: no write races
+        b, ch = plane // c, plane % c
+        dst = x[b, ch].ravel()
+        for tap in range(taps):
+            i, j = tap // kw, tap % kw
+            top, left = i * dh - ph, j * dw - pw
+            oh_lo, oh_hi = inside(top, sh, h, out_h)
+            ow_lo, ow_hi = inside(left, sw, w, out_w)
+            src = cols[ch * taps + tap, b * area:(b + 1) * area]
+            for oh in range(oh_lo, oh_hi):
+                add_row(dst, (oh * sh + top) * w + left + ow_lo * sw, src, oh * out_w + ow_lo, ow_hi - ow_lo, sw)
+
+
+# A float sum is a chain of dependent additions, each waiting for the last (4 cycles apiece),
+# unless the compiler may reassociate it: then LLVM keeps several partial sums in SIMD registers.
+# "reassoc" (with "contract", for fused multiply-adds) allows exactly that, and nothing about NaN
+# or infinity; the sums, in float64, change at the level of rounding. The statistics ran 3-4x
+# faster, batch norm's backward 2x (docs/design_notes.md).
+REDUCTION_MATH = {"reassoc", "contract"}
+
+
+@njit(parallel=True, cache=True, fastmath=REDUCTION_MATH)
+def bn_stats(x, mean, var):
+    """Per-channel mean and biased variance of x: (N, C, L) in one pass, one channel per task. It
+    sums d = x - shift and d^2 in float64, shift being the channel's first value: var = E[d^2] -
+    E[d]^2 then cancels only as much as the data's spread around a value of its own, where the
+    plain E[x^2] - E[x]^2 loses every digit to a large mean. One pass reads x once, not twice."""
+    n, c, length = x.shape
+    count = n * length
+    for ch in prange(c):
+        shift = float(x[0, ch, 0])
+        total, squares = 0.0, 0.0
+        for b in range(n):
+            for i in range(length):
+                d = x[b, ch, i] - shift
+                total += d
+                squares += d * d
+        mean_d = total / count
+        mean[ch], var[ch] = shift + mean_d, max(squares / count - mean_d * mean_d, 0.0)
+
+
+# -- fused hot-path kernels ---------------------------------------------------------------
+# Why these beat the NumPy backend's definitions (numpy.py): each of those is a chain of NumPy
+# ufunc calls, and every call runs on one core, allocates its result and streams the whole tensor
+# through memory once more. Each kernel below reads its inputs once, writes its output once,
+# keeps the per-element work in registers, and splits the work over every core (prange).
+
+
+@njit(parallel=True, cache=True)
+def channel_affine(x, scale, shift, residual, relu, out):
+    """out = x * scale[c] + shift[c] (+ residual), ReLU'd if asked; arrays viewed as (N, C, L)."""
+    n, c, length = x.shape
+    for plane in prange(n * c):                       # one (image, channel) plane per task
+        b, ch = plane // c, plane % c
+        s, t = scale[ch], shift[ch]
+        for i in range(length):
+            v = x[b, ch, i] * s + t
+            if residual.shape[0]:
+                v += residual[b, ch, i]
+            if relu and v < 0:
+                v = 0
+            out[b, ch, i] = v
+
+
+@njit(parallel=True, cache=True)
+def relu_backward(grad, out, dx):
+    for i in prange(grad.size):
+        dx[i] = grad[i] if out[i] > 0 else 0
+
+
+@njit(parallel=True, cache=True, fastmath=REDUCTION_MATH)
+def batch_norm_backward(grad, x, mean, inv_std, scale, training, dx, dweight, dbias):
+    """Two passes per channel, one channel per task: the sums of g and g * x_hat, then dx.
+    x_hat is recomputed in both passes rather than stored; sums accumulate in float64."""
+    n, c, length = x.shape
+    count = n * length
+    for ch in prange(c):
+        mu, inv = mean[ch], inv_std[ch]
+        sum_g, sum_gx = 0.0, 0.0
+        for b in range(n):
+            for i in range(length):
+                g = grad[b, ch, i]
+                sum_g += g
+                sum_gx += g * ((x[b, ch, i] - mu) * inv)
+        dbias[ch], dweight[ch] = sum_g, sum_gx
+        k = scale[ch]
+        mean_g, mean_gx = (sum_g / count, sum_gx / count) if training else (0.0, 0.0)
+        for b in range(n):
+            for i in range(length):
+                x_hat = (x[b, ch, i] - mu) * inv
+                dx[b, ch, i] = k * (grad[b, ch, i] - mean_g - x_hat * mean_gx)
+
+
+@njit(parallel=True, cache=True)
+def softmax_cross_entropy(logits, target, weight, ignore_index, lse):
+    """Per pixel: lse = log(sum exp(logits)), stable through the max; returns the weighted loss
+    sum and the weight sum (prange reduces both)."""
+    n, c, length = logits.shape
+    total, weight_sum = 0.0, 0.0
+    for p in prange(n * length):
+        b, i = p // length, p % length
+        top = logits[b, 0, i]
+        for k in range(1, c):
+            top = max(top, logits[b, k, i])
+        sum_exp = 0.0
+        for k in range(c):
+            sum_exp += np.exp(logits[b, k, i] - top)
+        lse[b, 0, i] = np.log(sum_exp) + top
+        t = target[b, i]
+        if t != ignore_index and 0 <= t < c:
+            w = weight[t] if weight.size else 1.0
+            total += w * (lse[b, 0, i] - logits[b, t, i])
+            weight_sum += w
+    return total, weight_sum
+
+
+@njit(parallel=True, cache=True)
+def softmax_cross_entropy_backward(logits, target, weight, ignore_index, lse, factor, dlogits):
+    """dlogits = factor * w_p * (softmax - onehot(t)) per pixel; 0 at ignored pixels."""
+    n, c, length = logits.shape
+    for p in prange(n * length):
+        b, i = p // length, p % length
+        t = target[b, i]
+        keep = t != ignore_index and 0 <= t < c
+        w = (weight[t] if weight.size else 1.0) * factor if keep else 0.0
+        for k in range(c):
+            softmax = np.exp(logits[b, k, i] - lse[b, 0, i])
+            dlogits[b, k, i] = w * (softmax - (1.0 if k == t else 0.0))
+
+
+@njit(parallel=True, cache=True)
+def taps_first(weight, out):
+    """out[t, k, c] = weight[k, c, t] for weight: (K, C, taps): each tap's (K, C) matrix made
+    contiguous, as a GEMM needs it, one output channel per task (NumPy's transposing copy runs on
+    one core)."""
+    k_out, c, taps = weight.shape
+    for k in prange(k_out):
+        for t in range(taps):
+            for ch in range(c):
+                out[t, k, ch] = weight[k, ch, t]
+
+
+sgd_rule = njit(inline="always", cache=True)(scalar_rules.sgd_update)
+
+
+@njit(parallel=True, cache=True)
+def sgd_update_kernel(param, grad, buf, lr, momentum, weight_decay, dampening, nesterov, first):
+    """One parameter's SGD step, in place on param and buf (flat arrays of one size; buf is param
+    itself without momentum, so it is written first)."""
+    for i in prange(param.size):
+        new_param, buf[i] = sgd_rule(param[i], grad[i], buf[i], lr, momentum, weight_decay, dampening, nesterov, first)
+        param[i] = new_param
