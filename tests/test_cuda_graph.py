@@ -315,7 +315,7 @@ def test_a_graph_keeps_the_constants_it_reads_when_their_cache_drops_them(tiny_d
     """Resize and pooling weights made before the graph live in the constant cache, not in the
     graph's memory; evicted, and their blocks handed to new arrays full of NaN, the replays
     still read the weights (the graph pins what it uses)."""
-    from atrousnp.functional import operands
+    from atrousnp.backends import constants
     data = list(batches(4))
     results = {}
     with anp.use_backend("cuda"):
@@ -324,7 +324,7 @@ def test_a_graph_keeps_the_constants_it_reads_when_their_cache_drops_them(tiny_d
             train(*data[0])                                       # the constants made outside any graph
             step = anp.cuda.graph(train) if graphed else train
             losses = [step(*batch).item() for batch in data[1:3]]
-            operands._KEPT_CONSTANTS.clear()
+            constants.KEPT.clear()
             pool = anp.get_backend().pool
             taken = [anp.tensor(np.full(size // 4, np.nan, np.float32))
                      for size, blocks in list(pool.free.items()) for _ in blocks]

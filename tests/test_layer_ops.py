@@ -200,10 +200,11 @@ def test_against_torch(backend):
 
 def test_resize_and_pooling_weights_are_made_once_and_kept(backend, monkeypatch):
     """Their matrices depend on sizes alone: made (and, on a GPU, uploaded) once per size, the
-    last KEEP_CONSTANTS sizes kept."""
-    from atrousnp.functional import operands, resize
-    monkeypatch.setattr(operands, "_KEPT_CONSTANTS", type(operands._KEPT_CONSTANTS)())
-    monkeypatch.setattr(operands, "KEEP_CONSTANTS", 2)
+    last constants.LIMIT sizes kept."""
+    from atrousnp.backends import constants
+    from atrousnp.functional import resize
+    monkeypatch.setattr(constants, "KEPT", type(constants.KEPT)())
+    monkeypatch.setattr(constants, "LIMIT", 2)
     made = []
     original = resize.interpolation_matrix
     monkeypatch.setattr(resize, "interpolation_matrix", lambda *args: made.append(args[:2]) or original(*args))

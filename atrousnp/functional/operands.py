@@ -1,6 +1,5 @@
 """Turning what a user passes (Tensors, Python numbers, NumPy arrays) into op inputs."""
 
-from collections import OrderedDict
 
 import numpy as np
 
@@ -128,23 +127,3 @@ def constant(like, array, dtype=None):
     """A Tensor holding ``array`` (host data) on the backend of the Tensor ``like``."""
     backend = backend_of("constant", like)
     return Tensor._wrap(backend.asarray(np.asarray(array, dtype)), backend)
-
-
-_KEPT_CONSTANTS = OrderedDict()   # (backend name, key) -> backend array, least recently used first
-KEEP_CONSTANTS = 64
-
-
-def kept_constant(like, key, build):
-    """The backend array of the host array ``build()``, on the backend of the Tensor ``like``,
-    made once per key and kept (the last KEEP_CONSTANTS used): for matrices that depend on sizes
-    alone (resize and pooling weights), which every step would otherwise build again and, on a
-    GPU, copy to the device. The caller never writes into it."""
-    backend = backend_of("constant", like)
-    cache_key = (backend.name, key)
-    if cache_key in _KEPT_CONSTANTS:
-        _KEPT_CONSTANTS.move_to_end(cache_key)
-    else:
-        _KEPT_CONSTANTS[cache_key] = backend.asarray(build())
-        if len(_KEPT_CONSTANTS) > KEEP_CONSTANTS:
-            _KEPT_CONSTANTS.popitem(last=False)
-    return _KEPT_CONSTANTS[cache_key]

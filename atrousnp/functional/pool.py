@@ -8,11 +8,12 @@ and sum, so no pooling-specific gradient code exists.
 
 import numpy as np
 
-from ..autograd import Function
+from ..autograd import Function, backend_of
 from ..backends import get_backend
+from ..backends.constants import kept
 from ..tensor import Tensor
 from .linalg import matmul
-from .operands import IntPair, as_pair, batched, check_floating, check_not_empty, constant, kept_constant
+from .operands import IntPair, as_pair, batched, check_floating, check_not_empty, constant
 from .reduce import argmax
 from .reduce import max as max_op
 from .reduce import sum as sum_op
@@ -144,10 +145,11 @@ def adaptive_avg_pool2d(x: Tensor, output_size) -> Tensor:
     pair = output_size if isinstance(output_size, (tuple, list)) else (output_size, output_size)
     pair = tuple(size if out is None else out for out, size in zip(pair, x.shape[-2:]))
     out_h, out_w = as_pair("adaptive_avg_pool2d", "output_size", pair, 1)
-    p_h = kept_constant(x, ("adaptive_avg_pool2d", x.shape[-2], out_h, x.dtype.str),
-                        lambda: _adaptive_matrix(x.shape[-2], out_h, x.dtype))
-    p_w_t = kept_constant(x, ("adaptive_avg_pool2d.T", x.shape[-1], out_w, x.dtype.str),
-                          lambda: _adaptive_matrix(x.shape[-1], out_w, x.dtype).T)
+    backend = backend_of("adaptive_avg_pool2d", x)
+    p_h = kept(backend, ("adaptive_avg_pool2d", x.shape[-2], out_h, x.dtype.str),
+               lambda: _adaptive_matrix(x.shape[-2], out_h, x.dtype))
+    p_w_t = kept(backend, ("adaptive_avg_pool2d.T", x.shape[-1], out_w, x.dtype.str),
+                 lambda: _adaptive_matrix(x.shape[-1], out_w, x.dtype).T)
     return matmul(matmul(p_h, x), p_w_t)
 
 

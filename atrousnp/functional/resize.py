@@ -11,9 +11,11 @@ dx = R_h^T @ dy @ R_w.
 
 import numpy as np
 
+from ..autograd import backend_of
+from ..backends.constants import kept
 from ..tensor import Tensor
-from .operands import IntPair, as_pair, check_floating, kept_constant
 from .linalg import matmul
+from .operands import IntPair, as_pair, check_floating
 
 
 def source_coordinates(in_size, out_size, align_corners, scale=None):
@@ -70,8 +72,9 @@ def interpolate(x: Tensor, size: IntPair | None = None, scale_factor: float | tu
         if min(out_hw) < 1:
             raise ValueError(f"interpolate: scale_factor {scale_factor!r} makes a {out_hw} output from {x.shape[-2:]}")
         scales = (None, None) if recompute_scale_factor else scales
-    r_h = kept_constant(x, ("interpolate", x.shape[-2], out_hw[0], align_corners, x.dtype.str, scales[0]),
-                        lambda: interpolation_matrix(x.shape[-2], out_hw[0], align_corners, x.dtype, scales[0]))
-    r_w_t = kept_constant(x, ("interpolate.T", x.shape[-1], out_hw[1], align_corners, x.dtype.str, scales[1]),
-                          lambda: interpolation_matrix(x.shape[-1], out_hw[1], align_corners, x.dtype, scales[1]).T)
+    backend = backend_of("interpolate", x)
+    r_h = kept(backend, ("interpolate", x.shape[-2], out_hw[0], align_corners, x.dtype.str, scales[0]),
+               lambda: interpolation_matrix(x.shape[-2], out_hw[0], align_corners, x.dtype, scales[0]))
+    r_w_t = kept(backend, ("interpolate.T", x.shape[-1], out_hw[1], align_corners, x.dtype.str, scales[1]),
+                 lambda: interpolation_matrix(x.shape[-1], out_hw[1], align_corners, x.dtype, scales[1]).T)
     return matmul(matmul(r_h, x), r_w_t)
