@@ -143,8 +143,10 @@ def main():
     for library in ["atrousnp"] + (["torchvision"] if torch_available(args.backend) else []):
         command = [sys.executable, __file__, "--library", library, "--backend", args.backend,
                    "--repeats", str(args.repeats), "--size", str(args.size), "--batch", str(args.batch)]
-        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-        results[library] = json.loads(output.strip().splitlines()[-1])
+        child = subprocess.run(command, capture_output=True, text=True)
+        if child.returncode:
+            sys.exit(f"the {library} run failed (exit {child.returncode}):\n{child.stderr[-3000:]}")
+        results[library] = json.loads(child.stdout.strip().splitlines()[-1])
 
     torch_note = "(not installed)"
     if torch_available(args.backend):
@@ -154,7 +156,7 @@ def main():
           f"backend={args.backend}, median of {args.repeats}, one process per library")
     print(f"# {os.cpu_count()} cores, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}, "
           f"torch {torch_note}")
-    print("| phase | atrousnp s | torchvision s | ratio | atrousnp peak MiB | torchvision peak MiB |")
+    print("| phase | atrousnp s | torchvision s | ratio | atrousnp memory growth MiB | torchvision memory growth MiB |")
     print("|---|---|---|---|---|---|")
     mib = lambda value: "n/a" if value is None else f"{value:.0f}"  # noqa: E731
     for k, phase in enumerate(("eval forward", "training step", "training step, a CUDA graph")[:len(results["atrousnp"])]):

@@ -62,7 +62,8 @@ class TrainConfig:
     overwrite: bool = False         # start afresh in an --out that holds a checkpoint
     progress: bool = True
     distributed: bool = False       # one rank of an MPI job (mpiexec -n K): see atrousnp.parallel
-    cuda_graph: bool = True         # backend "cuda": replay each step as a CUDA graph (crops keep one size)
+    cuda_graph: bool = None         # backend "cuda": replay each step as a CUDA graph (crops keep one size);
+                                    # None: yes on cuda, and nothing to say elsewhere
     dtype: str = "float32"          # the model's and the images' floating-point type
 
 

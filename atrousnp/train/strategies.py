@@ -24,7 +24,7 @@ from .outputs import folder_lock
 def strategy_for(config):
     if config.distributed:
         return DataParallel()
-    if config.backend == "cuda" and config.cuda_graph:
+    if config.backend == "cuda" and config.cuda_graph is not False:
         return CudaGraph()
     return SingleProcess()
 
