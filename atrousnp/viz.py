@@ -104,19 +104,27 @@ def save_segmentation(path, image, prediction, names):
     fig.savefig(path, dpi=100)
 
 
-def save_valid_taps(path, sizes=(65, 33), rates=range(1, 81)):
+# (map size, the rates used on it): the paper's ASPP at output stride 8 (65x65 from 513-pixel crops)
+# and 16 (33x33), and the miniature's rates on the 6x6 map of a 96-pixel crop at output stride 16.
+FIGURE4_PANELS = ((65, (12, 24, 36)), (33, (6, 12, 18)), (6, (1, 2, 3)))
+
+
+def save_valid_taps(path, panels=FIGURE4_PANELS):
     """The paper's Figure 4, one panel per map size: the share of output positions at which a
-    3x3 filter has 1, 4 or 9 taps on real input, against the atrous rate (``valid_tap_shares``)."""
-    rates = list(rates)
-    fig = Figure(figsize=(5 * len(sizes), 3.8))
-    for axis, size in zip(fig.subplots(1, len(sizes), sharey=True, squeeze=False)[0], sizes):
+    3x3 filter has 1, 4 or 9 taps on real input, against the atrous rate (``valid_tap_shares``),
+    with the rates used on that map marked. A rate of half the map leaves no position all nine
+    taps; a rate as large as the map leaves only the centre tap, a 1x1 filter."""
+    fig = Figure(figsize=(4.6 * len(panels), 3.8))
+    for axis, (size, used) in zip(fig.subplots(1, len(panels), sharey=True, squeeze=False)[0], panels):
+        rates = list(range(1, max(size + size // 4, max(used)) + 1))
         shares = valid_tap_shares(size, rates)
         for count in VALID_TAP_COUNTS:
             axis.plot(rates, shares[count], label=f"{count} valid weight{'s' if count > 1 else ''}")
-        axis.axvline(size / 2, color="grey", linestyle=":", linewidth=1)
-        axis.set_title(f"3x3 filter on a {size}x{size} feature map")
+        for rate in used:
+            axis.axvline(rate, color="black", linestyle="--", linewidth=0.8)
+        axis.set_title(f"{size}x{size} map; rates {', '.join(map(str, used))} dashed", fontsize=10)
         axis.set_xlabel("atrous rate")
-        axis.legend()
+        axis.legend(fontsize=8)
     fig.axes[0].set_ylabel("share of output positions")
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -1,6 +1,8 @@
-"""examples/reproduce_paper.py: every table, the paper's numbers, a cache that skips finished work."""
+"""examples/reproduce_paper.py: the protocol, every claim with its interval and verdict, the illustrations,
+and a cache that skips finished work."""
 
 import importlib.util
+import json
 import re
 from pathlib import Path
 
@@ -25,22 +27,27 @@ def smoke_run(tmp_path_factory):
     return script, out
 
 
-def test_a_smoke_run_writes_every_table_with_the_papers_numbers(smoke_run):
+def test_a_smoke_run_writes_the_protocol_the_claims_and_the_illustrations(smoke_run):
     script, out = smoke_run
     results = (out / "results.md").read_text()
-    for name, table in script.TABLES.items():
-        assert f"## {table.title}" in results, name
-        for row in table.rows:
-            assert re.search(rf"\| {re.escape(row.label)} \| {row.paper:.2f} \| \d+\.\d\d \|", results), (name, row)
+    assert "## Protocol (fixed before the runs)" in results
+    for claim in script.CLAIMS:
+        paper = rf"{claim.paper[0] - claim.paper[1]:+.2f}"
+        assert re.search(rf"\| {re.escape(claim.finding)} \| {re.escape(claim.source)} \| {re.escape(paper)} \| "
+                         r"[+-]\d+\.\d \[[+-]\d+\.\d, [+-]\d+\.\d\] \| \d+\.\d \| \d+\.\d \| \*\*(holds|contradicted|"
+                         r"not resolved at this scale)\*\* \| \d+\.\d \|", results), claim.finding
+    for table in script.ILLUSTRATIONS:
+        assert f"### {table.title}" in results
+        for label, paper, _ in table.rows:
+            assert re.search(rf"\| {re.escape(label)} \| {paper:.2f} \| \d+\.\d \|", results), (table.title, label)
         for label, paper, _ in table.not_run:
             assert f"| {label} | {paper:.2f} | not run" in results
-        for finding, _, _ in table.claims:
-            assert re.search(rf"- {re.escape(finding)}: \*\*(holds|does not hold at this scale|within the seed "
-                             r"spread)\*\* \(Δ [+-]\d+\.\d\d points; the paper's Δ [+-]\d+\.\d\d\)", results), finding
-        assert (out / f"{name}.png").stat().st_size > 5_000
-    assert "Seed-to-seed spread" in results
-    for picture in ("figure4.png", "predictions_os.png"):
+    assert "`classifier.0.convs.3`" in results and "taps on the image" in results
+    for picture in ("figure4.png", "predictions_os.png", "claims.png"):
         assert (out / picture).stat().st_size > 5_000
+    claims = json.loads((out / "claims.json").read_text())
+    assert [c["finding"] for c in claims] == [c.finding for c in script.CLAIMS]
+    assert len(list((out / "runs").glob("*-seed2-*"))) >= 5   # every claim's configuration has three seeds
 
 
 def test_a_second_run_trains_and_evaluates_nothing_again(smoke_run, monkeypatch):
@@ -52,13 +59,11 @@ def test_a_second_run_trains_and_evaluates_nothing_again(smoke_run, monkeypatch)
 
     monkeypatch.setattr(script, "train", refuse)
     monkeypatch.setattr(script, "evaluate", refuse)
-    script.main(SMOKE + ["--out", str(out), "--only", "table2,table4"])
+    script.main(SMOKE + ["--out", str(out)])
     after = (out / "results.md").read_text()
-    for name in ("table2", "table4"):
-        title = script.TABLES[name].title
-        assert after.split(f"## {title}")[1].split("![")[0] == before.split(f"## {title}")[1].split("![")[0]
+    assert after.split("## Claims")[1].split("![claims]")[0] == before.split("## Claims")[1].split("![claims]")[0]
 
 
-def test_an_unknown_table_is_named():
+def test_an_unknown_part_is_refused():
     with pytest.raises(SystemExit):
-        load_script().parse_args(["--only", "table1,table7"])
+        load_script().parse_args(["--only", "table7"])
