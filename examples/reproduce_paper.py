@@ -313,12 +313,13 @@ def plot_output_strides(args, path, images=3):
         config = configure(args, {**BASE, "output_stride": stride}, 0)
         model, _ = load_trained(run_folder(args, config) / "checkpoint.npz")
         _, val_set = datasets(config)
-        _, examples = evaluate(model, val_set, config.num_classes, keep=images, indices=range(images))
+        shown = range(min(images, len(val_set)))
+        _, examples = evaluate(model, val_set, config.num_classes, keep=len(shown), indices=shown)
         rows.append(examples)
     names = config.class_names
     titles = ["image", "ground truth"] + [f"trained at OS {s}" for s in strides] + ["errors at OS 8"]
-    fig = Figure(figsize=(2.1 * len(titles), 2.2 * images + 0.9))
-    axes = fig.subplots(images, len(titles), squeeze=False)
+    fig = Figure(figsize=(2.1 * len(titles), 2.2 * len(rows[0]) + 0.9))
+    axes = fig.subplots(len(rows[0]), len(titles), squeeze=False)
     for r, (image, truth, _) in enumerate(rows[0]):
         pictures = [image, paint(truth, len(names))] + [paint(examples[r][2], len(names)) for examples in rows]
         pictures.append(paint_errors(image, truth, rows[-1][r][2]))
