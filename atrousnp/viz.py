@@ -17,7 +17,7 @@ from .metrics import confusion_matrix, mean_iou
 
 BACKGROUND = (0.15, 0.15, 0.15)   # class 0: near-black, so that every object stands out against it
 IGNORED = (1.0, 1.0, 1.0)          # the ignore label: white, drawn and named in the legend
-WRONG = (0.9, 0.1, 0.1)            # a pixel predicted wrongly, in the error column
+WRONG = (1.0, 0.0, 1.0)            # a pixel predicted wrongly, in the error column: magenta, no class's colour
 
 
 # After matplotlib's tab10, ten more picked greedily from its qualitative maps, each as far as
@@ -42,7 +42,7 @@ def paint(label, num_classes):
 
 
 def paint_errors(image, truth, prediction):
-    """The image faded to grey, wrong pixels red, ignored pixels white: where the prediction fails."""
+    """The image faded to grey, wrong pixels magenta, ignored pixels white: where the prediction fails."""
     grey = image.astype(np.float32).mean(axis=2, keepdims=True) / 255
     picture = np.repeat(0.55 + 0.35 * grey, 3, axis=2)
     truth = np.asarray(truth)

@@ -474,6 +474,7 @@ def test_label_maps_are_solid_colours_that_differ_and_errors_are_marked():
     colours = anp.viz.class_colours(21)
     distances = np.linalg.norm(colours[:, None] - colours[None], axis=2)
     assert distances[~np.eye(21, dtype=bool)].min() > 0.25  # no two classes look alike
+    assert np.linalg.norm(colours - np.array(anp.viz.WRONG), axis=1).min() > 0.25  # nor like an error
     truth = np.array([[0, 1], [2, 255]], np.uint8)
     painted = anp.viz.paint(truth, 21)
     assert (painted[1, 1] == 255).all() and len({tuple(p) for p in painted.reshape(-1, 3)}) == 4
