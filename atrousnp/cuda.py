@@ -25,7 +25,7 @@ def graph(step):
         step = anp.cuda.graph(train_step)   # train_step(images, labels) -> the loss Tensor
         for images, labels in batches:      # the same shapes every time
             loss = step(images, labels)     # 1st call eager, 2nd captures, then replays
-            schedule.step()                 # the rate reaches the graph through SGD's feed
+            schedule.step()                 # the new rate reaches the graph in place
             print(loss.item())
 
     Each call returns the Tensors that ``step`` returned at capture, holding this call's values.

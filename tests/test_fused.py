@@ -32,7 +32,7 @@ def fast_backend(request):
 DEFINITION = NumpyBackend()
 
 
-def fused_and_default(name, *args):
+def fused_and_definition(name, *args):
     """The backend's own ``name``, and the NumPy backend's on host copies of the arguments (which
     a primitive may update in place), both as host arrays."""
     be = anp.get_backend()
@@ -55,9 +55,9 @@ def test_batch_norm_forward(fast_backend, shape, dtype, residual, relu, affine, 
     weight, bias = (rng.standard_normal(c), rng.standard_normal(c)) if affine else (None, None)
     r = rng.standard_normal(shape) if residual else None
     args = upload(*(a if a is None else a.astype(dtype) for a in (x, mean, var, weight, bias)))
-    fused, default = fused_and_default("batch_norm_forward", *args, 1e-5, *upload(r if r is None else r.astype(dtype)),
+    fused, definition = fused_and_definition("batch_norm_forward", *args, 1e-5, *upload(r if r is None else r.astype(dtype)),
                                        relu)
-    np.testing.assert_allclose(fused, default, **tolerance(dtype))
+    np.testing.assert_allclose(fused, definition, **tolerance(dtype))
     assert fused.dtype == dtype and fused.shape == shape
 
 
@@ -65,8 +65,8 @@ def test_batch_norm_forward(fast_backend, shape, dtype, residual, relu, affine, 
 def test_relu_backward(fast_backend, shape, dtype, seed):
     rng = np.random.default_rng(seed)
     grad, out = rng.standard_normal(shape).astype(dtype), np.maximum(rng.standard_normal(shape), 0).astype(dtype)
-    fused, default = fused_and_default("relu_backward", *upload(grad, out))
-    np.testing.assert_array_equal(fused, default)
+    fused, definition = fused_and_definition("relu_backward", *upload(grad, out))
+    np.testing.assert_array_equal(fused, definition)
 
 
 @given(shape=shapes, dtype=dtypes, training=st.booleans(), affine=st.booleans(), relu=st.booleans(), seed=seeds)
@@ -78,9 +78,9 @@ def test_batch_norm_backward(fast_backend, shape, dtype, training, affine, relu,
     weight = rng.standard_normal(c) if affine else None
     relu_out = np.maximum(rng.standard_normal(shape), 0) if relu else None
     args = upload(*(a if a is None else a.astype(dtype) for a in (grad, x, mean, var, weight)))
-    fused, default = fused_and_default("batch_norm_backward", *args, 1e-5, training,
+    fused, definition = fused_and_definition("batch_norm_backward", *args, 1e-5, training,
                                        *upload(relu_out if relu_out is None else relu_out.astype(dtype)))
-    for got, expected in zip(fused, default):
+    for got, expected in zip(fused, definition):
         np.testing.assert_allclose(got, expected, **tolerance(dtype))
 
 
@@ -88,9 +88,9 @@ def test_batch_norm_backward(fast_backend, shape, dtype, training, affine, relu,
 def test_update_running_stats(fast_backend, c, dtype, momentum, count, seed):
     rng = np.random.default_rng(seed)
     arrays = [rng.uniform(0.1, 2, c).astype(dtype) for _ in range(4)]
-    fused, default = fused_and_default("update_running_stats", *upload(*arrays[:2]), *upload(*arrays[2:]),
+    fused, definition = fused_and_definition("update_running_stats", *upload(*arrays[:2]), *upload(*arrays[2:]),
                                        momentum, count)
-    for got, expected in zip(fused, default):
+    for got, expected in zip(fused, definition):
         np.testing.assert_allclose(got, expected, **tolerance(dtype))
 
 
@@ -107,11 +107,11 @@ def test_conv2d_forward_and_backward(fast_backend, n, groups, c_per_group, k_per
     out_hw = conv_out_hw(x.shape, kernel, *geometry)
     if min(out_hw) < 1:
         return
-    fused, default = fused_and_default("conv2d_forward", *upload(x, weight), *geometry, groups)
-    np.testing.assert_allclose(fused, default, **tolerance(dtype))
-    grad = rng.standard_normal(default.shape).astype(dtype)
-    fused, default = fused_and_default("conv2d_backward", *upload(grad, x, weight), *geometry, groups, True, True)
-    for got, expected in zip(fused, default):
+    fused, definition = fused_and_definition("conv2d_forward", *upload(x, weight), *geometry, groups)
+    np.testing.assert_allclose(fused, definition, **tolerance(dtype))
+    grad = rng.standard_normal(definition.shape).astype(dtype)
+    fused, definition = fused_and_definition("conv2d_backward", *upload(grad, x, weight), *geometry, groups, True, True)
+    for got, expected in zip(fused, definition):
         np.testing.assert_allclose(got, expected, **tolerance(dtype))
 
 
@@ -124,14 +124,14 @@ def test_softmax_cross_entropy_and_its_backward(fast_backend, n, c, length, dtyp
     target[rng.random((n, length)) < 0.3] = ignore
     weight = rng.uniform(0.5, 2, c).astype(dtype) if weighted else None
     args = upload(logits, target, weight)
-    fused, default = fused_and_default("softmax_cross_entropy", *args, ignore)
-    for got, expected in zip(fused, default):
+    fused, definition = fused_and_definition("softmax_cross_entropy", *args, ignore)
+    for got, expected in zip(fused, definition):
         np.testing.assert_allclose(got, expected, **tolerance(dtype))
     be = anp.get_backend()
-    loss, lse, norm = (be.asarray(a) for a in default)
+    loss, lse, norm = (be.asarray(a) for a in definition)
     grad = be.asarray(np.asarray(rng.uniform(0.5, 2), dtype))
-    fused, default = fused_and_default("softmax_cross_entropy_backward", grad, *args, ignore, lse, norm)
-    np.testing.assert_allclose(fused, default, **tolerance(dtype))
+    fused, definition = fused_and_definition("softmax_cross_entropy_backward", grad, *args, ignore, lse, norm)
+    np.testing.assert_allclose(fused, definition, **tolerance(dtype))
 
 
 @given(sizes=st.lists(st.integers(1, 20), min_size=1, max_size=4), dtype=dtypes,

@@ -231,7 +231,6 @@ def test_sgd_load_state_dict_checks_everything_before_changing_anything(change, 
 def _broken_voc(tmp_path):
     """A synthetic set whose val split has a missing image, an out-of-range label and a label
     of the wrong size: each one a file that would otherwise fail the run at its first evaluation."""
-    from PIL import Image
     root = anp.data.make_synthetic_voc(tmp_path / "voc", 6, 4, 40, seed=0)
     folder = root / "VOC2012"
     val = (folder / "ImageSets" / "Segmentation" / "val.txt").read_text().split()

@@ -164,6 +164,8 @@ class NumpyBackend(Backend):
         return self.col2im(dcols.reshape(-1, dcols.shape[2]), x_shape, *geometry)
 
     def batch_norm_forward(self, x, mean, var, weight, bias, eps, residual=None, relu=False):
+        """y = (x - mean) / sqrt(var + eps) * weight + bias (+ residual), then max(y, 0) if ``relu``;
+        x: (N, C, ...), the statistics and affine parameters (C,), shaped to broadcast per channel."""
         per_channel = (1, -1) + (1,) * (x.ndim - 2)
         y = (x - mean.reshape(per_channel)) / np.sqrt(var.reshape(per_channel) + eps)
         if weight is not None:
@@ -172,12 +174,17 @@ class NumpyBackend(Backend):
             y = y + bias.reshape(per_channel)
         if residual is not None:
             y = y + residual
-        return np.maximum(y, 0).astype(y.dtype) if relu else y
+        return np.maximum(y, 0) if relu else y
 
     def relu_backward(self, grad, out):
+        """grad where the ReLU's output is positive, 0 elsewhere."""
         return grad * (out > 0)
 
     def batch_norm_backward(self, grad, x, mean, var, weight, eps, training, relu_out=None):
+        """(dx, dweight, dbias), x_hat = (x - mean) / sqrt(var + eps), over M = N*H*W values per channel:
+        dbias = sum(g), dweight = sum(g * x_hat),
+        dx = weight / sqrt(var + eps) * (g - dbias / M - x_hat * dweight / M)   (training: the
+        statistics depend on x), or weight / sqrt(var + eps) * g (evaluation)."""
         if relu_out is not None:
             grad = self.relu_backward(grad, relu_out)
         per_channel = (1, -1) + (1,) * (x.ndim - 2)
@@ -192,17 +199,25 @@ class NumpyBackend(Backend):
         return grad * scale.reshape(per_channel), dweight, dbias
 
     def update_running_stats(self, running_mean, running_var, mean, var, momentum, count):
-        moved = lambda running, batch: ((1 - momentum) * running + momentum * batch).astype(running.dtype)  # noqa: E731
-        return moved(running_mean, mean), moved(running_var, var * (count / (count - 1)))
+        """running = (1 - m) * running + m * batch, the batch's variance made unbiased first."""
+        unbiased_var = var * (count / (count - 1))
+        new_mean = (1 - momentum) * running_mean + momentum * mean
+        new_var = (1 - momentum) * running_var + momentum * unbiased_var
+        return new_mean.astype(running_mean.dtype), new_var.astype(running_var.dtype)
 
     def softmax_cross_entropy(self, logits, target, weight, ignore_index):
+        """(loss, lse, norm) for logits: (N, C, L), target: (N, L). ``picked`` holds each pixel's
+        weight at its label's class and 0 elsewhere (0 everywhere where ignored), so that
+        loss = sum(picked * (lse - logits)) / sum(picked)."""
         lse = _log_sum_exp(logits)                                                   # (N, 1, L)
         picked = _target_weights(target, logits.shape[1], weight, ignore_index, logits.dtype)   # (N, C, L)
-        total = (picked * (lse - logits)).sum()
-        norm = picked.sum() if picked.sum() != 0 else np.ones((), logits.dtype)
+        total, norm = (picked * (lse - logits)).sum(), picked.sum()
+        if norm == 0:                                   # every pixel ignored: the loss is 0, not 0 / 0
+            norm = np.ones((), logits.dtype)
         return np.asarray(total / norm, logits.dtype), lse, np.asarray(norm, logits.dtype)
 
     def softmax_cross_entropy_backward(self, grad, logits, target, weight, ignore_index, lse, norm):
+        """grad / norm * (softmax * w_p - picked): w_p, a pixel's weight, is picked's sum over classes."""
         picked = _target_weights(target, logits.shape[1], weight, ignore_index, logits.dtype)
         softmax = np.exp(logits - lse)
         return ((softmax * picked.sum(axis=1, keepdims=True) - picked) * (grad / norm)).astype(logits.dtype)

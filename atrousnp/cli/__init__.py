@@ -10,10 +10,23 @@ its traceback.
 """
 
 import argparse
+import sys
+
+from ..backends import backend_names, set_backend
+from ..inference import check_scales
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Each flag's default shown after its help; the description's own line breaks kept."""
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """The description's own line breaks kept, and after each flag's help its default, when it
+    has one worth saying: not for a switch (``--flip``), nor a help that names its own default."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        switch = action.nargs == 0
+        if switch or action.default in (None, argparse.SUPPRESS) or "default" in text:
+            return text
+        default = ",".join(map(str, action.default)) if isinstance(action.default, tuple) else action.default
+        return f"{text} (default: {default})"
 
 
 def floats(text):
@@ -22,3 +35,23 @@ def floats(text):
 
 def ints(text):
     return tuple(int(v) for v in text.split(","))
+
+
+def add_inference_flags(parser, scales_example, flip_help):
+    """The flags that evaluate.py and segment.py share: output stride, scales, flip, backend."""
+    parser.add_argument("--output-stride", type=int, choices=[8, 16, 32], help="default: the training one")
+    parser.add_argument("--scales", default="1.0", help=f"e.g. {scales_example}")
+    parser.add_argument("--flip", action="store_true", help=flip_help)
+    parser.add_argument("--backend", choices=backend_names(), default="numba", help="cuda needs an NVIDIA GPU")
+
+
+def start_inference(parser, args, doing):
+    """--scales checked (argparse's error and exit status 2 if they cannot be), the backend set
+    and said on stderr (stdout keeps the results alone); returns the scales."""
+    try:
+        scales = check_scales(args.scales, "--scales")
+    except ValueError as error:
+        parser.error(str(error))
+    set_backend(args.backend)
+    print(f"{doing} on the {args.backend} backend", file=sys.stderr, flush=True)
+    return scales

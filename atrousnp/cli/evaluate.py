@@ -9,29 +9,19 @@ The model is rebuilt from the settings saved in the checkpoint; the data are the
 import argparse
 import json
 
-from ..backends import backend_names, set_backend
-from ..inference import check_scales
 from ..metrics import mean_iou, pixel_accuracy
 from ..train import datasets, evaluate, load_trained, named_iou
-from . import HelpFormatter
+from . import HelpFormatter, add_inference_flags, start_inference
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser = argparse.ArgumentParser(prog="atrousnp-evaluate", description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("checkpoint", help="a checkpoint.npz that atrousnp-train wrote")
     parser.add_argument("--voc-root", help="default: the checkpoint's data")
     parser.add_argument("--split", default=None, help="default: the checkpoint's val split")
-    parser.add_argument("--output-stride", type=int, choices=[8, 16, 32], help="default: the training one")
-    parser.add_argument("--scales", default="1.0", help="e.g. 0.5,0.75,1,1.25,1.5,1.75")
-    parser.add_argument("--flip", action="store_true", help="also evaluate on mirrored images")
-    parser.add_argument("--backend", choices=backend_names(), default="numba", help="cuda needs an NVIDIA GPU")
+    add_inference_flags(parser, "0.5,0.75,1,1.25,1.5,1.75", "also evaluate on mirrored images")
     args = parser.parse_args(argv)
-    try:
-        scales = check_scales(args.scales, "--scales")
-    except ValueError as error:
-        parser.error(str(error))
-
-    set_backend(args.backend)
+    scales = start_inference(parser, args, f"evaluating {args.checkpoint}")
     try:
         model, config = load_trained(args.checkpoint)
         if args.voc_root:

@@ -12,31 +12,23 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backends import backend_names, set_backend
 from ..data import read_image
 from ..inference import check_scales, predict
 from ..train import load_trained
 from ..viz import save_segmentation
-from . import HelpFormatter
+from . import HelpFormatter, add_inference_flags, start_inference
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser = argparse.ArgumentParser(prog="atrousnp-segment", description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("image", type=Path, help="a JPEG or PNG (8- or 16-bit, colour or greyscale)")
     parser.add_argument("--checkpoint", required=True, help="a checkpoint.npz that atrousnp-train wrote")
-    parser.add_argument("--output-stride", type=int, choices=[8, 16, 32], help="default: the training one")
-    parser.add_argument("--scales", default="1.0", help="e.g. 0.75,1,1.25")
-    parser.add_argument("--flip", action="store_true", help="also segment the mirrored image")
-    parser.add_argument("--backend", choices=backend_names(), default="numba", help="cuda needs an NVIDIA GPU")
+    add_inference_flags(parser, "0.75,1,1.25", "also segment the mirrored image")
     parser.add_argument("--out", type=Path, help="default: IMAGE_segmented.png in the current folder")
     args = parser.parse_args(argv)
     if not args.image.is_file():
         parser.error(f"no image at {args.image}")
-    try:
-        scales = check_scales(args.scales, "--scales")
-    except ValueError as error:
-        parser.error(str(error))
-    set_backend(args.backend)
+    start_inference(parser, args, f"segmenting {args.image}")
     try:
         model, config = load_trained(args.checkpoint)
         image = read_image(args.image)

@@ -16,12 +16,9 @@ import json
 from pathlib import Path
 
 from .. import parallel
-from ..analysis import tap_audit
 from ..backends import backend_names
 from ..data import read_class_names
-from ..models import atrous_plan
-from ..models.resnet import STAGE_UNITS
-from ..train import BACKBONES, DivergenceError, FolderInUseError, TrainConfig, check_config, resolve, train
+from ..train import BACKBONES, DivergenceError, FolderInUseError, SettingsError, TrainConfig, train
 from . import HelpFormatter, floats, ints
 
 PRETRAINED_LR = 0.007  # the paper's initial rate when fine-tuning from ImageNet (§4)
@@ -29,7 +26,7 @@ PRETRAINED_LR = 0.007  # the paper's initial rate when fine-tuning from ImageNet
 
 def parse_args(argv=None):
     d = TrainConfig()
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p = argparse.ArgumentParser(prog="atrousnp-train", description=__doc__, formatter_class=HelpFormatter)
     data = p.add_argument_group("data")
     data.add_argument("--voc-root", help="VOCdevkit (or VOC2012) folder; omit for the synthetic set")
     data.add_argument("--data-dir", default=d.data_dir, help="where the synthetic set is written")
@@ -81,7 +78,8 @@ def parse_args(argv=None):
     run.add_argument("--out", default=d.out, help="folder for checkpoints, metrics and pictures")
     run.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.npz")
     run.add_argument("--overwrite", action="store_true", help="start afresh even if --out holds a checkpoint")
-    run.add_argument("--quiet", dest="progress", action="store_false", help="no progress bar")
+    run.add_argument("--quiet", dest="progress", action="store_false",
+                     help="print only the results: no set-up lines, progress bar or evaluations on the way")
     engine = p.add_argument_group("engine")
     engine.add_argument("--backend", choices=backend_names(), default=d.backend, help="cuda needs an NVIDIA GPU")
     engine.add_argument("--no-cuda-graph", dest="cuda_graph", action="store_false", default=None,
@@ -105,36 +103,16 @@ def parse_args(argv=None):
     return TrainConfig(**{k: v for k, v in vars(args).items() if v is not None})
 
 
-def atrous_geometry(config):
-    """Lines saying, for each atrous unit and head branch, how much of its 3x3 filter reads the
-    image (not padding) on the feature map of a training crop: a rate as large as the map
-    leaves only the centre tap, a 1x1 filter in effect (the paper's Figure 4)."""
-    units = config.backbone_layers or STAGE_UNITS[config.backbone]
-    plan = atrous_plan(config.output_stride, config.multi_grid, config.head, config.aspp_rates, units,
-                       config.cascade_blocks)
-    lines = [f"atrous filters on the feature map of a {config.crop_size}-pixel crop (output stride "
-             f"{config.output_stride}):"]
-    for path, size, rate, on_image, centre_only in tap_audit(plan, config.crop_size):
-        note = "  a 1x1 filter in effect: only its centre tap reads the image" if centre_only == 1 else ""
-        lines.append(f"  {path:<24} rate {rate:>2} on {size}x{size}: {on_image:4.0%} of its taps on the image{note}")
-    return lines
-
-
 def main(argv=None):
     config = parse_args(argv)
     if config.distributed:
         parallel.init()
     try:
-        check_config(config)
-    except (FileExistsError, FileNotFoundError, ValueError) as error:  # every rank sees it: rank 0 says it
-        parallel.fail(f"error: {error}", on_every_rank=True)
-    if parallel.is_main():
-        print(f"training on the {config.backend} backend into {config.out}", flush=True)
-        print("\n".join(atrous_geometry(resolve(config))), flush=True)
-    try:
         metrics = train(config)
-    # What the user can fix (a setting, the data, the --out folder), or a diverged run: one line,
-    # exit status 1. Anything else is a bug and keeps its traceback.
+    except SettingsError as error:  # every rank finds it alike: rank 0 says it
+        parallel.fail(f"error: {error}", on_every_rank=True)
+    # What the user can fix (the data, the --out folder), or a diverged run: one line, exit
+    # status 1. Anything else is a bug and keeps its traceback.
     except (DivergenceError, FileExistsError, FileNotFoundError, FolderInUseError, ValueError) as error:
         parallel.fail(f"error: {error}")
     if not parallel.is_main():

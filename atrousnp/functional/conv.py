@@ -25,7 +25,8 @@ keeps no im2col buffer per layer alive between forward and backward.
 from ..autograd import Function
 from ..backends.primitives import conv_out_hw
 from ..tensor import Tensor
-from .operands import IntPair, as_pair, batched, check_floating, check_not_empty
+from .operands import IntPair, as_pair, check_floating, check_not_empty
+from .shape import batched
 from .shape import pad as pad_op
 
 

@@ -35,19 +35,19 @@ class BatchNorm(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        return backward_around(ctx, grad, lambda be, g, x, mean, var, weight, relu_out: be.batch_norm_backward(
-            g, x, mean, var, weight, ctx.eps, ctx.training, relu_out))
+        be, (x, mean, var, weight, relu_out) = ctx.backend, ctx.saved
+        grad, relu_out = through_residual(ctx, grad, relu_out)
+        dx, dweight, dbias = be.batch_norm_backward(grad, x, mean, var, weight, ctx.eps, ctx.training, relu_out)
+        return dx, None, None, dweight, dbias, grad if ctx.has_residual else None
 
 
-def backward_around(ctx, grad, normalisation):
-    """BatchNorm's gradients: the residual's (the ReLU-masked gradient, made once) around
-    ``normalisation(be, grad, x, mean, var, weight, relu_out) -> (dx, dweight, dbias)``."""
-    be, (x, mean, var, weight, out) = ctx.backend, ctx.saved
-    if ctx.has_residual:
-        grad = grad if out is None else be.relu_backward(grad, out)
-        out = None
-    dx, dweight, dbias = normalisation(be, grad, x, mean, var, weight, out)
-    return dx, None, None, dweight, dbias, grad if ctx.has_residual else None
+def through_residual(ctx, grad, relu_out):
+    """(grad, relu_out) for the normalisation's backward. With a residual, ReLU's mask is applied
+    here, once: the masked gradient is then the residual's gradient too, and the normalisation's
+    backward has no ReLU left to undo (relu_out None)."""
+    if not ctx.has_residual or relu_out is None:
+        return grad, relu_out
+    return ctx.backend.relu_backward(grad, relu_out), None
 
 
 def batch_norm(x: Tensor, running_mean: Tensor | None, running_var: Tensor | None, weight: Tensor | None = None,

@@ -51,18 +51,6 @@ def check_floating(op, **named):
                         f"{first}.astype('{other_dtype}')")
 
 
-def batched(x, run):
-    """``run(x)`` for x: (N, C, H, W); an unbatched (C, H, W) x runs as a batch of one and
-    its result (a Tensor, or a tuple of them) comes back without the batch axis, as PyTorch's
-    image ops accept both."""
-    if x.ndim != 3:
-        return run(x)
-    from .shape import reshape  # shape ops build on this module
-    out = run(reshape(x, (1,) + tuple(x.shape)))
-    unbatch = lambda t: reshape(t, tuple(t.shape[1:]))  # noqa: E731
-    return tuple(map(unbatch, out)) if isinstance(out, tuple) else unbatch(out)
-
-
 def check_not_empty(op, x):
     """Refuse a zero-size image batch, naming its shape (an empty batch or an empty image)."""
     if x.numel() == 0:

@@ -13,12 +13,12 @@ from ..backends import get_backend
 from ..backends.constants import kept
 from ..tensor import Tensor
 from .linalg import matmul
-from .operands import IntPair, as_pair, batched, check_floating, check_not_empty, constant
+from .operands import IntPair, as_pair, check_floating, check_not_empty, constant
 from .reduce import argmax
 from .reduce import max as max_op
 from .reduce import sum as sum_op
 from .shape import pad as pad_op
-from .shape import reshape
+from .shape import batched, reshape
 
 
 class Unfold(Function):

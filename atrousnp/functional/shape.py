@@ -168,3 +168,14 @@ def pad(a, pad, value=0.0):
     pairs = [(pad[i], pad[i + 1]) for i in range(0, len(pad), 2)]
     widths = [(0, 0)] * (a.ndim - len(pairs)) + pairs[::-1]
     return Pad.apply(a, widths=tuple(widths), value=value)
+
+
+def batched(x, run):
+    """``run(x)`` for x: (N, C, H, W); an unbatched (C, H, W) x runs as a batch of one and
+    its result (a Tensor, or a tuple of them) comes back without the batch axis, as PyTorch's
+    image ops accept both."""
+    if x.ndim != 3:
+        return run(x)
+    out = run(reshape(x, (1,) + tuple(x.shape)))
+    unbatch = lambda t: reshape(t, tuple(t.shape[1:]))  # noqa: E731
+    return tuple(map(unbatch, out)) if isinstance(out, tuple) else unbatch(out)

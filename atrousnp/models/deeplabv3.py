@@ -10,8 +10,6 @@ run at any output stride (train at 16, evaluate at 8, as the paper does).
 
 import functools
 
-import numpy as np
-
 from .. import functional as F
 from .. import nn
 from ..io import load_weights

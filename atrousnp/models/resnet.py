@@ -25,10 +25,6 @@ from ..checkpoint import check_finite
 from ..random import generator
 
 
-def _bn(channels):
-    return nn.BatchNorm2d(channels)
-
-
 class BasicBlock(nn.Module):
     """Two 3x3 convs plus the input (ResNet-18/34): y = relu(bn2(conv2(relu(bn1(conv1 x)))) + x)."""
 
@@ -37,9 +33,9 @@ class BasicBlock(nn.Module):
     def __init__(self, in_channels, planes, downsample, rng):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, planes, 3, padding=1, bias=False, rng=rng)
-        self.bn1 = _bn(planes)
+        self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False, rng=rng)
-        self.bn2 = _bn(planes)
+        self.bn2 = nn.BatchNorm2d(planes)
         self.downsample = downsample
 
     def set_geometry(self, stride, dilation):
@@ -64,11 +60,11 @@ class Bottleneck(nn.Module):
     def __init__(self, in_channels, planes, downsample, rng):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, planes, 1, bias=False, rng=rng)
-        self.bn1 = _bn(planes)
+        self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False, rng=rng)
-        self.bn2 = _bn(planes)
+        self.bn2 = nn.BatchNorm2d(planes)
         self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False, rng=rng)
-        self.bn3 = _bn(planes * 4)
+        self.bn3 = nn.BatchNorm2d(planes * 4)
         self.downsample = downsample
 
     def set_geometry(self, stride, dilation):
@@ -91,7 +87,8 @@ def make_stage(block, in_channels, planes, units, may_stride, rng):
     out_channels = planes * block.expansion
     downsample = None
     if in_channels != out_channels or may_stride:
-        downsample = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, bias=False, rng=rng), _bn(out_channels))
+        downsample = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, bias=False, rng=rng),
+                                   nn.BatchNorm2d(out_channels))
     blocks = [block(in_channels, planes, downsample, rng)]
     blocks += [block(out_channels, planes, None, rng) for _ in range(1, units)]
     return nn.Sequential(*blocks)
@@ -109,7 +106,7 @@ class ResNet(nn.Module):
         rng = generator(rng)
         self.block = block
         self.conv1 = nn.Conv2d(3, stem_width, 7, stride=2, padding=3, bias=False, rng=rng)
-        self.bn1 = _bn(stem_width)
+        self.bn1 = nn.BatchNorm2d(stem_width)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
         in_channels, self.units = stem_width, tuple(layers)
         for i, (planes, units) in enumerate(zip(widths, layers)):

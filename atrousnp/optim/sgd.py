@@ -8,7 +8,7 @@ from .optimizer import Optimizer
 
 def sgd_update(p, g, buf, lr, momentum, weight_decay, dampening, nesterov):
     """PyTorch's SGD for one parameter p with gradient g and momentum buffer buf (None before
-    the first step); returns (new p, new buf). On Tensors, or NumPy arrays:"""
+    the first step); returns (new p, new buf). The same lines run on Tensors or NumPy arrays."""
     if weight_decay:
         g = g + weight_decay * p                                  # L2 decay, as a gradient term
     if momentum:
@@ -43,10 +43,11 @@ class SGD(Optimizer):
     def step(self):
         """Update every parameter that has a gradient: one fused call per group and backend
         where the backend fuses SGD, else ``sgd_update`` on each parameter's Tensors."""
-        live = {}
+        work = {}  # (id(group), backend) -> (group, backend, the indices of its parameters to update)
         for group, i, p in self.stepped():
-            live.setdefault((id(group), p._backend), (group, p._backend, []))[2].append(i)
-        for group, be, indices in live.values():
+            _, _, indices = work.setdefault((id(group), p._backend), (group, p._backend, []))
+            indices.append(i)
+        for group, be, indices in work.values():
             settings = (group["momentum"], group["weight_decay"], group["dampening"], group["nesterov"])
             if be.sgd_step is None:
                 with no_grad():

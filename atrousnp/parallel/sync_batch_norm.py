@@ -12,7 +12,8 @@ and variance (``synchronised_backward``).
 
 import numpy as np
 
-from ..functional.norm import BatchNorm, backward_around, check_batch_norm_inputs, update_running_statistics
+from ..functional.norm import (BatchNorm, batch_norm, check_batch_norm_inputs, through_residual,
+                               update_running_statistics)
 from ..nn import BatchNorm2d
 from ..tensor import Tensor
 from .mpi import allreduce_sum
@@ -28,15 +29,16 @@ class SyncBatchNorm(BatchNorm):
 
     @staticmethod
     def backward(ctx, grad):
-        return backward_around(ctx, grad, lambda be, g, x, mean, var, weight, relu_out: synchronised_backward(
-            be, g, x, mean, var, weight, ctx.eps, relu_out, ctx.count))
+        be, (x, mean, var, weight, relu_out) = ctx.backend, ctx.saved
+        grad, relu_out = through_residual(ctx, grad, relu_out)
+        dx, dweight, dbias = synchronised_backward(be, grad, x, mean, var, weight, ctx.eps, relu_out, ctx.count)
+        return dx, None, None, dweight, dbias, grad if ctx.has_residual else None
 
 
 def sync_batch_norm(x: Tensor, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
                     eps=1e-5, residual=None, relu=False) -> Tensor:
     """``functional.batch_norm`` for x: (N, C, H, W), with training statistics over all ranks."""
     if not training:
-        from ..functional import batch_norm
         return batch_norm(x, running_mean, running_var, weight, bias, False, momentum, eps, residual, relu)
     be = check_batch_norm_inputs(x, running_mean, running_var, weight, bias, residual)
     local_mean, local_var = be.bn_stats(x.data)

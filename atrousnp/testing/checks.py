@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from .oracles import conv2d_backward_loops, conv2d_loops, im2col_loops
-from .strategies import _indent, conv2d_cases, output_size
+from .strategies import _indent, conv2d_cases
 
 
 class ConvMismatch(AssertionError):

@@ -2,7 +2,10 @@
 
 from pathlib import Path
 
+from ..analysis import tap_audit
 from ..data import VOCSegmentation, make_synthetic_voc
+from ..models import atrous_plan
+from ..models.resnet import STAGE_UNITS
 from ..optim import SGD
 from .config import BACKBONES
 
@@ -39,3 +42,18 @@ def datasets(config):
                                   kind=config.synthetic_kind)
     return (VOCSegmentation(root, config.train_split, max_images=config.max_images, use_aug=config.use_aug),
             VOCSegmentation(root, config.val_split, max_images=config.max_images))
+
+
+def atrous_geometry(config):
+    """Lines saying, for each atrous unit and head branch, how much of its 3x3 filter reads the
+    image (not padding) on the feature map of a training crop: a rate as large as the map
+    leaves only the centre tap, a 1x1 filter in effect (the paper's Figure 4)."""
+    units = config.backbone_layers or STAGE_UNITS[config.backbone]
+    plan = atrous_plan(config.output_stride, config.multi_grid, config.head, config.aspp_rates, units,
+                       config.cascade_blocks)
+    lines = [f"atrous filters on the feature map of a {config.crop_size}-pixel crop (output stride "
+             f"{config.output_stride}):"]
+    for path, size, rate, on_image, centre_only in tap_audit(plan, config.crop_size):
+        note = "  a 1x1 filter in effect: only its centre tap reads the image" if centre_only == 1 else ""
+        lines.append(f"  {path:<24} rate {rate:>2} on {size}x{size}: {on_image:4.0%} of its taps on the image{note}")
+    return lines

@@ -103,8 +103,20 @@ def check_config(config):
     check_out(config)
 
 
+class SettingsError(ValueError):
+    """A setting of TrainConfig that cannot work. It depends on the settings alone, so every rank
+    of an MPI job finds it alike."""
+
+
 def check_settings(config):
-    """A ValueError naming the first setting of ``config`` that cannot work, and its value."""
+    """A SettingsError naming the first setting of ``config`` that cannot work, and its value."""
+    try:
+        _check_each_setting(config)
+    except ValueError as error:
+        raise SettingsError(error) from None
+
+
+def _check_each_setting(config):
     for name in POSITIVE_INTEGERS:
         _positive_integer(name, getattr(config, name))
     if config.batch_size is None or _positive_integer("batch_size", config.batch_size) < 2:

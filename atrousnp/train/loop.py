@@ -14,15 +14,17 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from .. import functional as F
 from ..backends import set_backend
 from ..data import TrainTransform
 from ..io import load_weights
 from ..metrics import mean_iou
 from ..optim import PolyLR
-from .build import build_model, build_optimizer
-from .config import check_config, resolve
+from ..tensor import tensor
+from .build import atrous_geometry, build_model, build_optimizer
+from .config import check_out, check_settings, resolve
 from .evaluation import all_finite
-from .outputs import CHECKPOINT, HISTORY, DivergenceError, diverged, resume, save_checkpoint, write_results
+from .outputs import CHECKPOINT, HISTORY, diverged, resume, save_checkpoint, write_results
 from .strategies import strategy_for
 
 
@@ -33,16 +35,20 @@ def train(config):
     with a DivergenceError naming the iteration: argmax over nan picks class 0, so a diverged
     model would otherwise report the all-background mIoU as if it were a result."""
     strategy = strategy_for(config)                  # one process, a CUDA graph, or one MPI rank
-    check_config(config)
+    check_settings(config)
     config = resolve(config)                         # the data's classes, ASPP's rates for the crop
     out = Path(config.out)
     with strategy.holding(out):                      # no other run writes into out meanwhile
-        check_config(config)                         # again, now that no other run can write here
+        if strategy.is_main:
+            check_out(config)
+        if config.progress and strategy.is_main:
+            print(f"training on the {config.backend} backend into {out}", *atrous_geometry(config), sep="\n",
+                  flush=True)
         set_backend(config.backend)
         train_set, val_set = strategy.datasets(config)
         init_rng, rng = (np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(2))
         model, optimizer, schedule, start, history = start_run(config, out / CHECKPOINT, init_rng, rng, strategy)
-        step = strategy.training_step(model, optimizer)
+        step = strategy.wrap(training_step(model, optimizer, strategy))
         transform = TrainTransform(config.crop_size)
         saved = start or None                        # the last checkpoint's iteration (kept on divergence)
         bar = tqdm(total=config.iterations, initial=start, desc="train", unit="it",
@@ -54,18 +60,18 @@ def train(config):
             model.train()
             loss = strategy.loss_value(step(images.astype(config.dtype, copy=False), labels))
             done = iteration + 1
-            if not np.isfinite(loss):                # the weights took the step; the checkpoint did not
-                raise DivergenceError(diverged(done, f"the loss is {loss}", saved, out / CHECKPOINT, config))
+            if not np.isfinite(loss):  # the weights took the step; the checkpoint did not
+                raise diverged(done, f"the loss is {loss}", saved, out / CHECKPOINT, config)
             schedule.step()
             history["iteration"].append(done)
             history["loss"].append(loss)
             evaluating = done % config.eval_every == 0 or done == config.iterations
             if evaluating or done % config.checkpoint_every == 0:
                 if not all_finite(model):
-                    raise DivergenceError(diverged(done, "the weights are no longer finite", saved, out / CHECKPOINT,
-                                                   config))
-                checkpoint(strategy, out, model, optimizer, rng, done, history, config)  # before evaluating:
-                saved = done                                                        # a failure loses no training
+                    raise diverged(done, "the weights are no longer finite", saved, out / CHECKPOINT, config)
+                # Saved before evaluating, so that a failing evaluation loses no training.
+                checkpoint(strategy, out, model, optimizer, rng, done, history, config)
+                saved = done
             if evaluating:
                 history["val_iteration"].append(done)
                 history["val_miou"].append(mean_iou(strategy.evaluate(model, val_set, config)[0]))
@@ -81,6 +87,18 @@ def train(config):
         if not strategy.is_main:
             return {"miou": mean_iou(cm)}
         return write_results(out, cm, examples, history, seconds, config)
+
+
+def training_step(model, optimizer, strategy):
+    """step(images, labels) -> the batch's loss Tensor, after one step of SGD on it."""
+    def step(images, labels):
+        loss = strategy.scale_loss(F.cross_entropy(model(tensor(images)), labels), labels)  # forward
+        optimizer.zero_grad()
+        loss.backward()                                                                     # backward
+        strategy.average_gradients(model)            # over the ranks of an MPI job; nothing in one process
+        optimizer.step()                                                                    # SGD
+        return loss
+    return step
 
 
 def start_run(config, checkpoint_path, init_rng, rng, strategy):

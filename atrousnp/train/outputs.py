@@ -117,11 +117,11 @@ def _check_resumable(state, config, path):
 
 
 def diverged(iteration, what, saved, checkpoint_path, config):
-    """The message of a DivergenceError: where, why, and which checkpoint is kept."""
+    """The DivergenceError to raise: where, why, and which checkpoint is kept."""
     kept = f"the checkpoint of iteration {saved} in {checkpoint_path} is kept" if saved is not None else \
         "no checkpoint had been written"
-    return (f"training diverged at iteration {iteration}: {what}; {kept}. "
-            f"Try a lower learning rate (it was {config.lr})")
+    return DivergenceError(f"training diverged at iteration {iteration}: {what}; {kept}. "
+                           f"Try a lower learning rate (it was {config.lr})")
 
 
 def write_results(out, cm, examples, history, seconds, config):

@@ -2,7 +2,7 @@
 
 The loop (``loop.py``) is written once; what differs between these lives here, one class each:
 
-    SingleProcess   the batch drawn from the run's Generator; forward, backward, SGD
+    SingleProcess   the batch drawn from the run's Generator; the step run as written
     CudaGraph       the same step captured once as a CUDA graph and replayed (``atrousnp.cuda.graph``)
     DataParallel    each of K ranks computes its 1/K of the global batch; gradients averaged,
                     batch norm synchronised, and only rank 0 writes (``atrousnp.parallel``)
@@ -13,9 +13,7 @@ import contextlib
 import numpy as np
 
 from .. import cuda, parallel
-from .. import functional as F
 from ..data import IGNORE_INDEX, keyed_batch, random_batch
-from ..tensor import tensor
 from .build import datasets
 from .evaluation import evaluate
 from .outputs import folder_lock
@@ -51,18 +49,12 @@ class SingleProcess:
         """The images and labels of ``iteration``: the next batch drawn from ``rng``."""
         return random_batch(train_set, transform, config.batch_size, rng)
 
-    def loss(self, model, images, labels):
-        return F.cross_entropy(model(tensor(images)), labels)
+    def scale_loss(self, loss, labels):
+        """The loss whose gradients this process takes (the batch's mean, in one process)."""
+        return loss
 
-    def training_step(self, model, optimizer):
-        """step(images, labels) -> the loss Tensor, after forward, backward and one SGD step."""
-        def step(images, labels):
-            loss = self.loss(model, images, labels)
-            optimizer.zero_grad()
-            loss.backward()
-            self.average_gradients(model)
-            optimizer.step()
-            return loss
+    def wrap(self, step):
+        """The training step as this strategy runs it (as written, in one process)."""
         return step
 
     def average_gradients(self, model):
@@ -81,8 +73,8 @@ class CudaGraph(SingleProcess):
     """Every batch has one shape, so the step is captured once and replayed: one launch instead
     of hundreds (see ``atrousnp.cuda.graph``)."""
 
-    def training_step(self, model, optimizer):
-        return cuda.graph(super().training_step(model, optimizer))
+    def wrap(self, step):
+        return cuda.graph(step)
 
 
 class DataParallel(SingleProcess):
@@ -112,11 +104,11 @@ class DataParallel(SingleProcess):
         return keyed_batch(train_set, transform, config.batch_size, config.seed, iteration,
                            parallel.shard(config.batch_size))
 
-    def loss(self, model, images, labels):
+    def scale_loss(self, loss, labels):
         """This rank's mean scaled to its share of the global mean (its pixels that are not
         ignored, over all ranks'), so that the averaged gradients are the global batch's."""
         factor, _ = parallel.share_of_mean(int((labels != IGNORE_INDEX).sum()))
-        return super().loss(model, images, labels) * factor
+        return loss * factor
 
     def average_gradients(self, model):
         parallel.allreduce_gradients(model.parameters())

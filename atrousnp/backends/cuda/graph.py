@@ -20,7 +20,7 @@ What a graph freezes, and so what a captured step must keep to (``StepGraph`` ch
    array would replay from the old one.
 2. **Numbers passed to kernels.** A rate that the host schedules anew each step would replay
    as the value at capture. It is read from device memory instead: the optimiser keeps it in
-   a 0-d device array of its own (``optim.sgd.ParamGroup``) and rewrites it, in place, when
+   a 0-d device array of its own (``optim.optimizer.ParamGroup``) and rewrites it, in place, when
    the schedule sets a new rate.
 3. **Host work.** The step's Python runs once, at capture: a replay runs only its kernels.
    Host arrays passed as the step's arguments are copied into the graph's input buffers before

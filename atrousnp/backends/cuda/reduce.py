@@ -26,7 +26,7 @@ from numba import cuda
 from numba import types as t
 
 from .index import divmod32
-from .launch import SIMULATED, THREADS, configured, launch, launch_per_row, multiprocessors
+from .launch import SIMULATED, THREADS, launch, launch_per_row, multiprocessors
 
 MIN_PART = 8 * THREADS   # values a block folds at least: fewer, and the second launch costs more than it saves
 

@@ -44,17 +44,17 @@ class NumbaBackend(NumpyBackend):
         return mean, var
 
     def conv2d_forward(self, x, weight, stride, padding, dilation, groups):
-        """By the path ``conv_paths.choose`` picks for the conv's shape; by default the NumPy
+        """By the path ``conv_paths.choose`` picks for the conv's shape; on the "im2col" path the NumPy
         backend's im2col and GEMM, on this backend's im2col."""
         path, plan = conv_paths.choose(x, weight, stride, padding, dilation, groups)
-        if path == "default":
+        if path == "im2col":
             return super().conv2d_forward(x, weight, stride, padding, dilation, groups)
         return conv_paths.FORWARD[path](x, weight, (tuple(weight.shape[2:]), stride, padding, dilation), plan)
 
     def conv2d_backward(self, grad, x, weight, stride, padding, dilation, groups, needs_dx, needs_dweight):
         """By the forward's path (``conv_paths.BACKWARD``)."""
         path, plan = conv_paths.choose(x, weight, stride, padding, dilation, groups)
-        if path == "default":
+        if path == "im2col":
             return super().conv2d_backward(grad, x, weight, stride, padding, dilation, groups, needs_dx,
                                            needs_dweight)
         return conv_paths.BACKWARD[path](grad, x, weight, (tuple(weight.shape[2:]), stride, padding, dilation), plan,

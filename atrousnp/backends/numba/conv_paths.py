@@ -18,7 +18,7 @@
   buffer is kh*kw times the input; for a 3x3 conv on ResNet-50's 2048 channels at 21x21 it is
   65 MB. In blocks, the peak is one block, and each block is read by its GEMM while it is
   still in the CPU's cache, not from main memory.
-* **default**: any other conv (groups, say): the NumPy backend's one im2col and one GEMM, on
+* **im2col**: any other conv (groups, say): the NumPy backend's one im2col and one GEMM, on
   this backend's parallel im2col.
 
 The thresholds were measured (docs/design_notes.md); tests/test_conv.py holds every path to
@@ -109,11 +109,11 @@ def col2im(cols, x_shape, kernel, stride, padding, dilation):
 
 
 def choose(x, weight, stride, padding, dilation, groups):
-    """(path, plan): path one of "default", "pointwise", "by_tap" (plan: the taps' windows),
+    """(path, plan): path one of "im2col", "pointwise", "by_tap" (plan: the taps' windows),
     "winograd" or "blocks" (plan: the im2col blocks)."""
     kernel = tuple(weight.shape[2:])
     if groups != 1:
-        return "default", None
+        return "im2col", None
     if is_pointwise(kernel, stride, padding):
         return "pointwise", None
     out_hw = conv_out_hw(x.shape, kernel, stride, padding, dilation)
@@ -126,7 +126,7 @@ def choose(x, weight, stride, padding, dilation, groups):
         return "winograd", None
     if x.shape[0] * x.shape[1] * taps * area * x.itemsize > COLS_BLOCK_BYTES:
         return "blocks", cols_blocks(x.shape, taps, area, x.itemsize)
-    return "default", None
+    return "im2col", None
 
 
 def pointwise_forward(x, weight, geometry, plan):
