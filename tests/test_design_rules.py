@@ -97,16 +97,87 @@ def test_the_wheel_lists_every_package_and_installs_no_top_level_reference():
     assert (root / "reference" / "__init__.py").is_file()
 
 
-def test_nothing_below_the_training_app_imports_it_and_mpi_stays_in_parallel():
-    """functional/ and nn/ know nothing of MPI, CUDA graphs or training; only the Tensor and
-    functional import each other (the price of operator overloading, closed in tensor.py)."""
+def import_graph():
+    """{module: the atrousnp modules its import statements name}, for every module of the package
+    (a package is its __init__; ``from . import x`` names the submodule x where there is one)."""
     import ast
     from pathlib import Path
-    package = Path(__file__).parents[1] / "atrousnp"
-    for layer in ("functional", "nn", "optim", "models", "backends"):
-        for path in (package / layer).rglob("*.py"):
-            imported = set()
-            for node in ast.walk(ast.parse(path.read_text())):
-                if isinstance(node, ast.ImportFrom):
-                    imported |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
-            assert not imported & {"parallel", "train", "cli"}, path
+    root = Path(__file__).parents[1]
+    modules = {}
+    for path in (root / "atrousnp").rglob("*.py"):
+        parts = path.relative_to(root).with_suffix("").parts
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        named = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                named |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+                target = ".".join(filter(None, (base, node.module)))
+                for alias in node.names:  # a submodule, or a name the module defines
+                    named.add(f"{target}.{alias.name}" if f"{target}.{alias.name}" in modules else target)
+        graph[name] = {m for m in named if m in modules and m != name}
+    return graph
+
+
+def strongly_connected(graph):
+    """The import circles: Tarjan's strongly connected components of more than one module."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = set()
+            while not component or w != v:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.add(w)
+            if len(component) > 1:
+                found.append(component)
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_nothing_below_the_training_app_imports_it_and_mpi_stays_in_parallel():
+    """functional/, nn/, optim/, models/ and backends/ know nothing of MPI, CUDA graphs' training
+    strategy or the command line, however they import (relative, absolute, plain import)."""
+    above = ("atrousnp.parallel", "atrousnp.train", "atrousnp.cli")
+    graph = import_graph()
+    assert "atrousnp.parallel.sync_batch_norm" in graph["atrousnp.parallel"]  # absolute and relative both resolved
+    for name, imported in graph.items():
+        layer = name.split(".")[1] if "." in name else None
+        if layer in ("functional", "nn", "optim", "models", "backends"):
+            assert not {m for m in imported if m.startswith(above)}, name
+
+
+def test_the_only_import_circle_is_the_tensor_and_its_ops():
+    """Tensor's operators call functional, whose ops make Tensors: that circle is the price of
+    operator overloading, closed in tensor.py. No other modules import each other."""
+    circles = strongly_connected(import_graph())
+    assert any("atrousnp.tensor" in circle for circle in circles)  # the analysis sees the one there is
+    for circle in circles:
+        outside = {m for m in circle if m not in ("atrousnp.tensor", "atrousnp.autograd")
+                   and not m.startswith("atrousnp.functional")}
+        assert not outside, f"an import circle through {sorted(outside)}"
+
+
+def test_import_atrousnp_loads_no_training_mpi_or_command_line():
+    import subprocess
+    import sys
+    code = ("import sys, atrousnp; print([m for m in sys.modules if m.startswith(('atrousnp.train', "
+            "'atrousnp.parallel', 'atrousnp.cli', 'mpi4py'))])")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
