@@ -17,6 +17,13 @@ def grad_tensor(a):
     return anp.tensor(a, requires_grad=True)
 
 
+def input_gradient(op, x, upstream):
+    """d sum(op(x) * upstream) / dx: the op's backward, fed ``upstream``."""
+    x_t = grad_tensor(x)
+    (op(x_t) * anp.tensor(upstream)).sum().backward()
+    return x_t.grad.numpy()
+
+
 # -- batch norm -------------------------------------------------------------------------
 
 @given(n=st.integers(1, 3), c=st.integers(1, 3), hw=st.integers(1, 4), seed=seeds)
@@ -74,6 +81,9 @@ def test_max_pool_equals_the_loop_definition(backend, k, s, data, seed):
     x = np.random.default_rng(seed).standard_normal((2, 2, k + data.draw(st.integers(0, 5)), k + 3))
     y = F.max_pool2d(anp.tensor(x), k, s, p)
     np.testing.assert_array_equal(y.numpy(), ref.pool2d(x, k, s, p)[0])
+    upstream = np.random.default_rng(seed + 1).standard_normal(y.shape)
+    np.testing.assert_allclose(input_gradient(lambda t: F.max_pool2d(t, k, s, p), x, upstream),
+                               ref.pool2d_backward(upstream, x, k, s, p), rtol=1e-12, atol=1e-12)
     assert anp.gradcheck(lambda t: F.max_pool2d(t, k, s, p), [grad_tensor(x)])
 
 
@@ -86,6 +96,10 @@ def test_avg_pool_counts_padding_as_zeros(backend, k, s, data, seed):
     expected = np.array([[[[padded[0, ch, i * s:i * s + k, j * s:j * s + k].mean() for j in range(out_w)]
                            for i in range(out_h)] for ch in range(2)]])
     np.testing.assert_allclose(F.avg_pool2d(anp.tensor(x), k, s, p).numpy(), expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(ref.pool2d(x, k, s, p, mode="avg")[0], expected, rtol=1e-12, atol=1e-12)
+    upstream = np.random.default_rng(seed + 1).standard_normal(expected.shape)
+    np.testing.assert_allclose(input_gradient(lambda t: F.avg_pool2d(t, k, s, p), x, upstream),
+                               ref.pool2d_backward(upstream, x, k, s, p, mode="avg"), rtol=1e-12, atol=1e-12)
     assert anp.gradcheck(lambda t: F.avg_pool2d(t, k, s, p), [grad_tensor(x)])
 
 
@@ -107,6 +121,10 @@ def test_bilinear_equals_the_loop_definition(backend, h, w, out_h, out_w, align_
     x = np.random.default_rng(seed).standard_normal((1, 2, h, w))
     y = F.interpolate(anp.tensor(x), size=(out_h, out_w), mode="bilinear", align_corners=align_corners)
     np.testing.assert_allclose(y.numpy(), ref.bilinear(x, out_h, out_w, align_corners), rtol=1e-12, atol=1e-12)
+    upstream = np.random.default_rng(seed + 1).standard_normal(y.shape)
+    np.testing.assert_allclose(input_gradient(lambda t: F.interpolate(t, (out_h, out_w), align_corners=align_corners),
+                                              x, upstream),
+                               ref.bilinear_backward(upstream, h, w, align_corners), rtol=1e-12, atol=1e-12)
     assert anp.gradcheck(lambda t: F.interpolate(t, (out_h, out_w), align_corners=align_corners), [grad_tensor(x)])
 
 
@@ -121,6 +139,10 @@ def test_cross_entropy_equals_the_loop_definition(backend, c, hw, seed, weighted
     weight = rng.uniform(0.5, 2.0, c) if weighted else None
     loss = F.cross_entropy(anp.tensor(logits), anp.tensor(target), ignore_index=255, weight=weight)
     np.testing.assert_allclose(loss.item(), ref.cross_entropy(logits, target, 255, weight), rtol=1e-10, atol=1e-12)
+    logits_t = grad_tensor(logits)
+    F.cross_entropy(logits_t, anp.tensor(target), ignore_index=255, weight=weight).backward()
+    np.testing.assert_allclose(logits_t.grad.numpy(), ref.cross_entropy_backward(logits, target, 255, weight),
+                               rtol=1e-10, atol=1e-12)
     assert anp.gradcheck(lambda t: F.cross_entropy(t, target, weight=weight), [grad_tensor(logits)])
 
 
