@@ -120,3 +120,20 @@ def test_a_batch_the_ranks_cannot_share_is_refused_at_start(tmp_path):
     assert run.returncode != 0
     assert run.stderr.count("the global batch of 5 does not divide among 2 processes") == 1  # rank 0 says it
     assert not (tmp_path / "run").exists()
+
+
+def test_an_out_folder_holding_a_run_is_refused_once(tmp_path):
+    """Rank 0 checks the folder; every rank refuses, and the job prints one message, as README's
+    second training command would meet its first's checkpoint."""
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "checkpoint.npz").write_bytes(b"an earlier run")
+    run = mpiexec(EXAMPLE, "--iterations", 2, "--distributed", "--out", tmp_path / "run", timeout=120)
+    assert run.returncode == 1
+    assert run.stderr.count("holds an earlier run: pass --resume") == 1, run.stderr[-3000:]
+    assert (tmp_path / "run" / "checkpoint.npz").read_bytes() == b"an earlier run"
+
+
+def test_a_flag_argparse_refuses_is_reported_once(tmp_path):
+    run = mpiexec(EXAMPLE, "--distributed", "--voc-root", tmp_path / "missing", timeout=120)
+    assert run.returncode == 2
+    assert run.stderr.count("does not exist") == 1, run.stderr[-3000:]

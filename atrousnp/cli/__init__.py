@@ -12,8 +12,18 @@ its traceback.
 import argparse
 import sys
 
+from .. import parallel
 from ..backends import backend_names, set_backend
 from ..inference import check_scales
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's, but in an MPI job (every rank parses the same flags) rank 0 alone prints the
+    help or a usage error; every rank exits alike."""
+
+    def _print_message(self, message, file=None):
+        if parallel.is_main():
+            super()._print_message(message, file)
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):

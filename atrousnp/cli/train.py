@@ -11,22 +11,22 @@
 curves.png and predictions.png there.
 """
 
-import argparse
 import json
+import sys
 from pathlib import Path
 
 from .. import parallel
 from ..backends import backend_names
 from ..data import read_class_names
 from ..train import BACKBONES, DivergenceError, FolderInUseError, SettingsError, TrainConfig, train
-from . import HelpFormatter, floats, ints
+from . import ArgumentParser, HelpFormatter, floats, ints
 
 PRETRAINED_LR = 0.007  # the paper's initial rate when fine-tuning from ImageNet (§4)
 
 
 def parse_args(argv=None):
     d = TrainConfig()
-    p = argparse.ArgumentParser(prog="atrousnp-train", description=__doc__, formatter_class=HelpFormatter)
+    p = ArgumentParser(prog="atrousnp-train", description=__doc__, formatter_class=HelpFormatter)
     data = p.add_argument_group("data")
     data.add_argument("--voc-root", help="VOCdevkit (or VOC2012) folder; omit for the synthetic set")
     data.add_argument("--data-dir", default=d.data_dir, help="where the synthetic set is written")
@@ -104,9 +104,9 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
+    if "--distributed" in (sys.argv[1:] if argv is None else argv):
+        parallel.init()  # first, so that rank 0 alone reports a flag argparse refuses
     config = parse_args(argv)
-    if config.distributed:
-        parallel.init()
     try:
         metrics = train(config)
     except SettingsError as error:  # every rank finds it alike: rank 0 says it

@@ -21,10 +21,10 @@ trains with the whole batch, up to the order of floating-point sums.
 Nothing in ``atrousnp.nn`` or ``atrousnp.functional`` imports this package.
 """
 
-from .mpi import (allreduce_gradients, allreduce_sum, barrier, broadcast_parameters, fail, init, is_main, rank,
-                  share_of_mean, shard, world_size)
+from .mpi import (allreduce_gradients, allreduce_sum, barrier, broadcast_object, broadcast_parameters, fail, init,
+                  is_main, rank, share_of_mean, shard, world_size)
 from .sync_batch_norm import SyncBatchNorm2d, convert_sync_batch_norm, sync_batch_norm
 
-__all__ = ["SyncBatchNorm2d", "allreduce_gradients", "allreduce_sum", "barrier", "broadcast_parameters",
-           "convert_sync_batch_norm", "fail", "init", "is_main", "rank", "share_of_mean", "shard", "sync_batch_norm",
-           "world_size"]
+__all__ = ["SyncBatchNorm2d", "allreduce_gradients", "allreduce_sum", "barrier", "broadcast_object",
+           "broadcast_parameters", "convert_sync_batch_norm", "fail", "init", "is_main", "rank", "share_of_mean",
+           "shard", "sync_batch_norm", "world_size"]

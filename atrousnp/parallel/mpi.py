@@ -63,6 +63,11 @@ def barrier():
         _comm.Barrier()
 
 
+def broadcast_object(obj):
+    """Rank 0's ``obj`` (anything picklable: a message, a small dict) on every rank."""
+    return obj if _comm is None else _comm.bcast(obj, root=0)
+
+
 def allreduce_sum(array: np.ndarray) -> np.ndarray:
     """The elementwise sum of ``array`` over all ranks (a new array; the input is unchanged)."""
     return _allreduce_in_place(np.array(array, copy=True))

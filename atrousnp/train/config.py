@@ -104,8 +104,9 @@ def check_config(config):
 
 
 class SettingsError(ValueError):
-    """A setting of TrainConfig that cannot work. It depends on the settings alone, so every rank
-    of an MPI job finds it alike."""
+    """A setting of TrainConfig that cannot work, which every rank of an MPI job refuses alike:
+    ``check_settings`` depends on the settings alone, and the ranks of a job agree on
+    ``check_out`` (``strategies.DataParallel.check_out``)."""
 
 
 def check_settings(config):

@@ -22,7 +22,7 @@ from ..metrics import mean_iou
 from ..optim import PolyLR
 from ..tensor import tensor
 from .build import atrous_geometry, build_model, build_optimizer
-from .config import check_out, check_settings, resolve
+from .config import check_settings, resolve
 from .evaluation import all_finite
 from .outputs import CHECKPOINT, HISTORY, diverged, resume, save_checkpoint, write_results
 from .strategies import strategy_for
@@ -39,8 +39,7 @@ def train(config):
     config = resolve(config)                         # the data's classes, ASPP's rates for the crop
     out = Path(config.out)
     with strategy.holding(out):                      # no other run writes into out meanwhile
-        if strategy.is_main:
-            check_out(config)
+        strategy.check_out(config)
         if config.progress and strategy.is_main:
             print(f"training on the {config.backend} backend into {out}", *atrous_geometry(config), sep="\n",
                   flush=True)

@@ -15,6 +15,7 @@ import numpy as np
 from .. import cuda, parallel
 from ..data import IGNORE_INDEX, keyed_batch, random_batch
 from .build import datasets
+from .config import SettingsError, check_out
 from .evaluation import evaluate
 from .outputs import folder_lock
 
@@ -34,6 +35,10 @@ class SingleProcess:
         """The ``out`` folder, made and locked for the run (a ``with`` block)."""
         out.mkdir(parents=True, exist_ok=True)
         return folder_lock(out)
+
+    def check_out(self, config):
+        """Refuse an ``out`` folder that cannot take this run (``config.check_out``)."""
+        check_out(config)
 
     def datasets(self, config):
         """Both splits, checked file by file before the first iteration."""
@@ -87,6 +92,19 @@ class DataParallel(SingleProcess):
     def holding(self, out):
         """Rank 0 alone writes into ``out``, and holds its lock."""
         return super().holding(out) if self.is_main else contextlib.nullcontext()
+
+    def check_out(self, config):
+        """Rank 0 checks the folder it holds; then every rank refuses alike, so that rank 0 alone
+        says why (the job's one message) and each rank exits by itself."""
+        refusal = None
+        if self.is_main:
+            try:
+                check_out(config)
+            except (OSError, ValueError) as error:
+                refusal = str(error)
+        refusal = parallel.broadcast_object(refusal)
+        if refusal is not None:
+            raise SettingsError(refusal)
 
     def datasets(self, config):
         """Checked by rank 0 (which writes the synthetic set, if it is the data) while the others wait."""
