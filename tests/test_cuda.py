@@ -153,12 +153,12 @@ def test_rows_are_cut_into_parts_for_two_blocks_per_sm(monkeypatch):
 
 
 @pytest.mark.parametrize("parts", [1, 3])
-def test_fused_per_channel_kernels_with_cooperating_threads(parts):
+def test_batch_norm_per_channel_kernels_with_cooperating_threads(parts):
     """Batch-norm statistics and backward with COOPERATING threads per block combining their sums,
     as on a GPU (the simulator's own launches give a block one thread), over 1 and 3 parts of
     each channel."""
     from numba import cuda
-    from atrousnp.backends.cuda import fused, launch
+    from atrousnp.backends.cuda import batch_norm, launch
     from atrousnp.backends.numpy import NumpyBackend
     n, c, length = 2, 3, 7
     x, grad, out = (rng.standard_normal((n, c, length)) for _ in range(3))
@@ -166,9 +166,9 @@ def test_fused_per_channel_kernels_with_cooperating_threads(parts):
     weight, var = rng.standard_normal(c), rng.uniform(0.5, 2, c)
     x_dev, partials = cuda.to_device(x.ravel()), anp.get_backend("cuda").empty((2, c * parts), np.float64)
     mean_dev, var_dev = cuda.device_array(c), cuda.device_array(c)
-    launch.launch_per_row(fused.bn_partial_stats_kernel, c * parts, threads=COOPERATING)(
+    launch.launch_per_row(batch_norm.bn_partial_stats_kernel, c * parts, threads=COOPERATING)(
         x_dev, c, length, parts, partials)
-    launch.launch(fused.bn_finish_stats_kernel, c)(x_dev, length, parts, partials, mean_dev, var_dev)
+    launch.launch(batch_norm.bn_finish_stats_kernel, c)(x_dev, length, parts, partials, mean_dev, var_dev)
     np.testing.assert_allclose(mean_dev.copy_to_host(), x.mean(axis=(0, 2)), rtol=1e-12)
     np.testing.assert_allclose(var_dev.copy_to_host(), x.var(axis=(0, 2)), rtol=1e-12)
     mean = x.mean(axis=(0, 2))
@@ -176,11 +176,11 @@ def test_fused_per_channel_kernels_with_cooperating_threads(parts):
         cuda.device_array((3, c))
     grad_dev, out_dev, mean_dev, var_dev, weight_dev = (cuda.to_device(a.ravel())
                                                         for a in (grad, out, mean, var, weight))
-    launch.launch_per_row(fused.bn_backward_sums_kernel, c * parts, threads=COOPERATING)(
+    launch.launch_per_row(batch_norm.bn_backward_sums_kernel, c * parts, threads=COOPERATING)(
         grad_dev, x_dev, out_dev, mean_dev, var_dev, 1e-5, c, length, parts, partials)
-    launch.launch(fused.bn_backward_finish_kernel, c)(mean_dev, var_dev, weight_dev, 1e-5, True, n * length, parts,
+    launch.launch(batch_norm.bn_backward_finish_kernel, c)(mean_dev, var_dev, weight_dev, 1e-5, True, n * length, parts,
                                                       partials, terms, dweight, dbias)
-    launch.launch(fused.bn_backward_kernel, x.size)(grad_dev, x_dev, out_dev, c, length, terms, dx)
+    launch.launch(batch_norm.bn_backward_kernel, x.size)(grad_dev, x_dev, out_dev, c, length, terms, dx)
     expected = NumpyBackend().batch_norm_backward(grad, x, mean, var, weight, 1e-5, True, out)
     for got, want in zip((dx.copy_to_host().reshape(x.shape), dweight.copy_to_host(), dbias.copy_to_host()), expected):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
@@ -363,7 +363,7 @@ def test_without_a_gpu_or_simulator_the_error_says_how(monkeypatch):
 @pytest.mark.parametrize("options", [[], ["--sass"]], ids=["ptx", "sass"])
 def test_every_kernel_compiles_for_a_real_gpu(options):
     """The simulator never types a kernel; numba-cuda's compiler does, with no GPU needed. Runs
-    where numba-cuda and its NVVM are installed (pip install "numba-cuda[cu12]"). With --sass,
+    where numba-cuda and its NVVM are installed (pip install "numba-cuda[cu13]"). With --sass,
     the sm_90 machine code of every float32 kernel is held to its thresholds: the tiled GEMM's
     hottest loop at least 75% FFMA, no spills, no float64 instruction outside the kernels
     whose docstrings say they work in float64 (needs nvidia-cuda-cuobjdump too)."""
