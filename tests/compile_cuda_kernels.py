@@ -5,13 +5,13 @@
 
 The CUDA simulator runs kernels as Python, so it never types them: code that numba cannot
 compile for a GPU passes there. This runs numba-cuda's real compiler (NVVM) instead. It needs
-numba-cuda with its NVVM (``pip install "numba-cuda[cu12]"``), exits 77 when that is missing,
+numba-cuda with its NVVM (``pip install "numba-cuda[cu13]"``), exits 77 when that is missing,
 and must run without NUMBA_ENABLE_CUDASIM. Each kernel module of the backend lists its kernels
 with their argument types in ``signatures(dtype)``. Prints one line per kernel; exit 1 if any
 fails, or if a module defines a kernel that its signatures() leave out.
 
 ``--sass`` also assembles each float32 kernel's PTX with ``ptxas -arch=sm_90 -v`` (registers,
-spills) and disassembles it with ``cuobjdump -sass`` (``pip install nvidia-cuda-cuobjdump
+spills) and disassembles it with ``cuobjdump -sass`` (``pip install nvidia-cuda-nvcc nvidia-cuda-cuobjdump
 nvidia-cuda-nvdisasm``: cuobjdump runs nvdisasm; exit 77 without them), and prints, per kernel, its registers, spilled bytes, instructions,
 float64 instructions, its longest loop and its hottest loop: the innermost loop with the most FFMA (fused
 multiply-add) instructions, and their share of it. It checks what the machine code of a fast
@@ -87,13 +87,16 @@ def every_kernel():
 
 
 def tool(name):
-    """The path of a CUDA command-line tool: on PATH, or in the bin/ folder of an nvidia-* wheel."""
-    found = shutil.which(name)
-    if found:
-        return found
-    import nvidia  # the namespace package of NVIDIA's wheels (numba-cuda[cu12] brings ptxas in one)
+    """The path of a CUDA command-line tool: in the bin/ folder of an nvidia-* wheel, else on PATH.
+
+    The wheel's comes first: the PTX is written by the wheel's NVVM, and a ptxas older than that NVVM
+    refuses its PTX version (a system CUDA 13.0 ptxas refuses NVVM 13.5's PTX 9.5)."""
+    try:
+        import nvidia  # the namespace package of NVIDIA's wheels (nvidia-cuda-nvcc brings ptxas)
+    except ImportError:
+        return shutil.which(name)
     candidates = sorted(path for root in nvidia.__path__ for path in glob.glob(os.path.join(root, "*", "bin", name)))
-    return candidates[0] if candidates else None
+    return candidates[-1] if candidates else shutil.which(name)
 
 
 class Sass(collections.namedtuple("Sass", "registers spilled instructions")):
