@@ -13,6 +13,9 @@ import atrousnp.functional as F
 from atrousnp.backends.primitives import conv_out_size
 from atrousnp.testing import scipy_conv2d as kit_scipy_conv2d
 from atrousnp.reference.conv import conv2d as reference_conv2d
+from helpers import t
+
+RNG = np.random.default_rng(0)
 
 
 @st.composite
@@ -162,6 +165,11 @@ def test_same_padding_keeps_the_size(backend, kernel, dilation):
     x_pad = np.pad(x, ((0, 0), (0, 0), (totals[0] // 2, totals[0] - totals[0] // 2),
                        (totals[1] // 2, totals[1] - totals[1] // 2)))
     np.testing.assert_allclose(y.numpy(), reference_conv2d(x_pad, w, dilation=dilation), rtol=1e-10, atol=1e-10)
+
+
+def test_padding_valid_is_no_padding(backend):
+    x, w = t(RNG.standard_normal((1, 2, 6, 6))), t(RNG.standard_normal((3, 2, 3, 3)))
+    np.testing.assert_array_equal(F.conv2d(x, w, padding="valid").numpy(), F.conv2d(x, w, padding=0).numpy())
 
 
 def test_the_output_size_formula():
