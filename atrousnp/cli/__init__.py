@@ -55,13 +55,18 @@ def add_inference_flags(parser, scales_example, flip_help):
     parser.add_argument("--backend", choices=backend_names(), default="numba", help="cuda needs an NVIDIA GPU")
 
 
-def start_inference(parser, args, doing):
-    """--scales checked (argparse's error and exit status 2 if they cannot be), the backend set
-    and said on stderr (stdout keeps the results alone); returns the scales."""
+def start_inference(parser, args):
+    """--scales checked (argparse's error and exit status 2 if they cannot be) and the backend
+    set; returns the scales."""
     try:
         scales = check_scales(args.scales, "--scales")
     except ValueError as error:
         parser.error(str(error))
     set_backend(args.backend)
-    print(f"{doing} on the {args.backend} backend", file=sys.stderr, flush=True)
     return scales
+
+
+def announce(doing, args):
+    """Say on stderr (stdout keeps the results alone) what runs, once its inputs are checked, so
+    that a refused input is one line of error and nothing else."""
+    print(f"{doing} on the {args.backend} backend", file=sys.stderr, flush=True)
