@@ -1,8 +1,8 @@
 """The paper's experiments in miniature, done as an experiment: seeds, intervals, and verdicts
 decided by a rule fixed before the runs (Chen et al., 2017, arXiv 1706.05587).
 
-    python examples/reproduce_paper.py                        # --quick: about 45 minutes on 2 cores
-    python examples/reproduce_paper.py --only claims          # the claims alone
+    python examples/reproduce_paper.py                        # --quick: 29 trainings, about 60 minutes of training on 2 cores
+    python examples/reproduce_paper.py --only claims          # the claims alone: 15 of those trainings
     python examples/reproduce_paper.py --full                 # 4x the training, larger images (hours)
 
 **Claims.** Seven of the paper's findings are tested (``CLAIMS``): output stride (Table 1),
