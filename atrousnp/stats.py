@@ -10,9 +10,10 @@ Two things make a measured mIoU difference noisy, and an interval must hold both
   same images) measures this noise, as the bootstrap variance v_img of the mean difference.
 
 With S seeds and d = mean(d_s), the standard error is SE = sqrt(s_d^2 / S + v_img) and the 95%
-interval d ± t(0.975, S - 1) * SE: Student's t, because s_d comes from only S - 1 degrees of
-freedom (with 3 seeds the multiplier is 4.30, not 1.96: three runs say little about the
-spread of a fourth). The rule, decided before any run:
+interval d ± t(0.975, ν) * SE: Student's t, with ν the Welch-Satterthwaite degrees of freedom
+of the two parts (``standard_error``), between S - 1 and the images' I - 1. With 3 seeds and a
+seed part that dominates, ν is near 2 and the multiplier near 4.3, not 1.96: three runs say
+little about the spread of a fourth. The rule, decided before any run:
 
 * **holds**: the interval lies above 0 (A better, as the paper says);
 * **contradicted**: it lies below 0;

@@ -289,17 +289,17 @@ def tap_audit_lines(args):
 
 def plot_claims(path, claims):
     """Each claim's difference with its 95% interval, and the paper's as a hollow marker, on one axis."""
-    fig = Figure(figsize=(8, 0.55 * len(claims) + 1.2))
+    fig = Figure(figsize=(8, 0.55 * len(claims) + 1.6))
     axis = fig.subplots()
     for y, (claim, delta, _, _) in enumerate(reversed(claims)):
         axis.errorbar(delta.value, y, xerr=[[delta.value - delta.low], [delta.high - delta.value]], fmt="o",
                       color="tab:orange", capsize=3, label="atrousnp (3 seeds, 95% interval)" if y == 0 else None)
         axis.plot(claim.paper[0] - claim.paper[1], y, "o", mfc="none", color="tab:blue",
-                  label="the paper (one run)" if y == 0 else None)
+                  label="the paper (reported without an interval)" if y == 0 else None)
     axis.axvline(0, color="grey", linewidth=1)
     axis.set_yticks(range(len(claims)), [claim.finding for claim, *_ in reversed(claims)], fontsize=8)
     axis.set_xlabel("difference in mIoU (points): A - B")
-    axis.legend(fontsize=8, loc="lower right")
+    axis.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)  # above: no marker hidden
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
