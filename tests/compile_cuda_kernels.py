@@ -11,8 +11,9 @@ with their argument types in ``signatures(dtype)``. Prints one line per kernel; 
 fails, or if a module defines a kernel that its signatures() leave out.
 
 ``--sass`` also assembles each float32 kernel's PTX with ``ptxas -arch=sm_90 -v`` (registers,
-spills) and disassembles it with ``cuobjdump -sass`` (``pip install nvidia-cuda-nvcc nvidia-cuda-cuobjdump
-nvidia-cuda-nvdisasm``: cuobjdump runs nvdisasm; exit 77 without them), and prints, per kernel, its registers, spilled bytes, instructions,
+spills) and disassembles it with ``cuobjdump -sass`` (``pip install nvidia-cuda-nvcc
+nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm``: cuobjdump runs nvdisasm; exit 77 without them), and
+prints, per kernel, its registers, spilled bytes, instructions,
 float64 instructions, its longest loop and its hottest loop: the innermost loop with the most FFMA (fused
 multiply-add) instructions, and their share of it. It checks what the machine code of a fast
 kernel must show, which the simulator never can:
@@ -96,7 +97,7 @@ def tool(name):
     except ImportError:
         return shutil.which(name)
     candidates = sorted(path for root in nvidia.__path__ for path in glob.glob(os.path.join(root, "*", "bin", name)))
-    return candidates[-1] if candidates else shutil.which(name)
+    return candidates[0] if candidates else shutil.which(name)
 
 
 class Sass(collections.namedtuple("Sass", "registers spilled instructions")):

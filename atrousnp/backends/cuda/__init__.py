@@ -8,7 +8,7 @@
     gemm.py         the tiled GEMM over strided operands
     conv.py         im2col/col2im and conv2d as GEMMs that read in place
     batch_norm.py   batch norm's kernels: statistics, normalisation with residual and ReLU, backward
-    fused.py        softmax cross-entropy and SGD kernels, and the fused primitives' class
+    fused.py        softmax cross-entropy and SGD kernels
     backend.py      CudaBackend, the primitive set on device arrays
     graph.py        a training step captured as a CUDA graph and replayed (anp.cuda.graph)
 """

@@ -16,6 +16,7 @@ from numba import cuda
 from ..primitives import Backend
 from . import conv, elementwise, index, launch as launching, layout, memory
 from .layout import flat
+from .batch_norm import BatchNormPrimitives
 from .fused import FusedPrimitives
 from .gemm import Operand, contiguous, gemm
 from .launch import COUNTERS, SIMULATED, launch
@@ -26,7 +27,7 @@ if SIMULATED:
 
 
 
-class CudaBackend(FusedPrimitives, Backend):
+class CudaBackend(BatchNormPrimitives, FusedPrimitives, Backend):
     name = "cuda"
 
     def __init__(self):

@@ -23,7 +23,6 @@ from numba import types as t
 
 from ..scalar_rules import sgd_update
 from . import launch as launching
-from .batch_norm import BatchNormPrimitives
 from .index import divmod32
 from .launch import launch
 from .layout import flat
@@ -106,10 +105,10 @@ def sgd_kernel(params, grads, buffers, starts, total, lr, momentum, weight_decay
         param[j] = new_param                   # after buf: without momentum, buf is param itself
 
 
-class FusedPrimitives(BatchNormPrimitives):
-    """The fused primitives of the CUDA backend, as methods it inherits: batch norm's
-    (``BatchNormPrimitives``), cross-entropy's and SGD's. Arrays are C-contiguous device arrays;
-    ``self`` provides empty(), astype() and ``_or_none(a, dtype)``: a, or an empty array standing for it."""
+class FusedPrimitives:
+    """Cross-entropy's and SGD's primitives of the CUDA backend, as methods it inherits. Arrays are
+    C-contiguous device arrays; ``self`` provides empty(), astype() and ``_or_none(a, dtype)``: a, or
+    an empty array standing for it."""
 
     def softmax_cross_entropy(self, logits, target, weight, ignore_index):
         n, c, length = logits.shape
