@@ -40,11 +40,10 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from atrousnp import backend_names, set_backend
-from atrousnp.analysis import feature_map_size, scaled_rates, tap_audit
+from atrousnp.analysis import feature_map_size, scaled_rates
 from atrousnp.files import load_json, save_json
-from atrousnp.models import atrous_plan
 from atrousnp.stats import compare, estimate
-from atrousnp.train import BACKBONES, TrainConfig, datasets, evaluate, load_trained, resolve, train
+from atrousnp.train import BACKBONES, TrainConfig, atrous_filters, datasets, evaluate, load_trained, resolve, train
 from atrousnp.viz import add_legend, paint, paint_errors, save_valid_taps
 
 MULTI_SCALE = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
@@ -148,7 +147,8 @@ def configure(args, settings, seed):
     factor = settings.get("iterations", 1)
     config.update({k: v for k, v in settings.items() if k != "iterations"})
     config["iterations"] = max(1, round(config["iterations"] * factor))
-    config["aspp_rates"] = scaled_rates(config.get("aspp_rates", (6, 12, 18)), feature_map_size(config["crop_size"], 16))
+    if "aspp_rates" in config:  # the paper's rates of a table row, scaled to our map as resolve() scales the default
+        config["aspp_rates"] = scaled_rates(config["aspp_rates"], feature_map_size(config["crop_size"], 16))
     config["eval_every"] = config["iterations"]
     config["checkpoint_every"] = max(1, config["iterations"] // 6)
     return resolve(TrainConfig(**config))
@@ -278,10 +278,7 @@ def tap_audit_lines(args):
                       "cascade (block7)": CASCADE, "cascade, multi-grid (1, 2, 4)": {**CASCADE, "multi_grid": (1, 2, 4)}}
     lines = ["| configuration | filter | map | rate | taps on the image |", "|---|---|---|---|---|"]
     for name, settings in configurations.items():
-        config = configure(args, settings, 0)
-        plan = atrous_plan(config.output_stride, config.multi_grid, config.head, config.aspp_rates,
-                           config.backbone_layers or (1, 1, 1, 1), config.cascade_blocks)
-        for path, size, rate, share, centre_only in tap_audit(plan, config.crop_size):
+        for path, size, rate, share, centre_only in atrous_filters(configure(args, settings, 0)):
             note = " (1x1 in effect)" if centre_only == 1 else ""
             lines.append(f"| {name} | `{path}` | {size}x{size} | {rate} | {share:.0%}{note} |")
     return lines

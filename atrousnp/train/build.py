@@ -44,16 +44,22 @@ def datasets(config):
             VOCSegmentation(root, config.val_split, max_images=config.max_images))
 
 
+def atrous_filters(config):
+    """``analysis.tap_audit`` of the model ``config`` describes, on the feature map of a training
+    crop: for each atrous unit and head branch, how much of its 3x3 filter reads the image."""
+    units = config.backbone_layers or STAGE_UNITS[config.backbone]
+    plan = atrous_plan(config.output_stride, config.multi_grid, config.head, config.aspp_rates, units,
+                       config.cascade_blocks)
+    return tap_audit(plan, config.crop_size)
+
+
 def atrous_geometry(config):
     """Lines saying, for each atrous unit and head branch, how much of its 3x3 filter reads the
     image (not padding) on the feature map of a training crop: a rate as large as the map
     leaves only the centre tap, a 1x1 filter in effect (the paper's Figure 4)."""
-    units = config.backbone_layers or STAGE_UNITS[config.backbone]
-    plan = atrous_plan(config.output_stride, config.multi_grid, config.head, config.aspp_rates, units,
-                       config.cascade_blocks)
     lines = [f"atrous filters on the feature map of a {config.crop_size}-pixel crop (output stride "
              f"{config.output_stride}):"]
-    for path, size, rate, on_image, centre_only in tap_audit(plan, config.crop_size):
+    for path, size, rate, on_image, centre_only in atrous_filters(config):
         note = "  a 1x1 filter in effect: only its centre tap reads the image" if centre_only == 1 else ""
         lines.append(f"  {path:<24} rate {rate:>2} on {size}x{size}: {on_image:4.0%} of its taps on the image{note}")
     return lines
