@@ -97,7 +97,6 @@ def parse_args(argv=None):
             args.class_names = read_class_names(args.class_names)
         except ValueError as error:
             p.error(f"--class-names: {error}")
-        args.num_classes = args.num_classes or len(args.class_names)
     if args.lr is None and args.backbone_weights is not None:
         args.lr = PRETRAINED_LR
     return TrainConfig(**{k: v for k, v in vars(args).items() if v is not None})

@@ -116,12 +116,12 @@ def shard(global_batch: int) -> range:
     return range(rank() * per_rank, (rank() + 1) * per_rank)
 
 
-def share_of_mean(local_count: int) -> tuple[float, int]:
-    """(factor, global_count) for a loss that is a mean over ``local_count`` items on this rank:
+def share_of_mean(local_count: int) -> float:
+    """The factor for a loss that is a mean over ``local_count`` items on this rank:
     ``factor * local_mean`` averaged over the ranks is the mean over all ranks' items (the
     global batch's loss), whatever each rank's count (the ignore label makes them differ)."""
     total = int(allreduce_sum(np.array([local_count], np.int64))[0])
-    return (local_count * world_size() / total if total else 0.0), total
+    return local_count * world_size() / total if total else 0.0
 
 
 def _allreduce_in_place(buffer):

@@ -125,7 +125,7 @@ class DataParallel(SingleProcess):
     def scale_loss(self, loss, labels):
         """This rank's mean scaled to its share of the global mean (its pixels that are not
         ignored, over all ranks'), so that the averaged gradients are the global batch's."""
-        factor, _ = parallel.share_of_mean(int((labels != IGNORE_INDEX).sum()))
+        factor = parallel.share_of_mean(int((labels != IGNORE_INDEX).sum()))
         return loss * factor
 
     def average_gradients(self, model):

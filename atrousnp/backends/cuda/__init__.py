@@ -7,6 +7,7 @@
     reduce.py       row reductions (a thread or a block per row)
     gemm.py         the tiled GEMM over strided operands
     conv.py         im2col/col2im and conv2d as GEMMs that read in place
+    index.py        32-bit index arithmetic for the kernels
     batch_norm.py   batch norm's kernels: statistics, normalisation with residual and ReLU, backward
     fused.py        softmax cross-entropy and SGD kernels
     backend.py      CudaBackend, the primitive set on device arrays

@@ -1,18 +1,11 @@
-"""The other fused primitives as kernels: softmax cross-entropy and SGD (batch norm's are in
-``batch_norm.py``).
-
-``backends/numpy.py`` defines each as a chain of NumPy operations; on a GPU every link of such a
-chain is a launch (some 30 µs of host time) and an allocation, for a few microseconds of GPU
-work. Here each is one kernel, or two where a reduction must finish before its result is used:
+"""The other fused primitives as kernels: softmax cross-entropy and SGD. Why a fused op is one
+kernel rather than a chain of launches, why constants come in typed, and how a missing optional
+array (here: no class weights) is passed, ``batch_norm.py`` says; what is particular here:
 
 * softmax cross-entropy gives each pixel a thread that walks the classes, and its two totals
   (the weighted loss and the weight) are folded in parts and added in order, in float64;
-* SGD's update is one grid-stride loop over a chunk of parameters, in their own dtype: numba
-  types a Python literal such as ``0.0`` or ``1`` as a 64-bit number, which would turn float32
-  arithmetic into float64, so constants come in typed (``dtype.type(momentum)``).
-
-A missing optional array (no class weights) is passed as an empty one, and the kernel asks its
-size: numba compiles one kernel for both cases.
+* SGD's update is one grid-stride loop over a chunk of parameters, in their own dtype
+  (``dtype.type(momentum)``).
 """
 
 import math
@@ -106,9 +99,8 @@ def sgd_kernel(params, grads, buffers, starts, total, lr, momentum, weight_decay
 
 
 class FusedPrimitives:
-    """Cross-entropy's and SGD's primitives of the CUDA backend, as methods it inherits. Arrays are
-    C-contiguous device arrays; ``self`` provides empty(), astype() and ``_or_none(a, dtype)``: a, or
-    an empty array standing for it."""
+    """Cross-entropy's and SGD's primitives of the CUDA backend, as methods it inherits (as
+    ``BatchNormPrimitives``, which says what ``self`` provides; astype() too, here)."""
 
     def softmax_cross_entropy(self, logits, target, weight, ignore_index):
         n, c, length = logits.shape
