@@ -104,9 +104,14 @@ def as_pair(op, name, value, minimum):
     return tuple(int(v) for v in pair)
 
 
+def is_positive_int(value):
+    """Whether ``value`` is an int >= 1, NumPy's included, and not a bool (which Python counts as an int)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
+
+
 def positive_int(op, name, value):
     """``value`` if it is an int >= 1 (not a bool); else a named error."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+    if not is_positive_int(value):
         raise ValueError(f"{op}: {name} must be a positive int, got {value!r}")
     return int(value)
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from .. import nn
 from ..checkpoint import check_finite
+from ..functional.operands import is_positive_int
 from ..random import generator
 
 
@@ -159,7 +160,7 @@ def unit_rates(units, rate, previous_rate, multi_grid=None):
         return [previous_rate] + [rate] * (units - 1)
     if len(multi_grid) != units:
         raise ValueError(f"multi_grid {tuple(multi_grid)} needs one factor per unit of the stage ({units})")
-    if not all(isinstance(r, (int, np.integer)) and not isinstance(r, bool) and r >= 1 for r in multi_grid):
+    if not all(is_positive_int(r) for r in multi_grid):
         raise ValueError(f"multi_grid {tuple(multi_grid)} must hold integers >= 1 (each multiplies a rate)")
     return [rate * r for r in multi_grid]
 

@@ -1,9 +1,9 @@
 """Adam (Kingma & Ba, 2015) and AdamW (Loshchilov & Hutter, 2019), PyTorch's update rules."""
 
-import numpy as np
 
 from ..autograd import no_grad
 from ..checkpoint import state_array
+from ..functional.operands import positive_int
 from ..tensor import Tensor
 from .optimizer import Optimizer
 
@@ -55,10 +55,9 @@ class Adam(Optimizer):
         new = new - lr * (m / (1 - beta1 ** t)) / ((v / (1 - beta2 ** t)).sqrt() + eps)
         p.data = new.data
 
-    def state_dict(self):
-        """Host arrays and numbers: each group's learning rate, and each parameter's step count and
-        moments (numbered over all parameters, group after group)."""
-        state = {"lr": [group["lr"] for group in self.param_groups]}
+    def parameter_state(self):
+        """Each stepped parameter's step count and moments, as host arrays."""
+        state = {}
         for i, s in enumerate(self.state):
             if s:
                 state[f"step.{i}"] = s["step"]
@@ -68,28 +67,18 @@ class Adam(Optimizer):
     def load_state_dict(self, state):
         """Restore ``state_dict()``'s output, checking everything before anything changes."""
         name = f"{type(self).__name__}.load_state_dict"
-        lrs = state.get("lr")
-        if not isinstance(lrs, (list, tuple)) or len(lrs) != len(self.param_groups):
-            raise ValueError(f"{name}: lr must hold one rate per group ({len(self.param_groups)}), got {lrs!r}")
-        for lr in lrs:
-            self.check_setting("lr", lr)
-        known = {"lr"} | {f"{key}.{i}" for key in ("step", "m", "v") for i in range(len(self.params))}
-        if set(state) - known:
-            raise ValueError(f"{name}: unexpected entries {', '.join(sorted(set(state) - known))}")
+        lrs = self.checked_rates(state, ["step", "m", "v"])
         restored = []
         for i, p in enumerate(self.params):
             if f"step.{i}" not in state:
                 restored.append({})
                 continue
-            step = state[f"step.{i}"]
-            if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 1:
-                raise ValueError(f"{name}: step.{i} must be a positive int, got {step!r}")
+            step = positive_int(name, f"step.{i}", state[f"step.{i}"])
             moments = {key: state_array(name, f"{key}.{i}", state.get(f"{key}.{i}"), p.shape, p.dtype)
                        for key in ("m", "v")}
-            restored.append({"step": int(step), **{key: Tensor._wrap(p._backend.asarray(value), p._backend)
+            restored.append({"step": step, **{key: Tensor._wrap(p._backend.asarray(value), p._backend)
                                                     for key, value in moments.items()}})
-        for group, lr in zip(self.param_groups, lrs):
-            group["lr"] = float(lr)
+        self.set_rates(lrs)
         self.state = restored
 
 

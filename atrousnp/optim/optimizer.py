@@ -43,6 +43,34 @@ class Optimizer:
         if not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
             raise ValueError(f"{type(self).__name__}: {name} must be a finite number >= 0, got {value!r}")
 
+    def state_dict(self):
+        """Host arrays and numbers: each group's learning rate, and what the subclass keeps for
+        each parameter (``parameter_state``: entries ``key.i``, i numbered over all parameters,
+        group after group)."""
+        return {"lr": [group["lr"] for group in self.param_groups], **self.parameter_state()}
+
+    def checked_rates(self, state, keys):
+        """The learning rates of a ``state_dict()`` (one per group, each checked as the
+        constructor checks them), once ``state`` is seen to hold nothing but them and ``key.i``
+        for the ``keys`` and parameters i there are. Changes nothing, so that a subclass's
+        ``load_state_dict`` checks everything before it sets anything (``set_rates``)."""
+        name = f"{type(self).__name__}.load_state_dict"
+        lrs = state.get("lr")
+        if not isinstance(lrs, (list, tuple)) or len(lrs) != len(self.param_groups):
+            raise ValueError(f"{name}: lr must hold one rate per group ({len(self.param_groups)}), got {lrs!r}")
+        for lr in lrs:
+            self.check_setting("lr", lr)
+        known = {"lr"} | {f"{key}.{i}" for key in keys for i in range(len(self.params))}
+        unexpected = sorted(set(state) - known)
+        if unexpected:
+            raise ValueError(f"{name}: unexpected entries {', '.join(unexpected)} "
+                             f"(this optimiser has {len(self.params)} parameters)")
+        return [float(lr) for lr in lrs]
+
+    def set_rates(self, lrs):
+        for group, lr in zip(self.param_groups, lrs):
+            group["lr"] = lr
+
     def zero_grad(self):
         for p in self.params:
             p.grad = None

@@ -25,10 +25,8 @@ class SGD(Optimizer):
     parameters in one call, in place; tests/test_fused.py holds it to ``sgd_update``. On the
     NumPy backend the update is ``sgd_update`` itself, op by op.
 
-    ``params`` is a list of Parameters, or, as in PyTorch, of groups ``{"params": [...], "lr":
-    ...}`` whose own settings override the keyword ones (a backbone fine-tuned at a tenth of the
-    head's rate). ``param_groups[g]["lr"]`` is what a scheduler changes; a fused update reads it
-    from the group's device copy (``ParamGroup.rate``), so it reaches a replayed CUDA graph.
+    Parameter groups are ``Optimizer``'s; a fused update reads a group's rate from its device
+    copy (``ParamGroup.rate``), so that a scheduled rate reaches a replayed CUDA graph.
     """
 
     def __init__(self, params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False,
@@ -65,36 +63,21 @@ class SGD(Optimizer):
         new_p, new_buf = sgd_update(p, p.grad, None if buf is None else Tensor._wrap(buf, p._backend), lr, *settings)
         p.data, self.momentum_buffers[i] = new_p.data, None if new_buf is None else new_buf.data
 
-    def state_dict(self):
-        """Host arrays and numbers: each group's learning rate, and every momentum buffer there is
-        (numbered over all parameters, group after group)."""
-        state = {"lr": [group["lr"] for group in self.param_groups]}
-        for i, buf in enumerate(self.momentum_buffers):
-            if buf is not None:
-                state[f"momentum_buffer.{i}"] = self.params[i]._backend.to_host(buf)
-        return state
+    def parameter_state(self):
+        """Every momentum buffer there is, as a host array."""
+        return {f"momentum_buffer.{i}": self.params[i]._backend.to_host(buf)
+                for i, buf in enumerate(self.momentum_buffers) if buf is not None}
 
     def load_state_dict(self, state):
         """Restore ``state_dict()``'s output. Everything is checked before anything changes: the
         learning rates as in the constructor (one per group), each momentum buffer's exact shape (a
         broadcastable one would silently spread one row's momentum over the whole tensor), and
         no buffer for a parameter this optimiser does not have."""
-        lrs = state.get("lr")
-        if not isinstance(lrs, (list, tuple)) or len(lrs) != len(self.param_groups):
-            raise ValueError(f"SGD.load_state_dict: lr must hold one rate per group ({len(self.param_groups)}), "
-                             f"got {state.get('lr')!r}")
-        for lr in lrs:
-            self.check_setting("lr", lr)
-        names = {f"momentum_buffer.{i}" for i in range(len(self.params))}
-        unexpected = sorted(set(state) - names - {"lr"})
-        if unexpected:
-            raise ValueError(f"SGD.load_state_dict: unexpected entries {', '.join(unexpected)} "
-                             f"(this optimiser has {len(self.params)} parameters)")
+        lrs = self.checked_rates(state, ["momentum_buffer"])
         buffers = [None if state.get(f"momentum_buffer.{i}") is None else
                    state_array("SGD.load_state_dict", f"momentum_buffer.{i}", state[f"momentum_buffer.{i}"],
                                p.shape, p.dtype) for i, p in enumerate(self.params)]
-        for group, lr in zip(self.param_groups, lrs):
-            group["lr"] = float(lr)
+        self.set_rates(lrs)
         for i, (p, buf) in enumerate(zip(self.params, buffers)):
             if buf is not None and self.momentum_buffers[i] is not None:   # in place, as the parameters
                 p._backend.copy_from_host(self.momentum_buffers[i], buf)

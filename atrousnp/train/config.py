@@ -11,6 +11,7 @@ from ..analysis import feature_map_size, scaled_rates
 from ..data import SYNTHETIC_NAMES
 from ..data.classes import VOC_CLASSES, check_class_names
 from ..data.voc import dataset_class_names
+from ..functional.operands import is_positive_int
 from ..inference import check_scales
 from ..models.resnet import STAGE_UNITS
 
@@ -178,14 +179,14 @@ def check_out(config):
 
 
 def _positive_integer(name, value, alternative=""):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+    if not is_positive_int(value):
         raise ValueError(f"{name} must be a positive integer{alternative}, got {value!r}")
     return value
 
 
 def _positive_integers(name, values):
     if not isinstance(values, (tuple, list)) or not values or \
-            any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in values):
+            not all(is_positive_int(v) for v in values):
         raise ValueError(f"{name} must be positive integers, got {values!r}")
 
 
