@@ -1,8 +1,8 @@
 """Per-element rules written once for every backend.
 
 Each is plain Python in NumPy's terms, so the NumPy backend applies it to whole arrays as it
-stands, the Numba backend (``numba/kernels.py``) compiles it with ``njit`` and the CUDA backend
-with ``cuda.jit(device=True)`` (numba-cuda compiles np.tanh, np.maximum and comparisons for a GPU).
+stands, the Numba backend compiles SGD's with ``njit`` for its fused update (``numba/kernels.py``)
+and the CUDA backend compiles each with ``cuda.jit(device=True)`` (numba-cuda compiles np.tanh, np.maximum and comparisons for a GPU).
 """
 
 import numpy as np

@@ -25,17 +25,16 @@ class Conv2d(Module):
         super().__init__()
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
             positive_int("Conv2d", name, value)
-        as_pair("Conv2d", "kernel_size", kernel_size, 1)
-        as_pair("Conv2d", "stride", stride, 1)
+        kh, kw = as_pair("Conv2d", "kernel_size", kernel_size, 1)
+        stride_pair = as_pair("Conv2d", "stride", stride, 1)
         as_pair("Conv2d", "dilation", dilation, 1)
         if padding not in ("valid", "same"):
             as_pair("Conv2d", "padding", padding, 0)
-        elif padding == "same" and as_pair("Conv2d", "stride", stride, 1) != (1, 1):
+        elif padding == "same" and stride_pair != (1, 1):
             raise ValueError(f"Conv2d: padding='same' needs stride 1, got stride {stride!r}")
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"Conv2d: groups={groups} must divide in_channels={in_channels} "
                              f"and out_channels={out_channels}")
-        kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
         rng = generator(rng)
         fan_in = in_channels // groups * kh * kw
         self.weight = init.default_(Parameter(np.empty((out_channels, in_channels // groups, kh, kw), dtype)), fan_in,

@@ -1,6 +1,5 @@
 """Adam (Kingma & Ba, 2015) and AdamW (Loshchilov & Hutter, 2019), PyTorch's update rules."""
 
-
 from ..autograd import no_grad
 from ..checkpoint import state_array
 from ..functional.operands import positive_int

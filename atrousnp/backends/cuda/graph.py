@@ -82,7 +82,7 @@ class Capture:
 
     def configured(self, kernel, grid, block):
         def launch(*args):
-            _device_only(args)
+            _refuse_host_arrays(args)
             self._pin_outside(args)
             if self.stream is None:
                 self.recorded.append((kernel[grid, block], _recorded(args)))
@@ -220,14 +220,13 @@ def _views(args):
     return _each(args, lambda a: a.view() if isinstance(a, _Span) else a)
 
 
-def _device_only(args):
-    """``args``, once checked for host arrays: numba would copy one to the device itself, a
-    copy that a graph would replay with its first data."""
+def _refuse_host_arrays(args):
+    """Refuse a host array among ``args``: numba would copy it to the device itself, a copy that
+    a graph would replay with its first data."""
     for item in _flat(args):
         if isinstance(item, np.ndarray):
             raise GraphCaptureError(f"anp.cuda.graph: a kernel got a host array {item.shape} while the step "
                                     "was captured; a replay would reuse its first data")
-    return args
 
 
 @contextlib.contextmanager

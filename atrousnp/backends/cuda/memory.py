@@ -204,10 +204,7 @@ class _Block(bytearray):
 
 def simulated_pool(capacity=None):
     """A pool of host blocks, for the simulator's NumPy-backed device arrays (see SimulatedDevice)."""
-    device = SimulatedDevice(capacity)
-    pool = CachingPool(device.malloc)
-    pool.device = device
-    return pool
+    return CachingPool(SimulatedDevice(capacity).malloc)
 
 
 def simulated_array(pool, shape, dtype):

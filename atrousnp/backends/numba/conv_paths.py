@@ -80,7 +80,7 @@ def window(a, corner, size, stride):
 
 
 def add_window(cols, a, corner, size, stride):
-    """a[:, :, window] += cols, in place: the adjoint of _window (col2im adds into a)."""
+    """a[:, :, window] += cols, in place: the adjoint of window (col2im adds into a)."""
     kernels.col2im(np.ascontiguousarray(cols), a, 1, 1, *stride, -corner[0], -corner[1], 1, 1, *size)
 
 
