@@ -13,7 +13,7 @@ import argparse
 import sys
 
 from .. import parallel
-from ..backends import backend_names, set_backend
+from ..backends import backend_names
 from ..inference import check_scales
 
 
@@ -39,8 +39,16 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return f"{text} (default: {default})"
 
 
-def floats(text):
-    return tuple(float(v) for v in text.split(","))
+def scales(flag):
+    """The argparse type of ``flag``: its text "0.5,1,1.5" as positive finite floats
+    (``inference.check_scales``), or argparse's error naming the flag, with exit status 2."""
+    def parse(text):
+        try:
+            return check_scales(text, flag)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    parse.__name__ = "scales"
+    return parse
 
 
 def ints(text):
@@ -50,20 +58,9 @@ def ints(text):
 def add_inference_flags(parser, scales_example, flip_help):
     """The flags that evaluate.py and segment.py share: output stride, scales, flip, backend."""
     parser.add_argument("--output-stride", type=int, choices=[8, 16, 32], help="default: the training one")
-    parser.add_argument("--scales", default="1.0", help=f"e.g. {scales_example}")
+    parser.add_argument("--scales", type=scales("--scales"), default="1.0", help=f"e.g. {scales_example}")
     parser.add_argument("--flip", action="store_true", help=flip_help)
     parser.add_argument("--backend", choices=backend_names(), default="numba", help="cuda needs an NVIDIA GPU")
-
-
-def start_inference(parser, args):
-    """--scales checked (argparse's error and exit status 2 if they cannot be) and the backend
-    set; returns the scales."""
-    try:
-        scales = check_scales(args.scales, "--scales")
-    except ValueError as error:
-        parser.error(str(error))
-    set_backend(args.backend)
-    return scales
 
 
 def announce(doing, args):

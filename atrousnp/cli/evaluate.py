@@ -11,7 +11,8 @@ import json
 
 from ..metrics import mean_iou, pixel_accuracy
 from ..train import datasets, evaluate, load_trained, named_iou
-from . import HelpFormatter, add_inference_flags, announce, start_inference
+from ..backends import set_backend
+from . import HelpFormatter, add_inference_flags, announce
 
 
 def main(argv=None):
@@ -21,7 +22,7 @@ def main(argv=None):
     parser.add_argument("--split", default=None, help="default: the checkpoint's val split")
     add_inference_flags(parser, "0.5,0.75,1,1.25,1.5,1.75", "also evaluate on mirrored images")
     args = parser.parse_args(argv)
-    scales = start_inference(parser, args)
+    set_backend(args.backend)
     try:
         model, config = load_trained(args.checkpoint)
         if args.voc_root:
@@ -31,11 +32,11 @@ def main(argv=None):
         val_set = datasets(config)[1]
         val_set.check(config.num_classes)  # every bad file named now, not a failure halfway through
         announce(f"evaluating {args.checkpoint}", args)
-        cm, _ = evaluate(model, val_set, config.num_classes, args.output_stride, scales, args.flip)
+        cm, _ = evaluate(model, val_set, config.num_classes, args.output_stride, args.scales, args.flip)
     except (ValueError, OSError) as error:
         raise SystemExit(f"error: {error}") from None
     print(json.dumps({"miou": mean_iou(cm), "pixel_accuracy": pixel_accuracy(cm),
-                      "output_stride": args.output_stride or config.output_stride, "scales": scales, "flip": args.flip,
+                      "output_stride": args.output_stride or config.output_stride, "scales": args.scales, "flip": args.flip,
                       "per_class_iou": named_iou(cm, config.class_names)}, indent=2))
 
 

@@ -16,7 +16,8 @@ from ..data import read_image
 from ..inference import check_scales, predict
 from ..train import load_trained
 from ..viz import save_segmentation
-from . import HelpFormatter, add_inference_flags, announce, start_inference
+from ..backends import set_backend
+from . import HelpFormatter, add_inference_flags, announce
 
 
 def main(argv=None):
@@ -28,11 +29,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if not args.image.is_file():
         parser.error(f"no image at {args.image}")
-    start_inference(parser, args)
+    set_backend(args.backend)
     try:
         model, config = load_trained(args.checkpoint)
         image = read_image(args.image)
-        scales = check_scales(args.scales, "--scales", image.shape[:2])
+        scales = check_scales(args.scales, "--scales", image.shape[:2])  # here, so that a refusal is one line
         announce(f"segmenting {args.image}", args)
         prediction = predict(model, image, args.output_stride, scales, args.flip).argmax(axis=0).astype(np.uint8)
     except (ValueError, OSError) as error:

@@ -19,7 +19,7 @@ from .. import parallel
 from ..backends import backend_names
 from ..data import read_class_names
 from ..train import BACKBONES, DivergenceError, FolderInUseError, SettingsError, TrainConfig, train
-from . import ArgumentParser, HelpFormatter, floats, ints
+from . import ArgumentParser, HelpFormatter, ints, scales
 
 PRETRAINED_LR = 0.007  # the paper's initial rate when fine-tuning from ImageNet (§4)
 
@@ -71,7 +71,7 @@ def parse_args(argv=None):
     opt.add_argument("--dtype", choices=["float32", "float64"], default=d.dtype,
                      help="float64: slower, for experiments that compare runs closely")
     run = p.add_argument_group("evaluation and output")
-    run.add_argument("--eval-scales", type=floats, default=d.eval_scales, help="e.g. 0.75,1.0,1.25")
+    run.add_argument("--eval-scales", type=scales("--eval-scales"), default=d.eval_scales, help="e.g. 0.75,1.0,1.25")
     run.add_argument("--flip", action="store_true", help="also evaluate on mirrored images")
     run.add_argument("--eval-every", type=int, default=d.eval_every, help="iterations between evaluations")
     run.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="iterations between checkpoints")
