@@ -19,7 +19,7 @@ import atrousnp.train as training
 from atrousnp.train import strategies
 from atrousnp.data import read_class_names
 from atrousnp.files import load_json, save_json
-from atrousnp.train import DivergenceError, check_config, train
+from atrousnp.train import DivergenceError, check_out, check_settings, train
 from helpers import tiny_train_config
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
@@ -88,17 +88,17 @@ def test_the_example_exits_non_zero_on_divergence_and_evaluate_refuses_a_nan_che
 ])
 def test_a_setting_that_cannot_work_is_refused_before_anything_runs(tmp_path, setting, value, message):
     with pytest.raises(ValueError, match=message):
-        check_config(tiny_train_config(tmp_path, **{setting: value}))
+        check_settings(tiny_train_config(tmp_path, **{setting: value}))
     assert not (tmp_path / "run").exists() and not (tmp_path / "data").exists()
 
 
 def test_out_paths_that_cannot_hold_a_run_are_refused(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match="out must be a folder"):
-        check_config(tiny_train_config(tmp_path, out=str(tmp_path / "file")))
+        check_out(tiny_train_config(tmp_path, out=str(tmp_path / "file")))
     (tmp_path / "run" / "checkpoint.npz").mkdir(parents=True)
     with pytest.raises(ValueError, match="checkpoint.npz is a folder"):
-        check_config(tiny_train_config(tmp_path))
+        check_out(tiny_train_config(tmp_path))
 
 
 def test_a_new_run_never_replaces_an_earlier_one_unless_told(tmp_path):
@@ -347,9 +347,9 @@ def test_resume_refuses_other_settings_and_says_what_it_resumes(tmp_path, capsys
         with pytest.raises(ValueError, match=rf"resume: .*checkpoint.npz .*{message}"):
             train(tiny_train_config(tmp_path, resume=True, **{"iterations": 3, **change}))
     with pytest.raises(ValueError, match="resume and overwrite contradict each other"):
-        check_config(tiny_train_config(tmp_path, resume=True, overwrite=True))
+        check_out(tiny_train_config(tmp_path, resume=True, overwrite=True))
     with pytest.raises(FileNotFoundError, match=r"resume: there is no checkpoint at .*elsewhere.*checkpoint.npz"):
-        check_config(tiny_train_config(tmp_path, resume=True, out=str(tmp_path / "elsewhere")))
+        check_out(tiny_train_config(tmp_path, resume=True, out=str(tmp_path / "elsewhere")))
     train(tiny_train_config(tmp_path, iterations=3, resume=True, progress=True))
     assert f"resuming {tmp_path / 'run' / 'checkpoint.npz'} at iteration 2 of 3" in capsys.readouterr().out
 
@@ -484,14 +484,14 @@ def test_layers_refuse_settings_that_cannot_work_when_built(build, message):
 ])
 def test_architecture_settings_are_refused_naming_the_flag(tmp_path, setting, message):
     with pytest.raises(ValueError, match=message):
-        check_config(tiny_train_config(tmp_path, **setting))
+        check_settings(tiny_train_config(tmp_path, **setting))
 
 
 def test_a_multi_grid_that_does_not_fit_layer4_names_the_flag_and_the_fix(tmp_path):
     with pytest.raises(ValueError, match=r"multi_grid \(--multi-grid\) 1,2 has 2 factors, but layer4 of the small "
                                          r"backbone has 1 unit: give one factor per unit; --backbone-layers 1,1,1,2"):
-        check_config(tiny_train_config(tmp_path, multi_grid=(1, 2)))
-    check_config(tiny_train_config(tmp_path, multi_grid=(1, 2), backbone_layers=(1, 1, 1, 2)))
+        check_settings(tiny_train_config(tmp_path, multi_grid=(1, 2)))
+    check_settings(tiny_train_config(tmp_path, multi_grid=(1, 2), backbone_layers=(1, 1, 1, 2)))
 
 
 @pytest.mark.parametrize("change,message", [

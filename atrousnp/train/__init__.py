@@ -10,12 +10,12 @@ Read ``loop.py`` first: the loop itself, in one screen. What it calls is one fil
 """
 
 from .build import atrous_filters, atrous_geometry, build_model, build_optimizer, datasets
-from .config import BACKBONES, SettingsError, TrainConfig, check_config, check_out, check_settings, resolve
+from .config import BACKBONES, SettingsError, TrainConfig, check_out, check_settings, resolve
 from .evaluation import all_finite, evaluate, load_trained, named_iou, saved_config
 from .loop import train
 from .outputs import DivergenceError, FolderInUseError, folder_lock
 
 __all__ = ["BACKBONES", "DivergenceError", "FolderInUseError", "SettingsError", "TrainConfig", "all_finite",
            "atrous_filters", "atrous_geometry", "build_model",
-           "build_optimizer", "check_config", "check_out", "check_settings", "datasets", "evaluate", "folder_lock",
+           "build_optimizer", "check_out", "check_settings", "datasets", "evaluate", "folder_lock",
            "load_trained", "named_iou", "resolve", "saved_config", "train"]

@@ -97,13 +97,6 @@ POSITIVE_INTEGERS = ("iterations", "crop_size", "eval_every", "checkpoint_every"
                      "synthetic_size")
 
 
-def check_config(config):
-    """Refuse, before any data is read or anything written, a setting that cannot work
-    (``check_settings``) or an ``out`` folder that cannot take this run (``check_out``)."""
-    check_settings(config)
-    check_out(config)
-
-
 class SettingsError(ValueError):
     """A setting of TrainConfig that cannot work, which every rank of an MPI job refuses alike:
     ``check_settings`` depends on the settings alone, and the ranks of a job agree on
