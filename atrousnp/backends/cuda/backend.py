@@ -76,8 +76,7 @@ class CudaBackend(BatchNormPrimitives, FusedPrimitives, Backend):
 
     def full(self, shape, value, dtype):
         out = self.empty(shape, dtype)
-        if out.size:
-            launch(elementwise.fill_kernel, out.size)(flat(out), np.dtype(dtype).type(value))
+        launch(elementwise.fill_kernel, out.size)(flat(out), np.dtype(dtype).type(value))
         return out
 
     def zeros(self, shape, dtype):
@@ -125,8 +124,7 @@ class CudaBackend(BatchNormPrimitives, FusedPrimitives, Backend):
         if op not in self._unary:
             self._unary[op] = elementwise.unary_kernel(elementwise.UNARY[op])
         out = self.empty(a.shape, dtype)
-        if a.size:
-            launch(self._unary[op], a.size)(flat(a), flat(out))
+        launch(self._unary[op], a.size)(flat(a), flat(out))
         return out
 
     def zip(self, op, a, b):
@@ -135,21 +133,19 @@ class CudaBackend(BatchNormPrimitives, FusedPrimitives, Backend):
         shape = tuple(np.broadcast_shapes(a.shape, b.shape))
         dtype = np.bool_ if op in elementwise.COMPARISONS else np.result_type(a.dtype, b.dtype)
         out = self.empty(shape, dtype)
-        if out.size:
-            kernel_shape = shape or (1,)
-            launch(self._binary[op], out.size)(
-                flat(a), layout.broadcast_strides(a.shape, kernel_shape),
-                flat(b), layout.broadcast_strides(b.shape, kernel_shape), flat(out), kernel_shape)
+        kernel_shape = shape or (1,)
+        launch(self._binary[op], out.size)(
+            flat(a), layout.broadcast_strides(a.shape, kernel_shape),
+            flat(b), layout.broadcast_strides(b.shape, kernel_shape), flat(out), kernel_shape)
         return out
 
     def where(self, cond, a, b):
         out = self.empty(np.broadcast_shapes(cond.shape, a.shape, b.shape), np.result_type(a.dtype, b.dtype))
         shape = tuple(out.shape) or (1,)
-        if out.size:
-            launch(elementwise.where_kernel, out.size)(
-                flat(cond), layout.broadcast_strides(cond.shape, shape), flat(a),
-                layout.broadcast_strides(a.shape, shape), flat(b), layout.broadcast_strides(b.shape, shape),
-                flat(out), shape)
+        launch(elementwise.where_kernel, out.size)(
+            flat(cond), layout.broadcast_strides(cond.shape, shape), flat(a),
+            layout.broadcast_strides(a.shape, shape), flat(b), layout.broadcast_strides(b.shape, shape),
+            flat(out), shape)
         return out
 
     # -- reduction ------------------------------------------------------------------------
@@ -199,9 +195,8 @@ class CudaBackend(BatchNormPrimitives, FusedPrimitives, Backend):
 
     def _gather(self, a, offset, shape, strides):
         out = self.empty(shape, a.dtype)
-        if out.size:
-            launch(elementwise.gather_kernel, out.size)(flat(a), offset, tuple(strides) or (0,), flat(out),
-                                                        tuple(shape) or (1,))
+        launch(elementwise.gather_kernel, out.size)(flat(a), offset, tuple(strides) or (0,), flat(out),
+                                                    tuple(shape) or (1,))
         return out
 
     def transpose(self, a, axes):
@@ -230,14 +225,12 @@ class CudaBackend(BatchNormPrimitives, FusedPrimitives, Backend):
             return self._gather(a, offset, shape, strides)
         positions = self._positions(tuple(a.shape), index)
         out = self.empty(positions.shape, a.dtype)
-        if out.size:
-            launch(elementwise.take_kernel, out.size)(flat(a), flat(positions), flat(out))
+        launch(elementwise.take_kernel, out.size)(flat(a), flat(positions), flat(out))
         return out
 
     def _scatter(self, src, out, offset, strides):
-        if src.size:
-            launch(elementwise.scatter_kernel, src.size)(flat(src), flat(out), offset, tuple(strides) or (0,),
-                                                         tuple(src.shape) or (1,))
+        launch(elementwise.scatter_kernel, src.size)(flat(src), flat(out), offset, tuple(strides) or (0,),
+                                                     tuple(src.shape) or (1,))
         return out
 
     def index_add(self, shape, index, values):
@@ -248,8 +241,7 @@ class CudaBackend(BatchNormPrimitives, FusedPrimitives, Backend):
             return self._scatter(self.broadcast_to(values, view_shape), out, offset, strides)
         positions = self._positions(tuple(shape), index)
         values = self.broadcast_to(values, tuple(positions.shape))
-        if values.size:
-            launch(elementwise.put_add_kernel, values.size)(flat(values), flat(positions), flat(out))
+        launch(elementwise.put_add_kernel, values.size)(flat(values), flat(positions), flat(out))
         return out
 
     def pad(self, a, widths, value):
