@@ -44,8 +44,7 @@ def pytest_collection_modifyitems(items):
     ``backend`` fixture."""
     for item in items:
         params = item.callspec.params if getattr(item, "callspec", None) is not None else {}
-        through_fixture = "cuda" in (params.get("backend"), params.get("fast_backend"))
-        if through_fixture or item.path.name in CUDA_MODULES:
+        if params.get("backend") == "cuda" or item.path.name in CUDA_MODULES:
             item.add_marker(pytest.mark.cuda)
 
 

@@ -29,43 +29,38 @@ def t(array, grad=False):
     return anp.tensor(np.asarray(array, np.float64), requires_grad=grad)
 
 
-def grad_tensor(a):
-    """``a`` as a Tensor of its own dtype that requires a gradient."""
-    return anp.tensor(a, requires_grad=True)
-
-
 def torch_or_skip():
     """PyTorch, the oracle; the test skips where it is not installed."""
     return pytest.importorskip("torch")
 
 
-def check(fn, np_fn, arrays, requires_grad=None):
+def check(fn, np_fn, arrays):
     """fn on tensors equals np_fn on arrays, and fn passes gradcheck."""
-    requires_grad = requires_grad or [True] * len(arrays)
-    tensors = [anp.tensor(a, requires_grad=r) for a, r in zip(arrays, requires_grad)]
+    tensors = [t(a, grad=True) for a in arrays]
     np.testing.assert_allclose(fn(*tensors).numpy(), np_fn(*arrays), rtol=1e-12, atol=1e-12)
     assert anp.gradcheck(fn, tensors)
 
 
 def input_gradient(op, x, upstream):
     """d sum(op(x) * upstream) / dx: the op's backward, fed ``upstream``."""
-    x_t = grad_tensor(x)
+    x_t = t(x, grad=True)
     (op(x_t) * anp.tensor(upstream)).sum().backward()
     return x_t.grad.numpy()
 
 
-def assert_matches_torch(x, cases):
+def assert_matches_torch(x, cases, rtol=1e-10, atol=1e-12):
     """For each ``name: (ours, theirs)`` of ``cases``, ours(x) equals theirs(x), torch's op, in
-    float64: the forward, and the gradient of the output's projection on a random array."""
+    float64 to within ``rtol`` and ``atol``: the forward, and the gradient of the output's
+    projection on a random array."""
     torch = torch_or_skip()
     for name, (ours, theirs) in cases.items():
-        xa, xt = grad_tensor(x), torch.tensor(x, requires_grad=True)
+        xa, xt = t(x, grad=True), torch.tensor(x, requires_grad=True)
         ya, yt = ours(xa), theirs(xt)
-        np.testing.assert_allclose(ya.numpy(), yt.detach().numpy(), rtol=1e-10, atol=1e-12, err_msg=name)
+        np.testing.assert_allclose(ya.numpy(), yt.detach().numpy(), rtol=rtol, atol=atol, err_msg=name)
         projection = np.random.default_rng(1).standard_normal(ya.shape)
         (ya * anp.tensor(projection)).sum().backward()
         (yt * torch.tensor(projection)).sum().backward()
-        np.testing.assert_allclose(xa.grad.numpy(), xt.grad.numpy(), rtol=1e-10, atol=1e-12, err_msg=name)
+        np.testing.assert_allclose(xa.grad.numpy(), xt.grad.numpy(), rtol=rtol, atol=atol, err_msg=name)
 
 
 def tiny_train_config(tmp_path, **overrides):

@@ -44,6 +44,12 @@ def training(tiny_deeplab):
     return model, schedule, step
 
 
+def assert_same_state(graphed, eager):
+    """Two state_dicts equal bit for bit, entry by entry, each mismatch named."""
+    for name, value in eager.items():
+        np.testing.assert_array_equal(graphed[name], value, err_msg=name)
+
+
 def test_replayed_steps_equal_eager_steps_bit_for_bit(tiny_deeplab):
     """Four steps on new batches each, the rate falling every step, batch norm's running statistics
     moving: eager and graphed (the warm-up, the capture, two replays) end with the same bits."""
@@ -60,8 +66,7 @@ def test_replayed_steps_equal_eager_steps_bit_for_bit(tiny_deeplab):
             results[graphed] = losses, model.state_dict()
     assert results[True][0] == results[False][0]
     assert len(set(results[True][0])) == 4                          # each step saw its own batch
-    for name, value in results[False][1].items():
-        np.testing.assert_array_equal(results[True][1][name], value, err_msg=name)
+    assert_same_state(results[True][1], results[False][1])
 
 
 def test_a_replay_is_one_launch_and_copies_only_its_inputs(tiny_deeplab):
@@ -257,8 +262,7 @@ def test_a_first_call_that_raises_is_followed_by_an_eager_call_not_a_capture(tin
                 step(images, labels)
                 schedule.step()
             results[graphed] = model.state_dict()
-    for name, value in results[False].items():
-        np.testing.assert_array_equal(results[True][name], value, err_msg=name)
+    assert_same_state(results[True], results[False])
 
 
 def test_a_capture_with_a_parameter_that_has_no_momentum_buffer_is_refused(tiny_deeplab):
@@ -307,8 +311,7 @@ def test_a_state_dict_loaded_after_capture_is_what_replays_train(tiny_deeplab):
                                        for i, p in enumerate(optimizer.params)} | {"lr": [0.05]})
             results[graphed] = step(*data[3]).item(), model.state_dict()
     assert results[True][0] == results[False][0]
-    for name, value in results[False][1].items():
-        np.testing.assert_array_equal(results[True][1][name], value, err_msg=name)
+    assert_same_state(results[True][1], results[False][1])
 
 
 def test_a_graph_keeps_the_constants_it_reads_when_their_cache_drops_them(tiny_deeplab):
@@ -332,8 +335,7 @@ def test_a_graph_keeps_the_constants_it_reads_when_their_cache_drops_them(tiny_d
             results[graphed] = losses, model.state_dict()
             del taken
     assert results[True][0] == results[False][0] and np.isfinite(results[True][0]).all()
-    for name, value in results[False][1].items():
-        np.testing.assert_array_equal(results[True][1][name], value, err_msg=name)
+    assert_same_state(results[True][1], results[False][1])
 
 
 def test_a_replay_copies_its_inputs_asynchronously_from_pinned_buffers(tiny_deeplab):

@@ -12,8 +12,8 @@ import atrousnp.functional as F
 from atrousnp.backends.numpy import NumpyBackend
 from atrousnp.backends.primitives import conv_out_hw
 from atrousnp.optim.sgd import sgd_update
+from helpers import seeds
 
-seeds = st.integers(0, 2**32 - 1)
 dtypes = st.sampled_from([np.float32, np.float64])
 shapes = st.tuples(st.integers(1, 3), st.integers(1, 4), st.integers(1, 5), st.integers(1, 5))
 
@@ -22,11 +22,8 @@ def tolerance(dtype):
     return dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
 
 
-@pytest.fixture(params=["numba", "cuda"])
-def fast_backend(request):
-    """The backends whose fused ops are held to the NumPy backend's definitions."""
-    with anp.use_backend(request.param):
-        yield request.param
+# The backends whose fused ops are held to the NumPy backend's definitions.
+fast_backends = pytest.mark.parametrize("backend", ["numba", "cuda"], indirect=True)
 
 
 DEFINITION = NumpyBackend()
@@ -47,8 +44,9 @@ def upload(*arrays):
     return [None if a is None else be.asarray(np.array(a)) for a in arrays]
 
 
+@fast_backends
 @given(shape=shapes, dtype=dtypes, residual=st.booleans(), relu=st.booleans(), affine=st.booleans(), seed=seeds)
-def test_batch_norm_forward(fast_backend, shape, dtype, residual, relu, affine, seed):
+def test_batch_norm_forward(backend, shape, dtype, residual, relu, affine, seed):
     rng = np.random.default_rng(seed)
     c = shape[1]
     x, mean, var = rng.standard_normal(shape), rng.standard_normal(c), rng.uniform(0.2, 3, c)
@@ -61,16 +59,18 @@ def test_batch_norm_forward(fast_backend, shape, dtype, residual, relu, affine, 
     assert fused.dtype == dtype and fused.shape == shape
 
 
+@fast_backends
 @given(shape=shapes, dtype=dtypes, seed=seeds)
-def test_relu_backward(fast_backend, shape, dtype, seed):
+def test_relu_backward(backend, shape, dtype, seed):
     rng = np.random.default_rng(seed)
     grad, out = rng.standard_normal(shape).astype(dtype), np.maximum(rng.standard_normal(shape), 0).astype(dtype)
     fused, definition = fused_and_definition("relu_backward", *upload(grad, out))
     np.testing.assert_array_equal(fused, definition)
 
 
+@fast_backends
 @given(shape=shapes, dtype=dtypes, training=st.booleans(), affine=st.booleans(), relu=st.booleans(), seed=seeds)
-def test_batch_norm_backward(fast_backend, shape, dtype, training, affine, relu, seed):
+def test_batch_norm_backward(backend, shape, dtype, training, affine, relu, seed):
     rng = np.random.default_rng(seed)
     c = shape[1]
     grad, x = rng.standard_normal(shape), rng.standard_normal(shape) * 2 + 1
@@ -84,8 +84,9 @@ def test_batch_norm_backward(fast_backend, shape, dtype, training, affine, relu,
         np.testing.assert_allclose(got, expected, **tolerance(dtype))
 
 
+@fast_backends
 @given(c=st.integers(1, 5), dtype=dtypes, momentum=st.floats(0, 1), count=st.integers(2, 50), seed=seeds)
-def test_update_running_stats(fast_backend, c, dtype, momentum, count, seed):
+def test_update_running_stats(backend, c, dtype, momentum, count, seed):
     rng = np.random.default_rng(seed)
     arrays = [rng.uniform(0.1, 2, c).astype(dtype) for _ in range(4)]
     fused, definition = fused_and_definition("update_running_stats", *upload(*arrays[:2]), *upload(*arrays[2:]),
@@ -94,10 +95,11 @@ def test_update_running_stats(fast_backend, c, dtype, momentum, count, seed):
         np.testing.assert_allclose(got, expected, **tolerance(dtype))
 
 
+@fast_backends
 @given(n=st.integers(1, 2), groups=st.integers(1, 2), c_per_group=st.integers(1, 3), k_per_group=st.integers(1, 3),
        kernel=st.sampled_from([(1, 1), (3, 3), (2, 3)]), stride=st.integers(1, 2), padding=st.integers(0, 2),
        dilation=st.integers(1, 2), hw=st.integers(3, 7), dtype=dtypes, seed=seeds)
-def test_conv2d_forward_and_backward(fast_backend, n, groups, c_per_group, k_per_group, kernel, stride, padding,
+def test_conv2d_forward_and_backward(backend, n, groups, c_per_group, k_per_group, kernel, stride, padding,
                                      dilation, hw, dtype, seed):
     rng = np.random.default_rng(seed)
     c, k = groups * c_per_group, groups * k_per_group
@@ -115,9 +117,10 @@ def test_conv2d_forward_and_backward(fast_backend, n, groups, c_per_group, k_per
         np.testing.assert_allclose(got, expected, **tolerance(dtype))
 
 
+@fast_backends
 @given(n=st.integers(1, 3), c=st.integers(1, 5), length=st.integers(1, 7), dtype=dtypes,
        weighted=st.booleans(), ignore=st.sampled_from([255, 0, -100]), seed=seeds)
-def test_softmax_cross_entropy_and_its_backward(fast_backend, n, c, length, dtype, weighted, ignore, seed):
+def test_softmax_cross_entropy_and_its_backward(backend, n, c, length, dtype, weighted, ignore, seed):
     rng = np.random.default_rng(seed)
     logits = (rng.standard_normal((n, c, length)) * 3).astype(dtype)
     target = rng.integers(0, c, (n, length))
@@ -134,10 +137,11 @@ def test_softmax_cross_entropy_and_its_backward(fast_backend, n, c, length, dtyp
     np.testing.assert_allclose(fused, definition, **tolerance(dtype))
 
 
+@fast_backends
 @given(sizes=st.lists(st.integers(1, 20), min_size=1, max_size=4), dtype=dtypes,
        momentum=st.sampled_from([0.0, 0.9]), weight_decay=st.sampled_from([0.0, 1e-2]),
        nesterov=st.booleans(), steps=st.integers(1, 3), seed=seeds)
-def test_sgd_step_over_several_steps(fast_backend, sizes, dtype, momentum, weight_decay, nesterov, steps, seed):
+def test_sgd_step_over_several_steps(backend, sizes, dtype, momentum, weight_decay, nesterov, steps, seed):
     """The fused update and the rule (optim.sgd.sgd_update), each from the same start and with the
     same gradients, several steps on. A backend that updates in place must leave the gradients
     alone, since the first buffer copies one."""

@@ -6,6 +6,7 @@ import pytest
 import atrousnp as anp
 import atrousnp.functional as F
 from atrousnp import nn, optim
+from helpers import torch_or_skip
 
 
 class TinyNet(nn.Module):
@@ -89,7 +90,7 @@ def test_sgd_skips_frozen_parameters(backend):
 
 @pytest.mark.parametrize("nesterov", [False, True])
 def test_sgd_matches_torch_for_ten_steps(backend, nesterov):
-    torch = pytest.importorskip("torch")
+    torch = torch_or_skip()
     rng = np.random.default_rng(0)
     w0, x, target = rng.standard_normal((3, 4)), rng.standard_normal((5, 4)), rng.standard_normal((5, 3))
     w = nn.Parameter(w0)

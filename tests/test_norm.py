@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 import atrousnp as anp
 import atrousnp.functional as F
 from atrousnp.reference import layers as ref
-from helpers import assert_matches_torch, grad_tensor, seeds, t, torch_or_skip
+from helpers import assert_matches_torch, seeds, t, torch_or_skip
 
 RNG = np.random.default_rng(0)
 
@@ -21,14 +21,14 @@ def test_batch_norm_training_equals_the_loop_definition(backend, n, c, hw, seed)
     x, weight, bias = rng.standard_normal((n, c, hw, hw)), rng.standard_normal(c), rng.standard_normal(c)
     y = F.batch_norm(anp.tensor(x), None, None, anp.tensor(weight), anp.tensor(bias), training=True)
     np.testing.assert_allclose(y.numpy(), ref.batch_norm_train(x, weight, bias, 1e-5), rtol=1e-9, atol=1e-9)
-    x_t = grad_tensor(x)
-    w_t, b_t = grad_tensor(weight), grad_tensor(bias)
+    x_t = t(x, grad=True)
+    w_t, b_t = t(weight, grad=True), t(bias, grad=True)
     upstream = rng.standard_normal(x.shape)
     (F.batch_norm(x_t, None, None, w_t, b_t, training=True) * anp.tensor(upstream)).sum().backward()
     for got, expected in zip((x_t.grad, w_t.grad, b_t.grad), ref.batch_norm_train_backward(x, weight, upstream, 1e-5)):
         np.testing.assert_allclose(got.numpy(), expected, rtol=1e-8, atol=1e-9)
     assert anp.gradcheck(lambda *t: F.batch_norm(t[0], None, None, t[1], t[2], training=True),
-                         [grad_tensor(x), grad_tensor(weight), grad_tensor(bias)])
+                         [t(x, grad=True), t(weight, grad=True), t(bias, grad=True)])
 
 
 def test_batch_norm_running_statistics_and_eval(backend):
@@ -43,7 +43,7 @@ def test_batch_norm_running_statistics_and_eval(backend):
     y = F.batch_norm(anp.tensor(x), mean, var, anp.tensor(weight), None, training=False)
     expected = (x - mean.numpy()[None, :, None, None]) / np.sqrt(var.numpy()[None, :, None, None] + 1e-5)
     np.testing.assert_allclose(y.numpy(), expected * weight[None, :, None, None], rtol=1e-12)
-    assert anp.gradcheck(lambda t: F.batch_norm(t, mean, var, training=False), [grad_tensor(x)])
+    assert anp.gradcheck(lambda t: F.batch_norm(t, mean, var, training=False), [t(x, grad=True)])
 
 
 @pytest.mark.parametrize("shape", [(6, 3), (4, 3, 5)])

@@ -9,6 +9,7 @@ import atrousnp as anp
 import atrousnp.functional as F
 from atrousnp import nn, optim
 from atrousnp.reference.optim import adam_step, sgd_step
+from helpers import torch_or_skip
 
 
 def test_manual_seed_makes_randn_and_initialisation_reproducible():
@@ -83,7 +84,7 @@ def test_sgd_equals_the_loop_definition(backend):
 
 @pytest.mark.parametrize("name", ["Adam", "AdamW"])
 def test_adam_matches_pytorch_and_its_state_round_trips(name):
-    torch = pytest.importorskip("torch")
+    torch = torch_or_skip()
     rng = np.random.default_rng(2)
     value = rng.standard_normal((4, 3))
     ours, theirs = nn.Parameter(value.copy()), torch.tensor(value.copy(), requires_grad=True)

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 import atrousnp as anp
 import atrousnp.functional as F
 from atrousnp.reference import layers as ref
-from helpers import assert_matches_torch, grad_tensor, input_gradient, seeds, t, torch_or_skip
+from helpers import assert_matches_torch, input_gradient, seeds, t, torch_or_skip
 
 RNG = np.random.default_rng(0)
 
@@ -23,7 +23,7 @@ def test_bilinear_equals_the_loop_definition(backend, h, w, out_h, out_w, align_
     np.testing.assert_allclose(input_gradient(lambda t: F.interpolate(t, (out_h, out_w), align_corners=align_corners),
                                               x, upstream),
                                ref.bilinear_backward(upstream, h, w, align_corners), rtol=1e-12, atol=1e-12)
-    assert anp.gradcheck(lambda t: F.interpolate(t, (out_h, out_w), align_corners=align_corners), [grad_tensor(x)])
+    assert anp.gradcheck(lambda t: F.interpolate(t, (out_h, out_w), align_corners=align_corners), [t(x, grad=True)])
 
 
 def test_against_torch(backend):
@@ -73,11 +73,13 @@ def test_interpolate_by_scale_factor(backend, scale, recompute):
 def test_interpolate_by_scale_factor_matches_torch():
     torch = torch_or_skip()
     x = RNG.standard_normal((1, 2, 7, 6))
-    for scale, recompute in [(1.5, None), (0.6, None), (2.3, True), (2.3, False), ((2.0, 0.5), None)]:
-        y = F.interpolate(t(x), scale_factor=scale, recompute_scale_factor=recompute)
-        z = torch.nn.functional.interpolate(torch.tensor(x), scale_factor=scale, mode="bilinear",
-                                            align_corners=False, recompute_scale_factor=recompute)
-        np.testing.assert_allclose(y.numpy(), z.numpy(), rtol=1e-12, atol=1e-14)
+    assert_matches_torch(x, {
+        f"scale {scale}, recompute {recompute}": (
+            lambda a, s=scale, r=recompute: F.interpolate(a, scale_factor=s, recompute_scale_factor=r),
+            lambda a, s=scale, r=recompute: torch.nn.functional.interpolate(
+                a, scale_factor=s, mode="bilinear", align_corners=False, recompute_scale_factor=r))
+        for scale, recompute in [(1.5, None), (0.6, None), (2.3, True), (2.3, False), ((2.0, 0.5), None)]},
+        rtol=1e-12, atol=1e-14)
 
 
 # -- bad input ------------------------------------------------------------------------------------
