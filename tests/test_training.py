@@ -6,8 +6,15 @@ import numpy as np
 import pytest
 
 import atrousnp as anp
-from atrousnp.train import loop, strategies, train
+from atrousnp.train import TrainConfig, loop, resolve, strategies, train
 from helpers import tiny_train_config
+
+
+def test_the_learning_rate_defaults_to_the_papers_when_fine_tuning_and_to_0_02_from_scratch():
+    """Decided in resolve(), so that the library and the command line agree."""
+    assert resolve(TrainConfig()).lr == 0.02
+    assert resolve(TrainConfig(backbone_weights="resnet50.pth")).lr == 0.007   # §4.1
+    assert resolve(TrainConfig(backbone_weights="resnet50.pth", lr=0.01)).lr == 0.01
 
 
 def test_a_short_run_lowers_the_loss_and_writes_its_outputs(tmp_path):

@@ -19,9 +19,8 @@ from .. import parallel
 from ..backends import backend_names
 from ..data import read_class_names
 from ..train import BACKBONES, DivergenceError, FolderInUseError, SettingsError, TrainConfig, train
+from ..train.config import PRETRAINED_LR, SCRATCH_LR
 from . import ArgumentParser, HelpFormatter, ints, scales
-
-PRETRAINED_LR = 0.007  # the paper's initial rate when fine-tuning from ImageNet (§4)
 
 
 def parse_args(argv=None):
@@ -62,7 +61,7 @@ def parse_args(argv=None):
     opt.add_argument("--crop-size", type=int, default=d.crop_size, help="the square crop each image is cut to")
     opt.add_argument("--batch-size", type=int, default=d.batch_size, help="images per step (the global batch)")
     opt.add_argument("--iterations", type=int, default=d.iterations, help="SGD steps")
-    opt.add_argument("--lr", type=float, help=f"initial learning rate of the poly schedule (default {d.lr}; "
+    opt.add_argument("--lr", type=float, help=f"initial learning rate of the poly schedule (default {SCRATCH_LR}; "
                                               f"{PRETRAINED_LR}, the paper's, with --backbone-weights)")
     opt.add_argument("--momentum", type=float, default=d.momentum, help="SGD's momentum")
     opt.add_argument("--weight-decay", type=float, default=d.weight_decay, help="SGD's weight decay")
@@ -97,8 +96,6 @@ def parse_args(argv=None):
             args.class_names = read_class_names(args.class_names)
         except ValueError as error:
             p.error(f"--class-names: {error}")
-    if args.lr is None and args.backbone_weights is not None:
-        args.lr = PRETRAINED_LR
     return TrainConfig(**{k: v for k, v in vars(args).items() if v is not None})
 
 

@@ -49,7 +49,7 @@ class TrainConfig:
     crop_size: int = 96
     batch_size: int = 8
     iterations: int = 1500
-    lr: float = 0.02
+    lr: float = None                # None: 0.02, or the paper's 0.007 with backbone_weights
     momentum: float = 0.9
     weight_decay: float = 1e-4
     eval_scales: tuple = (1.0,)
@@ -68,18 +68,24 @@ class TrainConfig:
     dtype: str = "float32"          # the model's and the images' floating-point type
 
 
+SCRATCH_LR = 0.02      # the initial rate from random weights
+PRETRAINED_LR = 0.007  # the paper's initial rate when fine-tuning from ImageNet (§4.1)
+
+
 def resolve(config):
     """``config`` with what it leaves to be decided filled in: the classes (the given names, or
     the data's: the synthetic set's six, a VOC folder's classes.txt, else VOC's 21; or the class
-    numbers when only num_classes is given) and ASPP's rates (the paper's scaled to the training
-    crop's feature map at output stride 16)."""
+    numbers when only num_classes is given), ASPP's rates (the paper's scaled to the training
+    crop's feature map at output stride 16) and the learning rate."""
     names = config.class_names
     if names is None and config.num_classes is None:
         names = SYNTHETIC_NAMES if config.voc_root is None else dataset_class_names(config.voc_root)
     elif names is None:
         names = VOC_CLASSES if config.num_classes == len(VOC_CLASSES) else tuple(map(str, range(config.num_classes)))
     rates = config.aspp_rates or scaled_rates((6, 12, 18), feature_map_size(config.crop_size, 16))
-    return dataclasses.replace(config, class_names=tuple(names), num_classes=len(names), aspp_rates=tuple(rates))
+    lr = config.lr if config.lr is not None else PRETRAINED_LR if config.backbone_weights else SCRATCH_LR
+    return dataclasses.replace(config, class_names=tuple(names), num_classes=len(names), aspp_rates=tuple(rates),
+                               lr=lr)
 
 
 def plain(config):
@@ -122,6 +128,8 @@ def _check_each_setting(config):
     check_scales(config.eval_scales, "eval_scales")
     for name in ("lr", "backbone_lr_scale", "momentum", "weight_decay"):
         value = getattr(config, name)
+        if name == "lr" and value is None:
+            continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
             raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     if config.backbone not in BACKBONES:
