@@ -10,7 +10,7 @@ from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from .analysis import VALID_TAP_COUNTS, valid_tap_shares
+from .analysis import VALID_TAP_COUNTS, feature_map_size, scaled_rates, valid_tap_shares
 from .data.palette import IGNORE_INDEX
 from .metrics import confusion_matrix, mean_iou
 
@@ -105,8 +105,10 @@ def save_segmentation(path, image, prediction, names):
 
 
 # (map size, the rates used on it): the paper's ASPP at output stride 8 (65x65 from 513-pixel crops)
-# and 16 (33x33), and the miniature's rates on the 6x6 map of a 96-pixel crop at output stride 16.
-FIGURE4_PANELS = ((65, (12, 24, 36)), (33, (6, 12, 18)), (6, (1, 2, 3)))
+# and 16 (33x33), and the miniature's rates, scaled as training scales them, on the 6x6 map of a
+# 96-pixel crop at output stride 16.
+FIGURE4_PANELS = ((65, (12, 24, 36)), (33, (6, 12, 18)),
+                  (feature_map_size(96, 16), scaled_rates((6, 12, 18), feature_map_size(96, 16))))
 
 
 def save_valid_taps(path, panels=FIGURE4_PANELS):

@@ -63,6 +63,14 @@ def _batch_classes_pixels(logits):
     return logits.shape[0], logits.shape[1], int(np.prod(logits.shape[2:], dtype=np.int64))
 
 
+def check_loss_settings(op, reduction, label_smoothing):
+    """Refuse a reduction other than mean, sum or none, or a label smoothing outside [0, 1]."""
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"{op}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    if not 0 <= label_smoothing <= 1:
+        raise ValueError(f"{op}: label_smoothing must be in [0, 1], got {label_smoothing!r}")
+
+
 def cross_entropy(logits: Tensor, target, ignore_index: int = 255, weight=None, reduction: str = "mean",
                   label_smoothing: float = 0.0) -> Tensor:
     """-log p[target] per pixel, reduced as PyTorch's cross_entropy, with p = softmax over axis 1.
@@ -86,10 +94,7 @@ def cross_entropy(logits: Tensor, target, ignore_index: int = 255, weight=None, 
     GPU a training step with NumPy labels never waits for a download.
     """
     check_floating("cross_entropy", logits=logits)
-    if reduction not in ("mean", "sum", "none"):
-        raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
-    if not 0 <= label_smoothing <= 1:
-        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing!r}")
+    check_loss_settings("cross_entropy", reduction, label_smoothing)
     if logits.ndim < 2:
         raise ValueError(f"cross_entropy: logits must be (N, C, ...), got shape {logits.shape}")
     n, c = logits.shape[:2]

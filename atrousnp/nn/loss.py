@@ -1,6 +1,7 @@
 """Losses as layers, for code written the PyTorch way: ``criterion = nn.CrossEntropyLoss()``."""
 
 from .. import functional as F
+from ..functional.loss import check_loss_settings
 from .module import Module
 
 
@@ -12,10 +13,7 @@ class CrossEntropyLoss(Module):
 
     def __init__(self, weight=None, ignore_index=255, reduction="mean", label_smoothing=0.0):
         super().__init__()
-        if reduction not in ("mean", "sum", "none"):
-            raise ValueError(f"CrossEntropyLoss: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
-        if not 0 <= label_smoothing <= 1:
-            raise ValueError(f"CrossEntropyLoss: label_smoothing must be in [0, 1], got {label_smoothing!r}")
+        check_loss_settings("CrossEntropyLoss", reduction, label_smoothing)
         self.weight, self.ignore_index = weight, ignore_index
         self.reduction, self.label_smoothing = reduction, label_smoothing
 
