@@ -214,7 +214,9 @@ def test_bias_of_the_wrong_shape(backend):
 def test_numba_takes_the_fast_path_for_each_deeplabv3_conv():
     """The shapes of DeepLabv3-ResNet-50 at output stride 16 on 321x321 images: ASPP's dilated
     convs go tap by tap (66%, 38% and 18% of their im2col is image), a bottleneck's 3x3 conv
-    through Winograd, a dilated 3x3 of layer4 (88% image) through im2col, a 1x1 conv directly."""
+    through Winograd, a dilated 3x3 of layer4 (88% image, but on rows too short for im2col's
+    copies) tap by tap too, a 1x1 conv directly; at output stride 8 layer4's map is 65x65 and
+    its 3x3 convs go in im2col blocks."""
     from atrousnp.backends.numba import conv_paths
 
     def path(x_shape, w_shape, rate=1):
@@ -225,5 +227,6 @@ def test_numba_takes_the_fast_path_for_each_deeplabv3_conv():
     for rate in (6, 12, 18):
         assert path((2, 2048, 21, 21), (256, 2048, 3, 3), rate) == "by_tap"
     assert path((2, 256, 21, 21), (256, 256, 3, 3)) == "winograd"
-    assert path((2, 512, 21, 21), (512, 512, 3, 3), 2) == "blocks"
+    assert path((2, 512, 21, 21), (512, 512, 3, 3), 2) == "by_tap"
+    assert path((1, 512, 65, 65), (512, 512, 3, 3), 4) == "blocks"         # output stride 8 on 513x513
     assert path((2, 256, 21, 21), (1024, 256, 1, 1)) == "pointwise"

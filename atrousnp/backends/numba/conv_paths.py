@@ -2,14 +2,16 @@
 
 * **pointwise**: a 1x1 kernel (of one group) multiplies each image's pixels as they lie,
   y[n] = W @ x[n]: no transposed copy of x.
-* **by tap**: a dilated kernel on a small map, whose taps read mostly padding (less than
-  ``SPARSE_TAPS_BELOW`` of its im2col is the image), is computed one tap at a time,
-  y[:, :, window] += W[:, :, i, j] @ x[:, :, window shifted by the tap], each window cropped to
-  the outputs whose tap (i, j) reads the image. On a 21x21 map (output stride 16 on a 321x321
+* **by tap**: a dilated kernel whose taps read mostly padding (less than ``SPARSE_TAPS_BELOW``
+  of its im2col is the image) is computed one tap at a time,
+  y[window] += x[window shifted by the tap] @ W[:, :, i, j]^T, each window cropped to the
+  outputs whose tap (i, j) reads the image. On a 21x21 map (output stride 16 on a 321x321
   image) ASPP at rates 6 / 12 / 18 then does 66% / 38% / 18% of the dense products: the paper's
-  Figure 4 is this effect. Each tap's GEMM keeps all C input channels as its inner dimension,
-  so it runs near OpenBLAS's peak where it is wide enough; on dense kernels the nine narrower
-  GEMMs and the gathers lose to one GEMM, hence the threshold.
+  Figure 4 is this effect. The arrays are turned channels-last, (N, H, W, C), for it: a window
+  is then a copy of whole pixels, C numbers side by side, where in (N, C, H, W) it is C times
+  rows short row copies (a 2048-channel window of 15x15 pixels: 30,720 copies of 15 numbers);
+  each tap's GEMM keeps all C input channels as its inner dimension, so it runs near OpenBLAS's
+  peak. On dense kernels the nine narrower GEMMs lose to one, hence the threshold.
 * **winograd**: a 3x3, stride-1, undilated kernel (ResNet's bottlenecks) is Winograd's
   F(2x2, 3x3) (``winograd.py``): 16 GEMMs with 4/9 of the multiply-adds, on transformed tiles
   4x the input where im2col's columns are 9x it. Its input gradient is the same kind of conv.
@@ -41,9 +43,15 @@ def cols_blocks(x_shape, taps, area, itemsize):
     return [(b, c0, min(c, c0 + step)) for b in range(n) for c0 in range(0, c, step)]
 
 
-# A conv whose im2col is less than this share image (the rest padding) goes tap by tap: the
-# measured crossover on ASPP's and layer4's convs (by tap won at shares 0.37-0.66, lost at 0.76-0.88).
-SPARSE_TAPS_BELOW = 0.7
+# A conv whose im2col is less than this share image (the rest padding) goes tap by tap. Measured
+# on layer4's and ASPP's convs (forward + backward): by tap won at shares up to 0.70 on 41x41 and
+# 65x65 maps, tied at 0.77-0.84 and lost at 0.87-0.94.
+SPARSE_TAPS_BELOW = 0.75
+# On output rows shorter than SHORT_ROWS the threshold is this much higher: im2col there copies
+# rows of a few numbers each, while a channels-last window copies whole pixels of C numbers, and
+# by tap won at shares 0.76 and 0.88 on 21x21 maps (layer4 at rates 4 and 2, output stride 16).
+SHORT_ROWS = 32
+SHORT_ROWS_FACTOR = 1.2
 
 
 def tap_windows(in_hw, kernel, stride, padding, dilation, out_hw):
@@ -70,18 +78,27 @@ def weight_taps(weight):
     return out
 
 
-def window(a, corner, size, stride):
-    """a[:, :, top::sh, left::sw] cropped to size = (rows, cols), as (C, N*rows*cols): the im2col
-    of a 1x1 kernel whose padding is minus the corner, i.e. a crop."""
-    n, c = a.shape[:2]
-    cols = np.empty((c, n * size[0] * size[1]), a.dtype)
-    kernels.im2col(np.ascontiguousarray(a), cols, 1, 1, *stride, -corner[0], -corner[1], 1, 1, *size)
-    return cols
+def channels_last(a):
+    """(N, C, H, W) as a contiguous (N, H, W, C): each pixel's channels side by side."""
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1))
 
 
-def add_window(cols, a, corner, size, stride):
-    """a[:, :, window] += cols, in place: the adjoint of window (col2im adds into a)."""
-    kernels.col2im(np.ascontiguousarray(cols), a, 1, 1, *stride, -corner[0], -corner[1], 1, 1, *size)
+def channels_first(a):
+    """(N, H, W, C) back to a contiguous (N, C, H, W)."""
+    return np.ascontiguousarray(a.transpose(0, 3, 1, 2))
+
+
+def window(a_last, corner, size, stride):
+    """The pixels corner + (r*sh, q*sw), r < rows, q < cols, of a channels-last (N, H, W, C):
+    a (N, rows, cols, C) view."""
+    (top, left), (rows, cols) = corner, size
+    return a_last[:, top:top + (rows - 1) * stride[0] + 1:stride[0], left:left + (cols - 1) * stride[1] + 1:stride[1]]
+
+
+def window_matrix(a_last, corner, size, stride):
+    """window() as a (N*rows*cols, C) matrix: a copy of whole pixels, C contiguous numbers each
+    (a view when the window is whole rows of the map)."""
+    return window(a_last, corner, size, stride).reshape(-1, a_last.shape[3])
 
 
 def as_ncl(a):
@@ -120,7 +137,8 @@ def choose(x, weight, stride, padding, dilation, groups):
     taps, area = kernel[0] * kernel[1], out_hw[0] * out_hw[1]
     windows = tap_windows(x.shape[2:], kernel, stride, padding, dilation, out_hw)
     image_entries = sum(rows * cols for _, _, (rows, cols), _ in windows)    # of im2col's taps * area
-    if image_entries < SPARSE_TAPS_BELOW * taps * area:
+    threshold = SPARSE_TAPS_BELOW * (SHORT_ROWS_FACTOR if out_hw[1] < SHORT_ROWS else 1)
+    if image_entries < threshold * taps * area:
         return "by_tap", windows
     if kernel == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and max(padding) <= 2:
         return "winograd", None
@@ -156,29 +174,29 @@ def winograd_backward(grad, x, weight, geometry, plan, needs_dx, needs_dweight):
 
 
 def by_tap_forward(x, weight, geometry, windows):
-    """y[:, :, window] += W[:, :, i, j] @ x[:, :, window shifted by the tap], for each tap's window."""
-    stride, x = geometry[1], np.ascontiguousarray(x)       # once, not once per tap's window
-    out = np.zeros((x.shape[0], weight.shape[0]) + conv_out_hw(x.shape, *geometry), x.dtype)
-    w_taps = weight_taps(weight)
+    """y[window] += x[window shifted by the tap] @ W[:, :, i, j]^T for each tap's window, channels last."""
+    n, k, stride = x.shape[0], weight.shape[0], geometry[1]
+    x_last, w_taps = channels_last(x), weight_taps(weight)
+    out = np.zeros((n,) + conv_out_hw(x.shape, *geometry) + (k,), x.dtype)
     for (i, j), out_corner, size, in_corner in windows:
-        add_window(w_taps[i, j] @ window(x, in_corner, size, stride), out, out_corner, size, (1, 1))
-    return out
+        products = window_matrix(x_last, in_corner, size, stride) @ w_taps[i, j].T     # (N*rows*cols, K)
+        window(out, out_corner, size, (1, 1))[...] += products.reshape(n, *size, k)
+    return channels_first(out)
 
 
 def by_tap_backward(grad, x, weight, geometry, windows, needs_dx, needs_dweight):
-    """dW[:, :, i, j] = dy[window] @ x[shifted window]^T, dx[shifted window] += W[:, :, i, j]^T @ dy[window]."""
-    stride = geometry[1]
-    grad, x = np.ascontiguousarray(grad), np.ascontiguousarray(x)   # once, not once per tap
-    w_taps = weight_taps(weight)
+    """dW[:, :, i, j] = dy[window]^T @ x[shifted window], dx[shifted window] += dy[window] @ W[:, :, i, j]."""
+    n, c, stride = x.shape[0], x.shape[1], geometry[1]
+    grad_last, x_last, w_taps = channels_last(grad), channels_last(x), weight_taps(weight)
     dweight = np.zeros(weight.shape, weight.dtype) if needs_dweight else None  # taps reading only padding: 0
-    dx = np.zeros(x.shape, x.dtype) if needs_dx else None
+    dx = np.zeros(x_last.shape, x.dtype) if needs_dx else None
     for (i, j), out_corner, size, in_corner in windows:
-        dy = window(grad, out_corner, size, (1, 1))                    # (K, N*rows*cols)
+        dy = window_matrix(grad_last, out_corner, size, (1, 1))                 # (N*rows*cols, K)
         if needs_dweight:
-            dweight[:, :, i, j] = dy @ window(x, in_corner, size, stride).T
+            dweight[:, :, i, j] = dy.T @ window_matrix(x_last, in_corner, size, stride)
         if needs_dx:
-            add_window(w_taps[i, j].T @ dy, dx, in_corner, size, stride)
-    return dx, dweight
+            window(dx, in_corner, size, stride)[...] += (dy @ w_taps[i, j]).reshape(n, *size, c)
+    return None if dx is None else channels_first(dx), dweight
 
 
 def blocked_forward(x, weight, geometry, blocks):
