@@ -1,11 +1,14 @@
 """Benchmark: DeepLabv3-ResNet-50 at output stride 16, batch 2, 321x321, float32.
 
     python benchmarks/model.py [--backend numba|numpy|cuda] [--repeats 3] [--size 321] [--batch 2]
+                               [--output-stride 16] [--eval-only] [--threads N]
+    python benchmarks/model.py --output-stride 8 --batch 1 --size 513 --eval-only   # the paper's evaluation
 
 Times (median) an eval-mode forward and one training step (forward, cross-entropy, backward,
 SGD with momentum) of atrousnp and, where torchvision is installed, of torchvision's model
-with the same weights, built by torchvision's own code at output stride 16, each library in
-a fresh process of the same run; with --backend cuda, PyTorch runs on the GPU too and each
+with the same weights, built by torchvision's own code at the same output stride (ASPP at
+rates 6/12/18, doubled at output stride 8), each library in a fresh process of the same run,
+both on ``--threads`` threads (default: every core) for their loops and their BLAS; with --backend cuda, PyTorch runs on the GPU too and each
 time ends when the GPU is done, and a third row times atrousnp's step replayed as a CUDA graph
 (``anp.cuda.graph``) against PyTorch's eager step. Each step uploads its batch, as a training loop would. Peak
 memory (CPU backends only) is each phase's growth of resident memory above its level before
@@ -43,22 +46,23 @@ def measure(fn, repeats, synchronize, on_gpu):
     return seconds, None if on_gpu else status_mib("VmHWM") - start_rss
 
 
-def torchvision_model(torch):
+def torchvision_model(torch, output_stride):
     from torchvision.models import resnet50
     from torchvision.models._utils import IntermediateLayerGetter
     from torchvision.models.segmentation.deeplabv3 import DeepLabHead, DeepLabV3
     torch.manual_seed(0)
-    backbone = resnet50(weights=None, replace_stride_with_dilation=[False, False, True])
-    return DeepLabV3(IntermediateLayerGetter(backbone, {"layer4": "out"}), DeepLabHead(2048, 21, atrous_rates=(6, 12, 18)))
+    backbone = resnet50(weights=None, replace_stride_with_dilation=[False, output_stride == 8, True])
+    rates = tuple(r * 16 // output_stride for r in (6, 12, 18))
+    return DeepLabV3(IntermediateLayerGetter(backbone, {"layer4": "out"}), DeepLabHead(2048, 21, atrous_rates=rates))
 
 
 def run_atrousnp(args, x, target):
     import atrousnp as anp
     import atrousnp.functional as F
     anp.set_backend(args.backend)
-    model = anp.models.from_torchvision(torchvision_state(), output_stride=16) if torch_available() else \
-        anp.models.deeplabv3_resnet50(num_classes=21, output_stride=16, head_style="torchvision",
-                                      rng=np.random.default_rng(0))
+    model = anp.models.from_torchvision(torchvision_state(args.output_stride), output_stride=args.output_stride) \
+        if torch_available() else anp.models.deeplabv3_resnet50(num_classes=21, output_stride=args.output_stride,
+                                                               head_style="torchvision", rng=np.random.default_rng(0))
     optimizer = anp.optim.SGD(list(model.parameters()), lr=1e-3, momentum=0.9, weight_decay=1e-4)
 
     def evaluate():
@@ -73,9 +77,10 @@ def run_atrousnp(args, x, target):
         optimizer.step()
 
     synchronize, on_gpu = synchronizer(args.backend), args.backend == "cuda"
-    phases = [measure(evaluate, args.repeats, synchronize, on_gpu),
-              measure(lambda: step(x, target), args.repeats, synchronize, on_gpu)]
-    if on_gpu:
+    phases = [measure(evaluate, args.repeats, synchronize, on_gpu)]
+    if not args.eval_only:
+        phases.append(measure(lambda: step(x, target), args.repeats, synchronize, on_gpu))
+    if on_gpu and not args.eval_only:
         graphed = anp.cuda.graph(step)
         graphed(x, target)                                   # eager: the first call; the second captures
         phases.append(measure(lambda: graphed(x, target), args.repeats, synchronize, on_gpu))
@@ -85,8 +90,9 @@ def run_atrousnp(args, x, target):
 def run_torchvision(args, x, target):
     import torch
     strict_float32(torch)
+    torch.set_num_threads(args.threads)
     device = torch_device(args.backend)
-    model = torchvision_model(torch).to(device)
+    model = torchvision_model(torch, args.output_stride).to(device)
     xt, tt = torch.from_numpy(x), torch.from_numpy(target)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)
 
@@ -102,7 +108,8 @@ def run_torchvision(args, x, target):
         optimizer.step()
 
     synchronize, on_gpu = torch_synchronizer(torch, device), device == "cuda"
-    return measure(evaluate, args.repeats, synchronize, on_gpu), measure(train, args.repeats, synchronize, on_gpu)
+    phases = [measure(evaluate, args.repeats, synchronize, on_gpu)]
+    return phases if args.eval_only else phases + [measure(train, args.repeats, synchronize, on_gpu)]
 
 
 def torch_available(backend="numba"):
@@ -115,9 +122,21 @@ def torch_available(backend="numba"):
     return torch_device(backend) == "cpu" or torch.cuda.is_available()
 
 
-def torchvision_state():
+def torchvision_state(output_stride):
     import torch
-    return {name: value.numpy() for name, value in torchvision_model(torch).state_dict().items()}
+    return {name: value.numpy() for name, value in torchvision_model(torch, output_stride).state_dict().items()}
+
+
+def thread_environment(threads):
+    """The environment of a child that runs on ``threads`` threads: Numba's parallel loops,
+    OpenBLAS (NumPy's GEMMs) and OpenMP (PyTorch's) each read their own variable at start-up."""
+    names = ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    return dict(os.environ, **{name: str(threads) for name in names})
+
+
+def cpu_model():
+    with open("/proc/cpuinfo") as f:
+        return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "unknown CPU")
 
 
 def main():
@@ -126,6 +145,9 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--size", type=int, default=321)
     parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--output-stride", type=int, default=16, choices=[8, 16])
+    parser.add_argument("--eval-only", action="store_true", help="time the eval forward alone")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for both libraries")
     parser.add_argument("--library", choices=["atrousnp", "torchvision"],
                         help="measure one library in this process and print JSON (the parent runs each in its own)")
     args = parser.parse_args()
@@ -142,8 +164,10 @@ def main():
     results = {}
     for library in ["atrousnp"] + (["torchvision"] if torch_available(args.backend) else []):
         command = [sys.executable, __file__, "--library", library, "--backend", args.backend,
-                   "--repeats", str(args.repeats), "--size", str(args.size), "--batch", str(args.batch)]
-        child = subprocess.run(command, capture_output=True, text=True)
+                   "--repeats", str(args.repeats), "--size", str(args.size), "--batch", str(args.batch),
+                   "--output-stride", str(args.output_stride), "--threads", str(args.threads)]
+        command += ["--eval-only"] if args.eval_only else []
+        child = subprocess.run(command, capture_output=True, text=True, env=thread_environment(args.threads))
         if child.returncode:
             sys.exit(f"the {library} run failed (exit {child.returncode}):\n{child.stderr[-3000:]}")
         results[library] = json.loads(child.stdout.strip().splitlines()[-1])
@@ -151,11 +175,12 @@ def main():
     torch_note = "(not installed)"
     if torch_available(args.backend):
         import torch
-        torch_note = f"{torch.__version__} with {torch.get_num_threads()} threads"
-    print(f"# DeepLabv3-ResNet-50, output stride 16, batch {args.batch}, {args.size}x{args.size}, float32, "
-          f"backend={args.backend}, median of {args.repeats}, one process per library")
-    print(f"# {os.cpu_count()} cores, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}, "
-          f"torch {torch_note}")
+        torch_note = torch.__version__
+    print(f"# DeepLabv3-ResNet-50, output stride {args.output_stride}, batch {args.batch}, {args.size}x{args.size}, "
+          f"float32, backend={args.backend}, median of {args.repeats}, one process per library, "
+          f"{args.threads} threads each")
+    print(f"# {cpu_model()}, {os.cpu_count()} cores, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}, "
+          f"numpy {np.__version__}, torch {torch_note}")
     print("| phase | atrousnp s | torchvision s | ratio | atrousnp memory growth MiB | torchvision memory growth MiB |")
     print("|---|---|---|---|---|---|")
     mib = lambda value: "n/a" if value is None else f"{value:.0f}"  # noqa: E731
