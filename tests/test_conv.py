@@ -211,6 +211,16 @@ def test_bias_of_the_wrong_shape(backend):
         F.conv2d(anp.zeros(1, 4, 8, 8), anp.zeros(6, 4, 3, 3), anp.zeros(5))
 
 
+@given(batch=st.integers(1, 3), rows=st.integers(1, 80), cols=st.integers(1, 80))
+def test_the_tiled_transpose_of_the_tap_path_is_a_transpose(batch, rows, cols):
+    """swap_last_axes turns the arrays of the tap-by-tap path channels-last and back, and lays the
+    weight out per tap, in 32x32 tiles: sizes that are not multiples of a tile included."""
+    from atrousnp.backends.numba import conv_paths
+    a = np.arange(batch * rows * cols, dtype=np.float32).reshape(batch, rows, cols)
+    np.testing.assert_array_equal(conv_paths.swap_last_axes(a), a.transpose(0, 2, 1))
+    np.testing.assert_array_equal(conv_paths.swap_last_axes(a[0].T), a[0])      # a non-contiguous input
+
+
 def test_numba_takes_the_fast_path_for_each_deeplabv3_conv():
     """The shapes of DeepLabv3-ResNet-50 at output stride 16 on 321x321 images: ASPP's dilated
     convs go tap by tap (66%, 38% and 18% of their im2col is image), a bottleneck's 3x3 conv

@@ -70,22 +70,30 @@ def tap_windows(in_hw, kernel, stride, padding, dilation, out_hw):
     return windows
 
 
-def weight_taps(weight):
-    """weight: (K, C, kh, kw) as (kh, kw, K, C), contiguous."""
-    k, c, kh, kw = weight.shape
-    out = np.empty((kh, kw, k, c), weight.dtype)
-    kernels.taps_first(np.ascontiguousarray(weight).reshape(k, c, kh * kw), out.reshape(kh * kw, k, c))
+def swap_last_axes(a):
+    """a: (..., R, S) as a contiguous (..., S, R), by the tiled parallel kernel."""
+    a = np.ascontiguousarray(a)
+    out = np.empty(a.shape[:-2] + a.shape[:-3:-1], a.dtype)
+    kernels.swap_last_axes(a.reshape(-1, *a.shape[-2:]), out.reshape(-1, *out.shape[-2:]))
     return out
+
+
+def weight_taps(weight):
+    """weight: (K, C, kh, kw) as (kh, kw, K, C), contiguous: each tap's (K, C) matrix a GEMM operand."""
+    k, c, kh, kw = weight.shape
+    return swap_last_axes(weight.reshape(1, k * c, kh * kw)).reshape(kh, kw, k, c)
 
 
 def channels_last(a):
     """(N, C, H, W) as a contiguous (N, H, W, C): each pixel's channels side by side."""
-    return np.ascontiguousarray(a.transpose(0, 2, 3, 1))
+    n, c, h, w = a.shape
+    return swap_last_axes(a.reshape(n, c, h * w)).reshape(n, h, w, c)
 
 
 def channels_first(a):
     """(N, H, W, C) back to a contiguous (N, C, H, W)."""
-    return np.ascontiguousarray(a.transpose(0, 3, 1, 2))
+    n, h, w, c = a.shape
+    return swap_last_axes(a.reshape(n, h * w, c)).reshape(n, c, h, w)
 
 
 def window(a_last, corner, size, stride):
@@ -185,18 +193,23 @@ def by_tap_forward(x, weight, geometry, windows):
 
 
 def by_tap_backward(grad, x, weight, geometry, windows, needs_dx, needs_dweight):
-    """dW[:, :, i, j] = dy[window]^T @ x[shifted window], dx[shifted window] += dy[window] @ W[:, :, i, j]."""
+    """dW[:, :, i, j] = dy[window]^T @ x[shifted window], dx[shifted window] += dy[window] @ W[:, :, i, j].
+    dW is gathered tap by tap, (kh, kw, K, C), each GEMM writing a contiguous matrix, and turned
+    to (K, C, kh, kw) once at the end."""
     n, c, stride = x.shape[0], x.shape[1], geometry[1]
-    grad_last, x_last, w_taps = channels_last(grad), channels_last(x), weight_taps(weight)
-    dweight = np.zeros(weight.shape, weight.dtype) if needs_dweight else None  # taps reading only padding: 0
+    grad_last, x_last = channels_last(grad), channels_last(x)
+    w_taps = weight_taps(weight) if needs_dx else None
+    dw_taps = np.zeros(weight.shape[2:] + weight.shape[:2], weight.dtype) if needs_dweight else None  # padding-only taps: 0
     dx = np.zeros(x_last.shape, x.dtype) if needs_dx else None
     for (i, j), out_corner, size, in_corner in windows:
         dy = window_matrix(grad_last, out_corner, size, (1, 1))                 # (N*rows*cols, K)
         if needs_dweight:
-            dweight[:, :, i, j] = dy.T @ window_matrix(x_last, in_corner, size, stride)
+            np.matmul(dy.T, window_matrix(x_last, in_corner, size, stride), out=dw_taps[i, j])
         if needs_dx:
             window(dx, in_corner, size, stride)[...] += (dy @ w_taps[i, j]).reshape(n, *size, c)
-    return None if dx is None else channels_first(dx), dweight
+    dweight = None if dw_taps is None else swap_last_axes(dw_taps.reshape(1, -1, c * weight.shape[0]))
+    return (None if dx is None else channels_first(dx),
+            None if dweight is None else dweight.reshape(weight.shape))
 
 
 def blocked_forward(x, weight, geometry, blocks):

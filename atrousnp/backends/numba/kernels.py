@@ -201,16 +201,23 @@ def softmax_cross_entropy_backward(logits, target, weight, ignore_index, lse, fa
             dlogits[b, k, i] = w * (softmax - (1.0 if k == t else 0.0))
 
 
+TILE = 32
+
+
 @njit(parallel=True, cache=True)
-def taps_first(weight, out):
-    """out[t, k, c] = weight[k, c, t] for weight: (K, C, taps): each tap's (K, C) matrix made
-    contiguous, as a GEMM needs it, one output channel per task (NumPy's transposing copy runs on
-    one core)."""
-    k_out, c, taps = weight.shape
-    for k in prange(k_out):
-        for t in range(taps):
-            for ch in range(c):
-                out[t, k, ch] = weight[k, ch, t]
+def swap_last_axes(a, out):
+    """out[b, j, i] = a[b, i, j] for a: (B, R, S) and out: (B, S, R), in TILE x TILE tiles, one per
+    task. A plain loop reads or writes with a stride of a whole row, touching a new cache line at
+    every element; within a tile both sides reuse TILE lines that stay in L1. (NumPy's
+    transposing copy is of the plain kind, and runs on one core.)"""
+    batch, rows, cols = a.shape
+    tiles_r, tiles_c = (rows + TILE - 1) // TILE, (cols + TILE - 1) // TILE
+    for task in prange(batch * tiles_r * tiles_c):
+        b, tile = task // (tiles_r * tiles_c), task % (tiles_r * tiles_c)
+        r0, c0 = (tile // tiles_c) * TILE, (tile % tiles_c) * TILE
+        for j in range(c0, min(c0 + TILE, cols)):
+            for i in range(r0, min(r0 + TILE, rows)):
+                out[b, j, i] = a[b, i, j]
 
 
 sgd_rule = njit(inline="always", cache=True)(scalar_rules.sgd_update)
