@@ -14,7 +14,7 @@ import numpy as np
 
 from ..numpy import NumpyBackend
 from ..primitives import Backend
-from . import conv_paths, kernels
+from . import conv_paths, kernels, memory
 from .conv_paths import as_ncl
 
 
@@ -28,9 +28,11 @@ class NumbaBackend(NumpyBackend):
         otherwise: numba's OpenMP layer leaves its threads spinning after a parallel loop, and
         they take the cores from the BLAS GEMM that follows im2col (a conv's forward+backward ran
         20% slower); the workqueue layer's threads sleep. It takes effect if no parallel numba
-        code has run in the process yet."""
+        code has run in the process yet. It also asks malloc to keep freed memory for the next
+        step's arrays (``memory.py``), unless the user chose malloc's settings."""
         if "NUMBA_THREADING_LAYER" not in os.environ:
             numba.config.THREADING_LAYER = "workqueue"
+        memory.keep_freed_memory()
 
     def im2col(self, x, kernel, stride, padding, dilation):
         return conv_paths.im2col(x, kernel, stride, padding, dilation)
