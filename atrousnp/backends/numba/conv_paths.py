@@ -2,8 +2,9 @@
 
 * **pointwise**: a 1x1 kernel (of one group) multiplies each image's pixels as they lie,
   y[n] = W @ x[n]: no transposed copy of x.
-* **by tap**: a dilated kernel whose taps read mostly padding (less than ``SPARSE_TAPS_BELOW``
-  of its im2col is the image) is computed one tap at a time,
+* **by tap**: a kernel whose taps read padding for a tenth of the outputs or more (less than
+  ``SPARSE_TAPS_BELOW`` of its im2col is the image: a dilated kernel on a small map) is
+  computed one tap at a time,
   y[window] += x[window shifted by the tap] @ W[:, :, i, j]^T, each window cropped to the
   outputs whose tap (i, j) reads the image. On a 21x21 map (output stride 16 on a 321x321
   image) ASPP at rates 6 / 12 / 18 then does 66% / 38% / 18% of the dense products: the paper's
@@ -11,7 +12,7 @@
   is then a copy of whole pixels, C numbers side by side, where in (N, C, H, W) it is C times
   rows short row copies (a 2048-channel window of 15x15 pixels: 30,720 copies of 15 numbers);
   each tap's GEMM keeps all C input channels as its inner dimension, so it runs near OpenBLAS's
-  peak. On dense kernels the nine narrower GEMMs lose to one, hence the threshold.
+  peak. Where nearly all of im2col is image, one GEMM over it wins, hence the threshold.
 * **winograd**: a 3x3, stride-1, undilated kernel (ResNet's bottlenecks) is Winograd's
   F(2x2, 3x3) (``winograd.py``): 16 GEMMs with 4/9 of the multiply-adds, on transformed tiles
   4x the input where im2col's columns are 9x it. Its input gradient is the same kind of conv.
@@ -44,14 +45,9 @@ def cols_blocks(x_shape, taps, area, itemsize):
 
 
 # A conv whose im2col is less than this share image (the rest padding) goes tap by tap. Measured
-# on layer4's and ASPP's convs (forward + backward): by tap won at shares up to 0.70 on 41x41 and
-# 65x65 maps, tied at 0.77-0.84 and lost at 0.87-0.94.
-SPARSE_TAPS_BELOW = 0.75
-# On output rows shorter than SHORT_ROWS the threshold is this much higher: im2col there copies
-# rows of a few numbers each, while a channels-last window copies whole pixels of C numbers, and
-# by tap won at shares 0.76 and 0.88 on 21x21 maps (layer4 at rates 4 and 2, output stride 16).
-SHORT_ROWS = 32
-SHORT_ROWS_FACTOR = 1.2
+# on layer4's and ASPP's convs, forward + backward, on 21x21, 41x41 and 65x65 maps: by tap won
+# at every share up to 0.84 (by 5-45%), tied at 0.87 and lost at 0.92 and 0.94 (by 4-6%).
+SPARSE_TAPS_BELOW = 0.9
 
 
 def tap_windows(in_hw, kernel, stride, padding, dilation, out_hw):
@@ -145,8 +141,7 @@ def choose(x, weight, stride, padding, dilation, groups):
     taps, area = kernel[0] * kernel[1], out_hw[0] * out_hw[1]
     windows = tap_windows(x.shape[2:], kernel, stride, padding, dilation, out_hw)
     image_entries = sum(rows * cols for _, _, (rows, cols), _ in windows)    # of im2col's taps * area
-    threshold = SPARSE_TAPS_BELOW * (SHORT_ROWS_FACTOR if out_hw[1] < SHORT_ROWS else 1)
-    if image_entries < threshold * taps * area:
+    if image_entries < SPARSE_TAPS_BELOW * taps * area:
         return "by_tap", windows
     if kernel == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and max(padding) <= 2:
         return "winograd", None
