@@ -2,15 +2,16 @@
 
     python benchmarks/model.py [--backend numba|numpy|cuda] [--repeats 3] [--size 321] [--batch 2]
                                [--output-stride 16] [--eval-only] [--threads N]
-    python benchmarks/model.py --output-stride 8 --batch 1 --size 513 --eval-only   # the paper's evaluation
+    python benchmarks/model.py --output-stride 8 --batch 1 --size 513 --eval-only   # the paper's eval geometry
 
 Times (median) an eval-mode forward and one training step (forward, cross-entropy, backward,
 SGD with momentum) of atrousnp and, where torchvision is installed, of torchvision's model
 with the same weights, built by torchvision's own code at the same output stride (ASPP at
 rates 6/12/18, doubled at output stride 8), each library in a fresh process of the same run,
-both on ``--threads`` threads (default: every core) for their loops and their BLAS; with --backend cuda, PyTorch runs on the GPU too and each
-time ends when the GPU is done, and a third row times atrousnp's step replayed as a CUDA graph
-(``anp.cuda.graph``) against PyTorch's eager step. Each step uploads its batch, as a training loop would. Peak
+both on ``--threads`` threads (default: the cores this process may use) for their loops and
+their BLAS; with --backend cuda, PyTorch runs on the GPU too and each time ends when the GPU
+is done, and a third row times atrousnp's step replayed as a CUDA graph (``anp.cuda.graph``)
+against PyTorch's eager step. Each step uploads its batch, as a training loop would. Peak
 memory (CPU backends only) is each phase's growth of resident memory above its level before
 the phase's first run (Linux's VmHWM, reset then), so both libraries are measured the same way.
 """
@@ -134,6 +135,12 @@ def thread_environment(threads):
     return dict(os.environ, **{name: str(threads) for name in names})
 
 
+def positive_int(text):
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return int(text)
+
+
 def cpu_model():
     with open("/proc/cpuinfo") as f:
         return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "unknown CPU")
@@ -147,7 +154,8 @@ def main():
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--output-stride", type=int, default=16, choices=[8, 16])
     parser.add_argument("--eval-only", action="store_true", help="time the eval forward alone")
-    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for both libraries")
+    parser.add_argument("--threads", type=positive_int, default=len(os.sched_getaffinity(0)),
+                        help="threads for both libraries (default: the cores this process may use)")
     parser.add_argument("--library", choices=["atrousnp", "torchvision"],
                         help="measure one library in this process and print JSON (the parent runs each in its own)")
     args = parser.parse_args()
@@ -179,8 +187,9 @@ def main():
     print(f"# DeepLabv3-ResNet-50, output stride {args.output_stride}, batch {args.batch}, {args.size}x{args.size}, "
           f"float32, backend={args.backend}, median of {args.repeats}, one process per library, "
           f"{args.threads} threads each")
-    print(f"# {cpu_model()}, {os.cpu_count()} cores, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}, "
-          f"numpy {np.__version__}, torch {torch_note}")
+    coretype = os.environ.get("OPENBLAS_CORETYPE", "(unset)")
+    print(f"# {cpu_model()}, {os.cpu_count()} cores, OPENBLAS_CORETYPE={coretype}, numpy {np.__version__}, "
+          f"torch {torch_note}")
     print("| phase | atrousnp s | torchvision s | ratio | atrousnp memory growth MiB | torchvision memory growth MiB |")
     print("|---|---|---|---|---|---|")
     mib = lambda value: "n/a" if value is None else f"{value:.0f}"  # noqa: E731

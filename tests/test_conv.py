@@ -139,6 +139,27 @@ def test_numba_backend_equals_numpy_backend(dtype, path, data):
         np.testing.assert_allclose(got, expected, rtol=tol, atol=tol * scale)
 
 
+@pytest.mark.parametrize("expected, path, dilation", [
+    ("by_tap", {}, 2), ("blocks", {"COLS_BLOCK_BYTES": 64, "SPARSE_TAPS_BELOW": 0.0}, 2), ("winograd", {}, 1),
+    ("im2col", {"SPARSE_TAPS_BELOW": 0.0}, 2)])
+@pytest.mark.parametrize("needs", ["dx", "dweight"])
+def test_numba_backend_computes_one_gradient_alone_as_numpy_does(expected, path, dilation, needs):
+    """When only x, or only the weight, needs a gradient, each numba path computes that one alone."""
+    from atrousnp.backends.numba import conv_paths
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((2, 3, 9, 8)), rng.standard_normal((4, 3, 3, 3))
+    with _patched(conv_paths, path):
+        assert conv_paths.choose(x, w, (1, 1), (dilation,) * 2, (dilation,) * 2, 1)[0] == expected
+    grads = {}
+    for name in ("numpy", "numba"):
+        with anp.use_backend(name), _patched(conv_paths, path):
+            xt, wt = anp.tensor(x, requires_grad=needs == "dx"), anp.tensor(w, requires_grad=needs == "dweight")
+            (F.conv2d(xt, wt, padding=dilation, dilation=dilation) ** 2).sum().backward()
+            grads[name] = (xt if needs == "dx" else wt).grad.numpy()
+            assert (wt if needs == "dx" else xt).grad is None
+    np.testing.assert_allclose(grads["numba"], grads["numpy"], rtol=1e-12, atol=1e-12)
+
+
 @contextlib.contextmanager
 def _patched(module, values):
     """``module.name = value`` for each item, for the block (monkeypatch is per test, not per
@@ -226,7 +247,8 @@ def test_numba_takes_the_fast_path_for_each_deeplabv3_conv():
     convs go tap by tap (66%, 38% and 18% of their im2col is image), a bottleneck's 3x3 conv
     through Winograd, a dilated 3x3 of layer4 (88% image) tap by tap too, a 1x1 conv directly;
     at output stride 8 layer4's map is 65x65, its rate-4 3x3 convs (92% image) go in im2col
-    blocks and ASPP's rate-12 conv (77%) tap by tap."""
+    blocks and ASPP's rate-12 conv (77%) tap by tap. An undilated 3x3 conv goes through Winograd
+    even on a map so small that 14% of its im2col is padding."""
     from atrousnp.backends.numba import conv_paths
 
     def path(x_shape, w_shape, rate=1):
@@ -237,6 +259,7 @@ def test_numba_takes_the_fast_path_for_each_deeplabv3_conv():
     for rate in (6, 12, 18):
         assert path((2, 2048, 21, 21), (256, 2048, 3, 3), rate) == "by_tap"
     assert path((2, 256, 21, 21), (256, 256, 3, 3)) == "winograd"
+    assert path((2, 256, 9, 9), (256, 256, 3, 3)) == "winograd"
     assert path((2, 512, 21, 21), (512, 512, 3, 3), 2) == "by_tap"
     assert path((1, 512, 65, 65), (512, 512, 3, 3), 4) == "blocks"         # output stride 8 on 513x513
     assert path((1, 2048, 65, 65), (256, 2048, 3, 3), 12) == "by_tap"

@@ -2,17 +2,18 @@
 
 * **pointwise**: a 1x1 kernel (of one group) multiplies each image's pixels as they lie,
   y[n] = W @ x[n]: no transposed copy of x.
-* **by tap**: a kernel whose taps read padding for a tenth of the outputs or more (less than
-  ``SPARSE_TAPS_BELOW`` of its im2col is the image: a dilated kernel on a small map) is
+* **by tap**: a kernel of which a tenth or more of im2col's (tap, output) entries read padding
+  (less than ``SPARSE_TAPS_BELOW`` of them read the image: a dilated kernel on a small map) is
   computed one tap at a time,
   y[window] += x[window shifted by the tap] @ W[:, :, i, j]^T, each window cropped to the
   outputs whose tap (i, j) reads the image. On a 21x21 map (output stride 16 on a 321x321
   image) ASPP at rates 6 / 12 / 18 then does 66% / 38% / 18% of the dense products: the paper's
   Figure 4 is this effect. The arrays are turned channels-last, (N, H, W, C), for it: a window
   is then a copy of whole pixels, C numbers side by side, where in (N, C, H, W) it is C times
-  rows short row copies (a 2048-channel window of 15x15 pixels: 30,720 copies of 15 numbers);
-  each tap's GEMM keeps all C input channels as its inner dimension, so it runs near OpenBLAS's
-  peak. Where nearly all of im2col is image, one GEMM over it wins, hence the threshold.
+  rows short row copies (a 2048-channel window of 15x15 pixels: 30,720 copies of 15 numbers).
+  Each tap's forward GEMM keeps all C input channels as its inner dimension, so it runs near
+  OpenBLAS's peak. Where nearly all of im2col is image, one GEMM over it wins, hence the
+  threshold; an undilated 3x3 kernel goes to Winograd first, whatever its share.
 * **winograd**: a 3x3, stride-1, undilated kernel (ResNet's bottlenecks) is Winograd's
   F(2x2, 3x3) (``winograd.py``): 16 GEMMs with 4/9 of the multiply-adds, on transformed tiles
   4x the input where im2col's columns are 9x it. Its input gradient is the same kind of conv.
@@ -27,6 +28,8 @@
 The thresholds were measured (docs/design_notes.md); tests/test_conv.py holds every path to
 the NumPy backend's definition.
 """
+
+import math
 
 import numpy as np
 
@@ -45,8 +48,9 @@ def cols_blocks(x_shape, taps, area, itemsize):
 
 
 # A conv whose im2col is less than this share image (the rest padding) goes tap by tap. Measured
-# on layer4's and ASPP's convs, forward + backward, on 21x21, 41x41 and 65x65 maps: by tap won
-# at every share up to 0.84 (by 5-45%), tied at 0.87 and lost at 0.92 and 0.94 (by 4-6%).
+# forward + backward on layer4's and ASPP's convs on 21x21, 41x41 and 65x65 maps (medians of 5):
+# by tap won at every share up to 0.84 (by 6-66%), tied at 0.87, won at 0.88 (layer4's rate-2
+# convs at output stride 16, by 5-7% in two runs) and lost at 0.92 and 0.94 (by 4-6%).
 SPARSE_TAPS_BELOW = 0.9
 
 
@@ -70,7 +74,8 @@ def swap_last_axes(a):
     """a: (..., R, S) as a contiguous (..., S, R), by the tiled parallel kernel."""
     a = np.ascontiguousarray(a)
     out = np.empty(a.shape[:-2] + a.shape[:-3:-1], a.dtype)
-    kernels.swap_last_axes(a.reshape(-1, *a.shape[-2:]), out.reshape(-1, *out.shape[-2:]))
+    batch = math.prod(a.shape[:-2])
+    kernels.swap_last_axes(a.reshape(batch, *a.shape[-2:]), out.reshape(batch, *out.shape[-2:]))
     return out
 
 
@@ -101,7 +106,7 @@ def window(a_last, corner, size, stride):
 
 def window_matrix(a_last, corner, size, stride):
     """window() as a (N*rows*cols, C) matrix: a copy of whole pixels, C contiguous numbers each
-    (a view when the window is whole rows of the map)."""
+    (a view where the window is contiguous, as the whole map at stride 1 is)."""
     return window(a_last, corner, size, stride).reshape(-1, a_last.shape[3])
 
 
@@ -141,10 +146,10 @@ def choose(x, weight, stride, padding, dilation, groups):
     taps, area = kernel[0] * kernel[1], out_hw[0] * out_hw[1]
     windows = tap_windows(x.shape[2:], kernel, stride, padding, dilation, out_hw)
     image_entries = sum(rows * cols for _, _, (rows, cols), _ in windows)    # of im2col's taps * area
-    if image_entries < SPARSE_TAPS_BELOW * taps * area:
-        return "by_tap", windows
     if kernel == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and max(padding) <= 2:
         return "winograd", None
+    if image_entries < SPARSE_TAPS_BELOW * taps * area:
+        return "by_tap", windows
     if x.shape[0] * x.shape[1] * taps * area * x.itemsize > COLS_BLOCK_BYTES:
         return "blocks", cols_blocks(x.shape, taps, area, x.itemsize)
     return "im2col", None
@@ -192,10 +197,12 @@ def by_tap_backward(grad, x, weight, geometry, windows, needs_dx, needs_dweight)
     dW is gathered tap by tap, (kh, kw, K, C), each GEMM writing a contiguous matrix, and turned
     to (K, C, kh, kw) once at the end."""
     n, c, stride = x.shape[0], x.shape[1], geometry[1]
-    grad_last, x_last = channels_last(grad), channels_last(x)
+    grad_last = channels_last(grad)
+    x_last = channels_last(x) if needs_dweight else None
     w_taps = weight_taps(weight) if needs_dx else None
-    dw_taps = np.zeros(weight.shape[2:] + weight.shape[:2], weight.dtype) if needs_dweight else None  # padding-only taps: 0
-    dx = np.zeros(x_last.shape, x.dtype) if needs_dx else None
+    # (kh, kw, K, C); a tap that reads only padding keeps its zeros
+    dw_taps = np.zeros(weight.shape[2:] + weight.shape[:2], weight.dtype) if needs_dweight else None
+    dx = np.zeros((n,) + x.shape[2:] + (c,), x.dtype) if needs_dx else None
     for (i, j), out_corner, size, in_corner in windows:
         dy = window_matrix(grad_last, out_corner, size, (1, 1))                 # (N*rows*cols, K)
         if needs_dweight:
