@@ -209,9 +209,9 @@ def by_tap_backward(grad, x, weight, geometry, windows, needs_dx, needs_dweight)
             np.matmul(dy.T, window_matrix(x_last, in_corner, size, stride), out=dw_taps[i, j])
         if needs_dx:
             window(dx, in_corner, size, stride)[...] += (dy @ w_taps[i, j]).reshape(n, *size, c)
-    dweight = None if dw_taps is None else swap_last_axes(dw_taps.reshape(1, -1, c * weight.shape[0]))
-    return (None if dx is None else channels_first(dx),
-            None if dweight is None else dweight.reshape(weight.shape))
+    if needs_dweight:
+        dweight = swap_last_axes(dw_taps.reshape(1, -1, weight.shape[0] * c)).reshape(weight.shape)
+    return (channels_first(dx) if needs_dx else None), (dweight if needs_dweight else None)
 
 
 def blocked_forward(x, weight, geometry, blocks):
