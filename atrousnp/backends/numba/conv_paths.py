@@ -2,7 +2,7 @@
 
 * **pointwise**: a 1x1 kernel (of one group) multiplies each image's pixels as they lie,
   y[n] = W @ x[n]: no transposed copy of x.
-* **by tap**: a kernel of which a tenth or more of im2col's (tap, output) entries read padding
+* **by tap**: a kernel of which more than a tenth of im2col's (tap, output) entries read padding
   (less than ``SPARSE_TAPS_BELOW`` of them read the image: a dilated kernel on a small map) is
   computed one tap at a time,
   y[window] += x[window shifted by the tap] @ W[:, :, i, j]^T, each window cropped to the
@@ -19,8 +19,8 @@
   4x the input where im2col's columns are 9x it. Its input gradient is the same kind of conv.
 * **blocks**: a conv whose im2col would exceed ``COLS_BLOCK_BYTES`` is computed in blocks of
   (image, channels): y[n] = sum over channel blocks of W[:, block] @ cols[block]. im2col's
-  buffer is kh*kw times the input; for a 3x3 conv on ResNet-50's 2048 channels at 21x21 it is
-  65 MB. In blocks, the peak is one block, and each block is read by its GEMM while it is
+  buffer is kh*kw times the input; for a 3x3 conv on 2048 channels at 21x21 (ASPP's input) it
+  is 33 MB per image. In blocks, the peak is one block, and each block is read by its GEMM while it is
   still in the CPU's cache, not from main memory.
 * **im2col**: any other conv (groups, say): the NumPy backend's one im2col and one GEMM, on
   this backend's parallel im2col.
@@ -49,8 +49,8 @@ def cols_blocks(x_shape, taps, area, itemsize):
 
 # A conv whose im2col is less than this share image (the rest padding) goes tap by tap. Measured
 # forward + backward on layer4's and ASPP's convs on 21x21, 41x41 and 65x65 maps (medians of 5):
-# by tap won at every share up to 0.84 (by 6-66%), tied at 0.87, won at 0.88 (layer4's rate-2
-# convs at output stride 16, by 5-7% in two runs) and lost at 0.92 and 0.94 (by 4-6%).
+# by tap took 7-62% less time at every share up to 0.84, tied at 0.87, took 5-7% less at 0.88
+# (layer4's rate-2 convs at output stride 16, two runs) and 4-6% more at 0.92 and 0.94.
 SPARSE_TAPS_BELOW = 0.9
 
 

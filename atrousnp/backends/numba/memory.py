@@ -7,9 +7,10 @@ freed; below the threshold it takes memory from its heap, and it hands the heap'
 back to the kernel once that exceeds the trim threshold. Memory handed back returns as
 zeroed pages the next time, one page fault each, so every step pays again for memory it
 already had. Raising the mmap threshold to its maximum (32 MiB) and the trim threshold out of
-reach keeps the freed memory in the heap, where the next step's arrays reuse it: a training
-step of DeepLabv3-ResNet-50 ran 12% and 18% faster in two alternating rounds, and its peak
-memory fell by 12% (docs/design_notes.md). Both are needed: fixing the trim threshold alone
+reach keeps freed arrays of up to 32 MiB in the heap, where the next step's arrays reuse them
+(larger ones are still mapped fresh): a training step of DeepLabv3-ResNet-50 took 12% and 18%
+less time in two alternating rounds, and its peak memory growth fell by 12-17%
+(docs/design_notes.md). Both are needed: fixing the trim threshold alone
 stops glibc from adapting its mmap threshold, and every array over 128 KiB is mapped fresh.
 
 The price is that the process keeps its high-water mark of heap memory until it exits. It is
