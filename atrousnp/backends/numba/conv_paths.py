@@ -20,8 +20,8 @@
 * **blocks**: a conv whose im2col would exceed ``COLS_BLOCK_BYTES`` is computed in blocks of
   (image, channels): y[n] = sum over channel blocks of W[:, block] @ cols[block]. im2col's
   buffer is kh*kw times the input; for a 3x3 conv on 2048 channels at 21x21 (ASPP's input) it
-  is 33 MB per image. In blocks, the peak is one block, and each block is read by its GEMM while it is
-  still in the CPU's cache, not from main memory.
+  is 33 MB per image. In blocks, the peak is one block, and each block is read by its GEMM
+  while it is still in the CPU's cache, not from main memory.
 * **im2col**: any other conv (groups, say): the NumPy backend's one im2col and one GEMM, on
   this backend's parallel im2col.
 

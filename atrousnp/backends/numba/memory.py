@@ -27,14 +27,13 @@ import sys
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3         # glibc's <malloc.h>
 MMAP_THRESHOLD_MAX = 32 << 20                       # glibc refuses more on 64-bit systems
 NEVER_TRIM = 2**31 - 1                              # mallopt takes a C int
-USERS_OWN = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_")
+SETTINGS = ("mmap_threshold", "trim_threshold", "top_pad", "mmap_max")  # glibc.malloc.<name>, MALLOC_<NAME>_
 
 
 def wanted(environ=os.environ):
     """False where the user opted out or set malloc's thresholds themselves."""
     tunables = environ.get("GLIBC_TUNABLES", "")
-    users_own = any(name in environ for name in USERS_OWN) or any(
-        f"glibc.malloc.{name}" in tunables for name in ("mmap_threshold", "trim_threshold", "top_pad", "mmap_max"))
+    users_own = any(f"MALLOC_{name.upper()}_" in environ or f"glibc.malloc.{name}" in tunables for name in SETTINGS)
     return environ.get("ATROUSNP_KEEP_FREED_MEMORY", "1") != "0" and not users_own
 
 
