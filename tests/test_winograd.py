@@ -53,3 +53,24 @@ def test_weight_gradient_transforms_are_the_adjoints():
     winograd._transform_output(m, y, 3, 2)
     winograd._transform_output_grad(dy, dm, 3, 2)
     np.testing.assert_allclose(np.sum(y * dy), np.sum(m * dm), rtol=1e-13)
+
+
+def test_input_transform_is_bt_d_b_for_every_tile():
+    """Each column of v holds B^T d B for its 4x4 tile d of the zero-padded image: on maps of odd
+    and even sides, with each padding the Winograd path takes (tiles cut by the right and bottom
+    edges read zeros there)."""
+    rng = np.random.default_rng(3)
+    for (h, w), (ph, pw) in [((5, 7), (1, 1)), ((6, 4), (0, 2)), ((1, 2), (2, 1)), ((9, 8), (2, 0))]:
+        x = rng.standard_normal((2, 3, h, w))
+        tiles_h, tiles_w = (h + 2 * ph - 1) // 2, (w + 2 * pw - 1) // 2
+        v = np.full((16, 3, 2 * tiles_h * tiles_w), np.nan)
+        winograd._transform_input(x, v, ph, pw, tiles_h, tiles_w)
+        padded = np.zeros((2, 3, 2 * tiles_h + 2, 2 * tiles_w + 2))
+        padded[:, :, ph:ph + h, pw:pw + w] = x[:, :, :2 * tiles_h + 2 - ph, :2 * tiles_w + 2 - pw]
+        for b in range(2):
+            for ty in range(tiles_h):
+                for tx in range(tiles_w):
+                    d = padded[b, :, 2 * ty:2 * ty + 4, 2 * tx:2 * tx + 4]          # (C, 4, 4)
+                    expected = (winograd.B_T @ d @ winograd.B_T.T).reshape(3, 16).T
+                    np.testing.assert_allclose(v[:, :, (b * tiles_h + ty) * tiles_w + tx], expected,
+                                               rtol=1e-14, atol=1e-14)
