@@ -1,11 +1,13 @@
 """Choosing a backend: an unknown name is refused with the valid ones listed, use_backend restores the
-previous, and the numba backend's one process-wide setting (malloc's) can be declined."""
+previous, and the numba backend's two process-wide settings (malloc's, and its threads') can be
+declined; its kernels survive a fork."""
 
 import os
 import platform
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import atrousnp as anp
@@ -54,3 +56,74 @@ def test_the_numba_backend_keeps_freed_memory_for_reuse_unless_told_otherwise(en
                          env={**env, **environment}, check=True)
     freed_mib = int(run.stdout.split()[-1])
     assert (freed_mib >= 20) == given_back, f"{freed_mib} MiB went back to the kernel"
+
+
+def clean_environment(**settings):
+    """os.environ without the threading variables a test sets, plus ``settings``."""
+    chosen = ("NUMBA_THREADING_LAYER", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_DISPLAY_ENV")
+    return {**{name: value for name, value in os.environ.items() if name not in chosen}, **settings}
+
+
+THREADING_LAYER_CHOSEN = """
+import importlib.util, os
+import numpy as np, numba
+import atrousnp
+backend = atrousnp.backends.get_backend("numba")
+backend.bn_stats(np.ones((2, 3, 5), np.float32))          # a parallel loop: the layer starts
+print(numba.threading_layer(), os.environ.get("OMP_WAIT_POLICY"))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="GNU OpenMP's layer is chosen on Linux only")
+@pytest.mark.parametrize("environment, expected", [
+    ({}, "omp None"), ({"NUMBA_THREADING_LAYER": "workqueue"}, "workqueue None"),
+    ({"OMP_WAIT_POLICY": "active"}, "workqueue active"), ({"GOMP_SPINCOUNT": "1000"}, "workqueue None")],
+    ids=["default", "the-users-layer", "the-users-wait-policy", "the-users-spin-count"])
+def test_the_numba_backend_runs_its_loops_on_openmp_threads_that_sleep(environment, expected):
+    """By default OpenMP, with OMP_WAIT_POLICY=passive as libgomp reads it when it loads (its
+    OMP_DISPLAY_ENV report says so), and the variable put back afterwards; a user's own choice
+    of layer or of OpenMP's waiting keeps workqueue (backends/numba/threads.py)."""
+    run = subprocess.run([sys.executable, "-c", THREADING_LAYER_CHOSEN], capture_output=True, text=True,
+                         env=clean_environment(OMP_DISPLAY_ENV="TRUE", **environment), check=True)
+    if environment == {} and "OMP_WAIT_POLICY" not in run.stderr:
+        pytest.skip("Numba's OpenMP layer does not load here (no libgomp): workqueue, as chosen")
+    assert run.stdout.split("\n")[0] == expected
+    if expected.startswith("omp"):
+        assert "OMP_WAIT_POLICY = 'PASSIVE'" in run.stderr
+
+
+KERNELS_IN_A_FORKED_CHILD = """
+import os
+import numpy as np
+import atrousnp
+backend = atrousnp.backends.get_backend("numba")
+x = np.random.default_rng(0).standard_normal((2, 8, 40)).astype(np.float32)
+parent = backend.bn_stats(x)
+pid = os.fork()
+if pid == 0:
+    child = backend.bn_stats(x)
+    os._exit(0 if all(np.array_equal(a, b) for a, b in zip(parent, child)) else 3)
+_, status = os.waitpid(pid, 0)
+print(os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+def test_a_child_forked_after_the_kernels_ran_computes_the_same_serially():
+    """GNU OpenMP stops a forked child at its first parallel loop; the kernels run a serial build
+    of themselves there instead, and give the parent's numbers."""
+    run = subprocess.run([sys.executable, "-c", KERNELS_IN_A_FORKED_CHILD], capture_output=True, text=True,
+                         env=clean_environment(), timeout=300, check=True)
+    assert run.stdout.split() == ["0"], run.stderr
+
+
+def test_a_kernels_serial_build_equals_its_parallel_one(monkeypatch):
+    from atrousnp.backends.numba import kernels, threads
+    x = np.random.default_rng(1).standard_normal((3, 5, 7))
+    parallel = [np.empty(5), np.empty(5)]
+    kernels.bn_stats(x, *parallel)
+    monkeypatch.setattr(threads, "forked_from_openmp", True)
+    serial = [np.empty(5), np.empty(5)]
+    kernels.bn_stats(x, *serial)
+    assert kernels.bn_stats.serial is not None
+    np.testing.assert_allclose(serial, parallel, rtol=1e-12)

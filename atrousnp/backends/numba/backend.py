@@ -7,14 +7,11 @@ call. GEMMs stay in NumPy's BLAS, which no hand loop beats; a conv chooses its w
 them (``conv_paths.py``).
 """
 
-import os
-
-import numba
 import numpy as np
 
 from ..numpy import NumpyBackend
 from ..primitives import Backend
-from . import conv_paths, kernels, memory
+from . import conv_paths, kernels, memory, threads
 from .conv_paths import as_ncl
 
 
@@ -24,14 +21,11 @@ class NumbaBackend(NumpyBackend):
 
     def __init__(self):
         """Selecting this backend (set_backend, use_backend or the default, at first use) sets
-        numba's threading layer for the process to "workqueue", unless NUMBA_THREADING_LAYER says
-        otherwise: numba's OpenMP layer leaves its threads spinning after a parallel loop, and
-        they take the cores from the BLAS GEMM that follows im2col (a conv's forward+backward ran
-        20% slower); the workqueue layer's threads sleep. It takes effect if no parallel numba
-        code has run in the process yet. It also asks malloc to keep freed memory for the next
-        step's arrays (``memory.py``), unless the user chose malloc's settings."""
-        if "NUMBA_THREADING_LAYER" not in os.environ:
-            numba.config.THREADING_LAYER = "workqueue"
+        numba's threading layer for the process: OpenMP with threads that sleep when idle where
+        that can be made sure of, else workqueue (``threads.py``), unless the user chose one. It
+        also asks malloc to keep freed memory for the next step's arrays (``memory.py``), unless
+        the user chose malloc's settings."""
+        threads.choose_threading_layer()
         memory.keep_freed_memory()
 
     def im2col(self, x, kernel, stride, padding, dilation):

@@ -10,6 +10,7 @@ import numpy as np
 from numba import njit, prange
 
 from .. import scalar_rules
+from .threads import parallel_kernel
 
 
 @njit(cache=True, inline="always")
@@ -32,7 +33,7 @@ def copy_row(dst, start, src, src_start, count, step):
             dst[start + k] = src[src_start + k * step]
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel
 def im2col(x, cols, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
     """Fill cols: (C*kh*kw, N*out_h*out_w) with the dilated patches of x: (N, C, H, W).
     Each entry is written once: zeros only where the tap reads padding."""
@@ -65,7 +66,7 @@ def add_row(dst, start, src, src_start, count, step):
             dst[start + k * step] += src[src_start + k]
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel
 def col2im(cols, x, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
     """Add every entry of cols: (C*kh*kw, N*out_h*out_w) into its pixel of x: (N, C, H, W), in
     place (col2im passes zeros; a tap-by-tap conv adds each tap's window into a running sum)."""
@@ -92,7 +93,7 @@ def col2im(cols, x, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
 REDUCTION_MATH = {"reassoc", "contract"}
 
 
-@njit(parallel=True, cache=True, fastmath=REDUCTION_MATH)
+@parallel_kernel(fastmath=REDUCTION_MATH)
 def bn_stats(x, mean, var):
     """Per-channel mean and biased variance of x: (N, C, L) in one pass, one channel per task. It
     sums d = x - shift and d^2 in float64, shift being the channel's first value: var = E[d^2] -
@@ -119,7 +120,7 @@ def bn_stats(x, mean, var):
 # keeps the per-element work in registers, and splits the work over every core (prange).
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel
 def channel_affine(x, scale, shift, residual, relu, out):
     """out = x * scale[c] + shift[c] (+ residual), ReLU'd if asked; arrays viewed as (N, C, L)."""
     n, c, length = x.shape
@@ -135,13 +136,13 @@ def channel_affine(x, scale, shift, residual, relu, out):
             out[b, ch, i] = v
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel
 def relu_backward(grad, out, dx):
     for i in prange(grad.size):
         dx[i] = grad[i] if out[i] > 0 else 0
 
 
-@njit(parallel=True, cache=True, fastmath=REDUCTION_MATH)
+@parallel_kernel(fastmath=REDUCTION_MATH)
 def batch_norm_backward(grad, x, mean, inv_std, scale, training, dx, dweight, dbias):
     """Two passes per channel, one channel per task: the sums of g and g * x_hat, then dx.
     x_hat is recomputed in both passes rather than stored; sums accumulate in float64."""
@@ -164,7 +165,7 @@ def batch_norm_backward(grad, x, mean, inv_std, scale, training, dx, dweight, db
                 dx[b, ch, i] = k * (grad[b, ch, i] - mean_g - x_hat * mean_gx)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel
 def softmax_cross_entropy(logits, target, weight, ignore_index, lse):
     """Per pixel: lse = log(sum exp(logits)), stable through the max; returns the weighted loss
     sum and the weight sum (prange reduces both)."""
@@ -187,7 +188,7 @@ def softmax_cross_entropy(logits, target, weight, ignore_index, lse):
     return total, weight_sum
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel
 def softmax_cross_entropy_backward(logits, target, weight, ignore_index, lse, factor, dlogits):
     """dlogits = factor * w_p * (softmax - onehot(t)) per pixel; 0 at ignored pixels."""
     n, c, length = logits.shape
@@ -204,7 +205,7 @@ def softmax_cross_entropy_backward(logits, target, weight, ignore_index, lse, fa
 TILE = 32
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel
 def swap_last_axes(a, out):
     """out[b, j, i] = a[b, i, j] for a: (B, R, S) and out: (B, S, R), in TILE x TILE tiles, one per
     task. A plain loop reads or writes with a stride of a whole row, touching a new cache line at
@@ -223,7 +224,7 @@ def swap_last_axes(a, out):
 sgd_rule = njit(inline="always", cache=True)(scalar_rules.sgd_update)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel
 def sgd_update_kernel(param, grad, buf, lr, momentum, weight_decay, dampening, nesterov, first):
     """One parameter's SGD step, in place on param and buf (flat arrays of one size; buf is param
     itself without momentum, so it is written first)."""

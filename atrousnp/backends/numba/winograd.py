@@ -32,6 +32,8 @@ tile, is the safe choice in float32.
 import numpy as np
 from numba import njit, prange
 
+from .threads import parallel_kernel
+
 # The transforms G: (4, 3), B^T: (4, 4), A^T: (2, 4). The kernels below write out their
 # products entry by entry; tests/test_winograd.py holds them to these matrices.
 G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
@@ -45,7 +47,7 @@ def _g(a, b, c):
     return a, 0.5 * (a + b + c), 0.5 * (a - b + c), c
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel
 def _transform_weight(weight, u):
     """u[e, k, c] = (G g G^T)[e] for each 3x3 kernel g = weight[k, c]; weight: (K, C, 9), u: (16, K, C).
     Scalars, not small arrays: the 9 taps are read once and the 16 entries written once."""
@@ -62,7 +64,7 @@ def _transform_weight(weight, u):
             u[12, k, ch], u[13, k, ch], u[14, k, ch], u[15, k, ch] = _g(a3, b3, c3)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel
 def _transform_input(x, v, ph, pw, tiles_h, tiles_w):
     """v[e, c, b*tiles + t] = (B^T d B)[e] for the 4x4 tile d of x[b, c] whose top-left input
     pixel is (2*ty - ph, 2*tx - pw), zero outside the image; v: (16, C, N*tiles_h*tiles_w).
@@ -103,7 +105,7 @@ def _transform_input(x, v, ph, pw, tiles_h, tiles_w):
                     v3[first + tx] = t1 - t3
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel
 def _transform_output(m, y, tiles_h, tiles_w):
     """y[b, k, 2*ty:2*ty+2, 2*tx:2*tx+2] = A^T M A for each tile, M[e] = m[e, k, b*tiles + t],
     cut at y's edges; m: (16, K, N*tiles)."""
@@ -139,7 +141,7 @@ def _a(top, bottom):
     return top, top + bottom, top - bottom, -bottom
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel
 def _transform_output_grad(grad, dm, tiles_h, tiles_w):
     """dm[e, k, b*tiles + t] = (A dY A^T)[e] for the 2x2 block dY of grad[b, k] at tile t (zero
     past grad's edges): the adjoint of ``_transform_output``; dm: (16, K, N*tiles)."""
@@ -170,7 +172,7 @@ def _g_t(p0, p1, p2, p3):
     return p0 + 0.5 * (p1 + p2), 0.5 * (p1 - p2), 0.5 * (p1 + p2) + p3
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel
 def _transform_weight_grad(du, dweight):
     """dweight[k, c] = G^T dU G for dU[e] = du[e, k, c]: the adjoint of ``_transform_weight``;
     du: (16, K, C), dweight: (K, C, 9)."""
