@@ -1,10 +1,11 @@
 """The Numba CPU backend, one concern per module:
 
     backend.py      NumbaBackend: the NumPy backend with the hot primitives replaced by kernels
-    kernels.py      the @njit(parallel=True, cache=True) kernels: im2col, col2im, batch norm, loss, SGD
+    kernels.py      the parallel kernels (@parallel_kernel): im2col, col2im, batch norm, loss, SGD
     conv_paths.py   how a conv is computed: pointwise, tap by tap, Winograd, in blocks, or im2col + GEMM
     winograd.py     Winograd's F(2x2, 3x3) for ResNet's 3x3 convs
     memory.py       keeping freed memory in malloc's heap for the next step's arrays
+    threads.py      which threads run the kernels' parallel loops (OpenMP, sleeping when idle), and forks
 
 To step through a kernel as plain Python, run with NUMBA_DISABLE_JIT=1.
 """

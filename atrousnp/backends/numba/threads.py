@@ -11,7 +11,8 @@ millisecond. What a call costs besides its work depends on Numba's threading lay
   threads spin after a GEMM too, and on two cores they take the cores from each other: a
   training step took twice as long. Told to sleep when idle (``OMP_WAIT_POLICY=passive``) it
   costs one wake-up a call (43 us, against workqueue's 128 for the same loop after a GEMM):
-  the training example ran 20% faster, a DeepLabv3-ResNet-50 step 7% (docs/design_notes.md).
+  the training example took 97-105 s instead of 116-123, a DeepLabv3-ResNet-50 training step
+  4-7% less time (docs/design_notes.md).
 
 So the backend picks ``omp`` with the passive policy where it can be sure of getting it: the
 user did not choose a layer (``NUMBA_THREADING_LAYER``) or OpenMP's waiting themselves, no
