@@ -65,56 +65,77 @@ def clean_environment(**settings):
 
 
 THREADING_LAYER_CHOSEN = """
-import importlib.util, os
+import os, sys
 import numpy as np, numba
+exec(sys.argv[1])                                          # what the user did first
+from atrousnp.backends.numba import kernels
+x = np.ones((2, 3, 5), np.float32)
+kernels.bn_stats(x, np.empty(3, np.float32), np.empty(3, np.float32))   # a first parallel loop
 import atrousnp
-backend = atrousnp.backends.get_backend("numba")
-backend.bn_stats(np.ones((2, 3, 5), np.float32))          # a parallel loop: the layer starts
+atrousnp.backends.get_backend("numba").bn_stats(x)
 print(numba.threading_layer(), os.environ.get("OMP_WAIT_POLICY"))
 """
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="GNU OpenMP's layer is chosen on Linux only")
-@pytest.mark.parametrize("environment, expected", [
-    ({}, "omp None"), ({"NUMBA_THREADING_LAYER": "workqueue"}, "workqueue None"),
-    ({"OMP_WAIT_POLICY": "active"}, "workqueue active"), ({"GOMP_SPINCOUNT": "1000"}, "workqueue None")],
-    ids=["default", "the-users-layer", "the-users-wait-policy", "the-users-spin-count"])
-def test_the_numba_backend_runs_its_loops_on_openmp_threads_that_sleep(environment, expected):
+@pytest.mark.parametrize("prelude, environment, expected", [
+    ("", {}, "omp None"),
+    ("", {"NUMBA_THREADING_LAYER": "workqueue"}, "workqueue None"),
+    ("numba.config.THREADING_LAYER = 'workqueue'", {}, "workqueue None"),
+    ("", {"OMP_WAIT_POLICY": "active"}, "workqueue active"),
+    ("", {"GOMP_SPINCOUNT": "1000"}, "workqueue None"),
+    ("import ctypes; ctypes.CDLL('libgomp.so.1')", {}, "workqueue None")],
+    ids=["default", "the-users-layer", "the-users-layer-in-code", "the-users-wait-policy", "the-users-spin-count",
+         "gnu-openmp-already-loaded"])
+def test_the_numba_kernels_run_on_openmp_threads_that_sleep(prelude, environment, expected):
     """By default OpenMP, with OMP_WAIT_POLICY=passive as libgomp reads it when it loads (its
-    OMP_DISPLAY_ENV report says so), and the variable put back afterwards; a user's own choice
-    of layer or of OpenMP's waiting keeps workqueue (backends/numba/threads.py)."""
-    run = subprocess.run([sys.executable, "-c", THREADING_LAYER_CHOSEN], capture_output=True, text=True,
-                         env=clean_environment(OMP_DISPLAY_ENV="TRUE", **environment), check=True)
-    if environment == {} and "OMP_WAIT_POLICY" not in run.stderr:
+    OMP_DISPLAY_ENV report shows no spinning), and the variable removed afterwards, whether a kernel or the
+    backend runs first; a user's own layer or OpenMP waiting, or a libgomp already loaded, which
+    has read the environment before, keeps workqueue (backends/numba/threads.py)."""
+    run = subprocess.run([sys.executable, "-c", THREADING_LAYER_CHOSEN, prelude], capture_output=True, text=True,
+                         env=clean_environment(OMP_DISPLAY_ENV="VERBOSE", **environment))
+    if run.returncode != 0 and "libgomp" in run.stderr:
+        pytest.skip("no GNU OpenMP here")
+    assert run.returncode == 0, run.stderr
+    if environment == {} and prelude == "" and "OMP_WAIT_POLICY" not in run.stderr:
         pytest.skip("Numba's OpenMP layer does not load here (no libgomp): workqueue, as chosen")
     assert run.stdout.split("\n")[0] == expected
     if expected.startswith("omp"):
-        assert "OMP_WAIT_POLICY = 'PASSIVE'" in run.stderr
+        assert "GOMP_SPINCOUNT = '0'" in run.stderr            # passive; by default it is 300000
 
 
-KERNELS_IN_A_FORKED_CHILD = """
+KERNELS_IN_FORKED_CHILDREN = """
 import os
 import numpy as np
 import atrousnp
 backend = atrousnp.backends.get_backend("numba")
 x = np.random.default_rng(0).standard_normal((2, 8, 40)).astype(np.float32)
 parent = backend.bn_stats(x)
-pid = os.fork()
-if pid == 0:
-    child = backend.bn_stats(x)
-    os._exit(0 if all(np.array_equal(a, b) for a, b in zip(parent, child)) else 3)
-_, status = os.waitpid(pid, 0)
-print(os.waitstatus_to_exitcode(status))
+
+def same_as_the_parent():
+    return all(np.array_equal(a, b) for a, b in zip(parent, backend.bn_stats(x)))
+
+def in_a_child(work):
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if work() else 3)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+print(in_a_child(same_as_the_parent),                       # a child
+      in_a_child(lambda: same_as_the_parent() and in_a_child(same_as_the_parent) == 0))   # and a grandchild
 """
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
-def test_a_child_forked_after_the_kernels_ran_computes_the_same_serially():
-    """GNU OpenMP stops a forked child at its first parallel loop; the kernels run a serial build
-    of themselves there instead, and give the parent's numbers."""
-    run = subprocess.run([sys.executable, "-c", KERNELS_IN_A_FORKED_CHILD], capture_output=True, text=True,
-                         env=clean_environment(), timeout=300, check=True)
-    assert run.stdout.split() == ["0"], run.stderr
+@pytest.mark.parametrize("environment", [{}, {"NUMBA_THREADING_LAYER": "omp", "OMP_WAIT_POLICY": "passive"}],
+                         ids=["the-backends-choice", "the-users-openmp"])
+def test_children_forked_after_the_kernels_ran_compute_the_same_serially(environment):
+    """GNU OpenMP stops a forked child at its first parallel loop (a grandchild hangs); the
+    kernels run a serial build of themselves there instead, and give the parent's numbers,
+    whoever chose OpenMP."""
+    run = subprocess.run([sys.executable, "-c", KERNELS_IN_FORKED_CHILDREN], capture_output=True, text=True,
+                         env=clean_environment(**environment), timeout=300, check=True)
+    assert run.stdout.split() == ["0", "0"], run.stderr
 
 
 def test_a_kernels_serial_build_equals_its_parallel_one(monkeypatch):

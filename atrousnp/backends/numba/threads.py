@@ -6,49 +6,55 @@ millisecond. What a call costs besides its work depends on Numba's threading lay
 
 * ``workqueue`` (Numba's own) wakes its sleeping threads for every call while the caller
   sleeps until they are done: two or three wake-ups, 80-150 us a call on a 2-core VM.
-* ``omp`` (OpenMP) lets the calling thread do its share at once. By default, though, GNU
-  OpenMP's idle threads spin for 300,000 iterations to start the next loop sooner, OpenBLAS's
-  threads spin after a GEMM too, and on two cores they take the cores from each other: a
-  training step took twice as long. Told to sleep when idle (``OMP_WAIT_POLICY=passive``) it
-  costs one wake-up a call (43 us, against workqueue's 128 for the same loop after a GEMM):
-  the training example took 97-105 s instead of 116-123, a DeepLabv3-ResNet-50 training step
-  4-7% less time (docs/design_notes.md).
+* ``omp`` (OpenMP) lets the calling thread do its share at once. But GNU OpenMP's idle
+  threads spin (300,000 iterations by default) to start the next loop sooner, OpenBLAS's
+  threads spin after a GEMM too, and on two cores they take the cores from each other: with
+  200,000 spins a training step took twice as long. Told to sleep when idle
+  (``OMP_WAIT_POLICY=passive``) a call costs one wake-up: a 1024-element loop right after a
+  GEMM took 43 us, against workqueue's 128 (medians of 301). The training example took 97-105 s
+  instead of 116-123, a DeepLabv3-ResNet-50 training step 4-7% less (docs/design_notes.md).
 
 So the backend picks ``omp`` with the passive policy where it can be sure of getting it: the
-user did not choose a layer (``NUMBA_THREADING_LAYER``) or OpenMP's waiting themselves, no
-parallel loop has run yet, and GNU OpenMP (``libgomp``, on Linux) is not loaded yet, since it
-reads ``OMP_WAIT_POLICY`` once, when it is loaded. The variable is set for that moment only
-and then put back as it was, so it reaches no other OpenMP runtime and no child process.
-Anywhere else it keeps ``workqueue``.
+user chose neither a layer (``NUMBA_THREADING_LAYER`` or ``numba.config``) nor OpenMP's waiting
+(``OMP_WAIT_POLICY``, ``GOMP_SPINCOUNT``), no parallel loop has run yet, and GNU OpenMP
+(``libgomp``, on Linux) is not loaded yet, since it reads ``OMP_WAIT_POLICY`` once, when it is
+loaded. The variable is set for that moment only and then removed, so no child process sees
+it. Otherwise the layer is the user's, or ``workqueue``. PyTorch's wheel loads a libgomp of
+its own: imported first, it leaves this backend on workqueue; imported after, it shares the
+passive runtime loaded here.
 
 GNU OpenMP cannot run in a child process forked after its threads started: Numba stops such
 a child at its first parallel loop. So each kernel is a ``ParallelKernel``: in a process
 forked from one whose OpenMP threads ran, it runs a serial build of the same loop instead,
-compiled there on first use (``prange`` is ``range`` without ``parallel=True``).
+compiled there, uncached, on first use (``prange`` is ``range`` without ``parallel=True``).
 """
 
 import functools
 import importlib
 import os
 import sys
+import threading
 
 import numba
 from numba import njit
-from numba.np.ufunc import parallel
 
 WAIT_SETTINGS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")   # how OpenMP's idle threads wait
-chosen = None                # the layer choose_threading_layer set, once
-forked_from_openmp = False
+chosen = None                    # the layer choose_threading_layer settled on, once per process
+forked_from_openmp = False       # set in a child forked after OpenMP's threads had started
+_choosing = threading.Lock()
 
 
-def threads_running():
-    """Whether Numba has started its pool of threads in this process (after that, its layer is fixed)."""
-    return getattr(parallel, "_is_initialized", True)
+def layer_in_use():
+    """The layer Numba's threads run on, or None before they have started (it is fixed then)."""
+    try:
+        return numba.threading_layer()
+    except ValueError:
+        return None
 
 
 def gnu_openmp_loaded():
-    """Whether GNU OpenMP is mapped into this process (where /proc/self/maps says; else assume so).
-    Copies bundled under other names (PyTorch's libgomp-<hash>.so) are other runtimes, and do not count."""
+    """Whether GNU OpenMP (libgomp.so) is mapped into this process, where /proc/self/maps says;
+    else assume so. PyTorch's wheel loads one of its own under that name."""
     try:
         with open("/proc/self/maps") as maps:
             return any("/libgomp.so" in line for line in maps)
@@ -58,40 +64,53 @@ def gnu_openmp_loaded():
 
 def load_sleeping_openmp(environ=os.environ):
     """Load Numba's OpenMP layer with OMP_WAIT_POLICY=passive in the environment, then restore
-    the environment; returns whether the layer loaded."""
+    the environment; True where GNU OpenMP is what loaded (LLVM's and Intel's runtimes read the
+    variable later, when it is gone)."""
     environ["OMP_WAIT_POLICY"] = "passive"
     try:
-        importlib.import_module("numba.np.ufunc.omppool")    # loads libgomp, which reads the variable
-        return True
+        importlib.import_module("numba.np.ufunc.omppool")   # loads libgomp, which reads the variable
     except ImportError:
         return False
     finally:
-        del environ["OMP_WAIT_POLICY"]
+        environ.pop("OMP_WAIT_POLICY", None)
+    return gnu_openmp_loaded()
 
 
 def choose_threading_layer(environ=os.environ):
-    """Set Numba's threading layer for the process, once, where the user has not (see above);
-    returns the layer now configured."""
+    """Set Numba's threading layer for the process, once (see above); returns it."""
     global chosen
-    if chosen is not None or "NUMBA_THREADING_LAYER" in environ or threads_running():
-        return numba.config.THREADING_LAYER
+    with _choosing:
+        if chosen is None:
+            chosen = _choose(environ)
+        return chosen
+
+
+def _choose(environ):
+    in_use = layer_in_use()
+    if in_use is not None:
+        return in_use
+    if "NUMBA_THREADING_LAYER" in environ or numba.config.THREADING_LAYER != "default":
+        return numba.config.THREADING_LAYER                  # the user's choice
     usable = (sys.platform.startswith("linux") and not any(name in environ for name in WAIT_SETTINGS)
               and not gnu_openmp_loaded() and load_sleeping_openmp(environ))
-    chosen = numba.config.THREADING_LAYER = "omp" if usable else "workqueue"
-    if usable:
-        os.register_at_fork(after_in_child=_note_fork)
-    return chosen
+    numba.config.THREADING_LAYER = "omp" if usable else "workqueue"
+    return numba.config.THREADING_LAYER
 
 
 def _note_fork():
     """In a forked child: serial loops from now on, if the parent's OpenMP threads had started."""
     global forked_from_openmp
-    forked_from_openmp = forked_from_openmp or threads_running()
+    forked_from_openmp = forked_from_openmp or layer_in_use() == "omp"
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_note_fork)
 
 
 class ParallelKernel:
-    """A ``@njit(parallel=True, cache=True)`` kernel that runs a serial build of itself in a
-    process forked after GNU OpenMP's threads started (above)."""
+    """A ``@njit(parallel=True, cache=True)`` kernel that settles the threading layer before its
+    first loop (if the backend has not) and runs a serial build of itself in a process forked
+    after GNU OpenMP's threads started (above)."""
 
     def __init__(self, py_func, options):
         self.py_func, self.options = py_func, options
@@ -100,6 +119,8 @@ class ParallelKernel:
         functools.update_wrapper(self, py_func)
 
     def __call__(self, *args):
+        if chosen is None:
+            choose_threading_layer()
         if not forked_from_openmp:
             return self.parallel(*args)
         if self.serial is None:
