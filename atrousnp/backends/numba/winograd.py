@@ -69,12 +69,14 @@ def _transform_input(x, v, ph, pw, tiles_h, tiles_w):
     """v[e, c, b*tiles + t] = (B^T d B)[e] for the 4x4 tile d of x[b, c] whose top-left input
     pixel is (2*ty - ph, 2*tx - pw), zero outside the image; v: (16, C, N*tiles_h*tiles_w).
 
-    A row of tiles at a time, in two steps whose inner loops run along the row, so the compiler
-    turns them into SIMD instructions: B^T down every column of the tiles' four input rows (copied,
+    A row of tiles at a time, in two steps whose inner loops run along the row with no branch, a
+    shape the compiler can vectorise: B^T down every column of the tiles' four input rows (copied,
     zero-padded, into ``rows``), then B across each tile, writing each of v's 16 planes as one
     contiguous run per row of tiles. Tile by tile, with the padding checked per pixel, the same
-    transform took 1.1-1.9x as long on ResNet's shapes (medians of 15; 64 channels at 81x81,
-    batch 2: 1.47 -> 0.88 ms; 256 at 21x21: 0.58 -> 0.51 ms)."""
+    transform took 1.1-1.9x as long on ResNet's shapes (batch 2, medians of 15, two or three
+    runs: 64 channels at 81x81 1.47 -> 0.88 ms, 128 at 41x41 1.03-1.51 -> 0.78, 512 at 21x21
+    1.17 -> 0.75, 256 at 21x21 0.58 -> 0.51). ``width`` holds the image's columns and both
+    paddings, since tiles_w = ceil(out_w / 2) and out_w = w + 2 pw - 2."""
     n, c, h, w = x.shape
     tiles = tiles_h * tiles_w
     width = 2 * tiles_w + 2                          # the input columns a row of tiles covers
