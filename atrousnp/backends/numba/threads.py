@@ -12,7 +12,8 @@ millisecond. What a call costs besides its work depends on Numba's threading lay
   200,000 spins a training step took twice as long. Told to sleep when idle
   (``OMP_WAIT_POLICY=passive``) a call costs one wake-up: a 1024-element loop right after a
   GEMM took 43 us, against workqueue's 128 (medians of 301). The training example took 97-105 s
-  instead of 116-123, a DeepLabv3-ResNet-50 training step 4-7% less (docs/design_notes.md).
+  instead of 116-124 (two alternating runs each), a DeepLabv3-ResNet-50 training step 4.5% less
+  (medians of three alternating runs; docs/design_notes.md).
 
 So the backend picks ``omp`` with the passive policy where it can be sure of getting it: the
 user chose neither a layer (``NUMBA_THREADING_LAYER`` or ``numba.config``) nor OpenMP's waiting
