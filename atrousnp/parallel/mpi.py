@@ -6,6 +6,7 @@ The engine is mpi4py (``pip install -e ".[mpi]"`` brings mpi4py and MPICH).
 """
 
 import sys
+import time
 import traceback
 
 import numpy as np
@@ -40,9 +41,7 @@ def fail(message, on_every_rank=False):
     every rank exits by itself."""
     if world_size() == 1 or on_every_rank:
         raise SystemExit(message if is_main() else 1)
-    sys.stderr.write(f"rank {rank()} of {world_size()}: {message}\n")
-    sys.stderr.flush()
-    _comm.Abort(1)
+    _say_and_abort(f"rank {rank()} of {world_size()}: {message}\n")
 
 
 def rank() -> int:
@@ -151,6 +150,19 @@ def _grad_host(p):
 
 def _abort_on_uncaught(kind, error, trace):
     report = "".join(traceback.format_exception(kind, error, trace))
-    sys.stderr.write(f"rank {rank()} of {world_size()} failed:\n{report}")
+    _say_and_abort(f"rank {rank()} of {world_size()} failed:\n{report}")
+
+
+# How long a failing rank waits between writing its message and aborting the job. MPICH's
+# launcher tears the job down when a rank calls Abort, and output written just before can be
+# lost on the way (Chapel's PR 14464 and flux-core's issue 3894 report the same): in one CI run
+# of 1031 tests, a failing rank's flushed report never reached mpiexec's stderr.
+ABORT_GRACE_SECONDS = 0.5
+
+
+def _say_and_abort(message):
+    """Write ``message`` to stderr, give the launcher time to forward it, and abort every rank."""
+    sys.stderr.write(message)
     sys.stderr.flush()
+    time.sleep(ABORT_GRACE_SECONDS)
     _comm.Abort(1)
