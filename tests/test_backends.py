@@ -89,9 +89,9 @@ print(numba.threading_layer(), os.environ.get("OMP_WAIT_POLICY"))
          "gnu-openmp-already-loaded"])
 def test_the_numba_kernels_run_on_openmp_threads_that_sleep(prelude, environment, expected):
     """By default OpenMP, with OMP_WAIT_POLICY=passive as libgomp reads it when it loads (its
-    OMP_DISPLAY_ENV report shows no spinning), and the variable removed afterwards, whether a kernel or the
-    backend runs first; a user's own layer or OpenMP waiting, or a libgomp already loaded, which
-    has read the environment before, keeps workqueue (backends/numba/threads.py)."""
+    OMP_DISPLAY_ENV report shows no spinning), and the variable removed afterwards, even where a
+    kernel runs before the backend is selected; a user's own layer or OpenMP waiting, or a libgomp
+    already loaded, which has read the environment before, keeps workqueue (threads.py)."""
     run = subprocess.run([sys.executable, "-c", THREADING_LAYER_CHOSEN, prelude], capture_output=True, text=True,
                          env=clean_environment(OMP_DISPLAY_ENV="VERBOSE", **environment))
     if run.returncode != 0 and "libgomp" in run.stderr:
