@@ -1,6 +1,6 @@
 """Choosing a backend: an unknown name is refused with the valid ones listed, use_backend restores the
-previous, and the numba backend's two process-wide settings (malloc's, and its threads') can be
-declined; its kernels survive a fork."""
+previous, and the numba backend's three process-wide settings (malloc's, its threads' and OpenBLAS's
+threads') can be declined; its kernels survive a fork."""
 
 import os
 import platform
@@ -102,6 +102,50 @@ def test_the_numba_kernels_run_on_openmp_threads_that_sleep(prelude, environment
     assert run.stdout.split("\n")[0] == expected
     if expected.startswith("omp"):
         assert "GOMP_SPINCOUNT = '0'" in run.stderr            # passive; by default it is 300000
+
+
+THREADS_SPINNING_AFTER_A_GEMM = """
+import os, threading, time
+import numpy as np
+import atrousnp
+from atrousnp.backends.numba import blas
+if not any(map(blas.with_thread_server, blas.loaded_openblas())):
+    raise SystemExit("skip: NumPy's BLAS is not OpenBLAS's pthread server")
+atrousnp.backends.get_backend("numba")
+
+def others_running():
+    me, running = str(threading.get_native_id()), 0
+    for task in os.listdir("/proc/self/task"):
+        if task != me:
+            with open(f"/proc/self/task/{task}/stat") as stat:
+                running += stat.read().rsplit(")", 1)[1].split()[0] == "R"
+    return running
+
+a = np.ones((512, 512), np.float32)
+counts = []
+for _ in range(15):
+    a @ a
+    time.sleep(0.01)
+    counts.append(others_running())
+print(sorted(counts)[len(counts) // 2])
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="OpenBLAS's library is found on Linux only")
+@pytest.mark.parametrize("environment, spinning", [({}, 0), ({"OPENBLAS_THREAD_TIMEOUT": "28"}, 1)],
+                         ids=["default", "the-users-own-timeout"])
+def test_openblas_threads_sleep_once_a_gemm_is_done(environment, spinning):
+    """10 ms after a GEMM, the median count of this process's other threads still running over 15
+    GEMMs: none once the numba backend is selected (blas.py), while OpenBLAS's own default, which
+    a user gets by setting its timeout (2^28 cycles, about 0.1 s), leaves its second thread
+    spinning. OpenBLAS runs on two threads here, whatever the machine."""
+    env = {name: value for name, value in os.environ.items() if not name.endswith("_NUM_THREADS")}
+    run = subprocess.run([sys.executable, "-c", THREADS_SPINNING_AFTER_A_GEMM], capture_output=True, text=True,
+                         env={**env, "OPENBLAS_NUM_THREADS": "2", **environment})
+    if run.returncode != 0 and "skip:" in run.stderr:
+        pytest.skip(run.stderr.strip())
+    assert run.returncode == 0, run.stderr
+    assert int(run.stdout) == spinning
 
 
 KERNELS_IN_FORKED_CHILDREN = """

@@ -6,6 +6,7 @@
     winograd.py     Winograd's F(2x2, 3x3) for ResNet's 3x3 convs
     memory.py       keeping freed memory in malloc's heap for the next step's arrays
     threads.py      which threads run the kernels' parallel loops (OpenMP, sleeping when idle), and forks
+    blas.py         OpenBLAS's threads sleeping as soon as a GEMM is done, so the kernels get the cores
 
 To step through a kernel as plain Python, run with NUMBA_DISABLE_JIT=1.
 """

@@ -1,0 +1,78 @@
+"""Letting OpenBLAS's idle threads sleep: how the Numba backend gets the second core back after a GEMM.
+
+NumPy's OpenBLAS runs a GEMM on a pool of threads of its own. When a GEMM is done, each of
+those threads spins (calling ``sched_yield``) for 2^28 CPU cycles, about a tenth of a second,
+before it sleeps, so that the next GEMM finds it awake. A DeepLabv3 step runs a GEMM every few
+milliseconds, so OpenBLAS's threads never sleep, and the Numba kernels between the GEMMs (batch
+norm, ReLU, transposes, im2col) share a core with a spinning thread: on 2 cores, a batch-norm
+kernel on (2, 256, 81*81) inside the model took 1.55 ms on two Numba threads, no less than on
+one (1.58), and 0.93 ms once OpenBLAS's threads slept as soon as they were idle. An eval of
+DeepLabv3-ResNet-50 took 14% less time and a training step 10% less (docs/design_notes.md).
+The price is a wake-up of OpenBLAS's threads at the start of every GEMM, as Numba's own
+threads pay at every loop (``threads.py``).
+
+OpenBLAS reads how long to spin from ``OPENBLAS_THREAD_TIMEOUT`` (an exponent: 2^n cycles, n
+from 4 to 30), once, when its pool starts, and that is when NumPy is imported. So selecting the
+backend does what OpenBLAS does after a fork: it sets the variable for a moment, has OpenBLAS
+read its environment again (``openblas_read_env``), and stops the pool
+(``blas_thread_shutdown_``); the next GEMM starts it afresh, reading the new timeout.
+
+It is a setting of the whole process, so it is skipped where the user set
+``OPENBLAS_THREAD_TIMEOUT`` themselves (before NumPy loaded or since), where another Python
+thread could be inside a GEMM while the pool stops, and where NumPy's BLAS is not OpenBLAS's
+thread server (an OpenMP build, MKL, Accelerate). Linux only: the library is found by its name
+in /proc/self/maps.
+"""
+
+import ctypes
+import os
+import threading
+
+SLEEP_AT_ONCE = 4                  # OpenBLAS's smallest timeout: spin 2^4 cycles, then sleep
+SERVER_FUNCTIONS = ("openblas_thread_timeout", "openblas_read_env", "blas_thread_shutdown_")
+PTHREADS = 1                       # what openblas_get_parallel returns for the pthread server
+# openblas_get_parallel's name, by build: plain, 64-bit integers, and NumPy's and SciPy's wheels
+GET_PARALLEL_NAMES = [f"{prefix}openblas_get_parallel{suffix}"
+                      for prefix in ("", "scipy_") for suffix in ("", "64_", "_64_")]
+
+
+def loaded_openblas():
+    """Paths of the OpenBLAS libraries mapped into this process (NumPy's, and SciPy's if loaded)."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "openblas" in line.rsplit("/", 1)[-1]}
+    except OSError:
+        return []
+    return sorted(path for path in paths if ".so" in path)
+
+
+def with_thread_server(path):
+    """ctypes' handle on the library at ``path`` if it has OpenBLAS's pthread server, else None."""
+    library = ctypes.CDLL(path)
+    get_parallel = next((getattr(library, name) for name in GET_PARALLEL_NAMES if hasattr(library, name)), None)
+    if get_parallel is None or get_parallel() != PTHREADS:
+        return None
+    if not all(hasattr(library, name) for name in SERVER_FUNCTIONS):
+        return None
+    library.openblas_thread_timeout.restype = ctypes.c_uint
+    return library
+
+
+def let_blas_threads_sleep(environ=os.environ):
+    """Have each loaded OpenBLAS put its idle threads to sleep at once (above); returns how
+    many libraries it changed."""
+    if "OPENBLAS_THREAD_TIMEOUT" in environ or threading.active_count() > 1:
+        return 0
+    libraries = [lib for lib in map(with_thread_server, loaded_openblas()) if lib is not None]
+    done = 0
+    for library in libraries:
+        if library.openblas_thread_timeout() != 0:     # set by the user when the library loaded
+            continue
+        environ["OPENBLAS_THREAD_TIMEOUT"] = str(SLEEP_AT_ONCE)
+        try:
+            library.openblas_read_env()
+        finally:
+            environ.pop("OPENBLAS_THREAD_TIMEOUT", None)
+        library.blas_thread_shutdown_()                # the next GEMM restarts the pool
+        done += library.openblas_thread_timeout() == SLEEP_AT_ONCE
+    return done
