@@ -104,14 +104,15 @@ def test_col2im_is_the_adjoint_of_im2col(backend, case):
     np.testing.assert_allclose(np.vdot(cols, c), np.vdot(x, back), rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("path", [{}, {"COLS_BLOCK_BYTES": 64, "SPARSE_TAPS_BELOW": 0.0},
+@pytest.mark.parametrize("path", [{}, {"COLS_BLOCK_BYTES": 64, "MIN_BLOCK_ROWS": 1, "SPARSE_TAPS_BELOW": 0.0},
                                   {"SPARSE_TAPS_BELOW": 2.0}, "winograd"],
                          ids=["whole", "in-blocks", "by-tap", "winograd"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @given(data=st.data())
 def test_numba_backend_equals_numpy_backend(dtype, path, data):
     """Also on numba's other paths for a non-pointwise conv: im2col in blocks of (image, channels),
-    with a 64-byte budget that makes every block one channel of one image (no conv goes tap by tap;
+    with a 64-byte budget and no minimum depth, which make every block one channel of one image (no
+    conv goes tap by tap;
     Winograd keeps its own); tap by tap, with a threshold that sends every conv there; and
     Winograd, on the convs it takes.
 
@@ -140,7 +141,7 @@ def test_numba_backend_equals_numpy_backend(dtype, path, data):
 
 
 @pytest.mark.parametrize("expected, path, dilation", [
-    ("by_tap", {}, 2), ("blocks", {"COLS_BLOCK_BYTES": 64, "SPARSE_TAPS_BELOW": 0.0}, 2), ("winograd", {}, 1),
+    ("by_tap", {}, 2), ("blocks", {"COLS_BLOCK_BYTES": 64, "MIN_BLOCK_ROWS": 1, "SPARSE_TAPS_BELOW": 0.0}, 2), ("winograd", {}, 1),
     ("im2col", {"SPARSE_TAPS_BELOW": 0.0}, 2)])
 @pytest.mark.parametrize("needs", ["dx", "dweight"])
 def test_numba_backend_computes_one_gradient_alone_as_numpy_does(expected, path, dilation, needs):
@@ -240,6 +241,19 @@ def test_the_tiled_transpose_of_the_tap_path_is_a_transpose(batch, rows, cols):
     a = np.arange(batch * rows * cols, dtype=np.float32).reshape(batch, rows, cols)
     np.testing.assert_array_equal(conv_paths.swap_last_axes(a), a.transpose(0, 2, 1))
     np.testing.assert_array_equal(conv_paths.swap_last_axes(a[0].T), a[0])      # a non-contiguous input
+
+
+def test_im2col_blocks_hold_8_mb_or_up_to_64_to_be_256_rows_deep():
+    """Blocks of (image, channels) hold at most COLS_BLOCK_BYTES of im2col, unless that would
+    leave a GEMM shallower than MIN_BLOCK_ROWS: then up to DEEP_BLOCK_BYTES. The stem's 7x7 conv
+    on 3 channels takes each image's channels in one block (147 rows, 15 MB), not one channel
+    (49 rows) a block; on a 400x400 map a 3x3 conv's block stops at 11 channels (63 MB)."""
+    from atrousnp.backends.numba import conv_paths
+    assert conv_paths.cols_blocks((2, 3, 321, 321), 49, 161 * 161, 4) == [(0, 0, 3), (1, 0, 3)]
+    aspp = conv_paths.cols_blocks((1, 2048, 21, 21), 9, 21 * 21, 4)          # 528 channels, 8.4 MB
+    assert [c1 - c0 for _, c0, c1 in aspp] == [528, 528, 528, 464]
+    assert conv_paths.cols_blocks((1, 512, 65, 65), 9, 65 * 65, 4)[0] == (0, 0, 55)   # 495 rows, 8.4 MB
+    assert conv_paths.cols_blocks((1, 64, 400, 400), 9, 400 * 400, 4)[0] == (0, 0, 11)  # 99 rows, 63 MB
 
 
 def test_numba_takes_the_fast_path_for_each_deeplabv3_conv():

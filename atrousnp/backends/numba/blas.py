@@ -1,13 +1,14 @@
 """Letting OpenBLAS's idle threads sleep: how the Numba backend gets the second core back after a GEMM.
 
 NumPy's OpenBLAS runs a GEMM on a pool of threads of its own. When a GEMM is done, each of
-those threads spins (calling ``sched_yield``) for 2^28 CPU cycles, about a tenth of a second,
+those threads spins, checking for new work, for 2^28 CPU cycles (about a tenth of a second)
 before it sleeps, so that the next GEMM finds it awake. A DeepLabv3 step runs a GEMM every few
 milliseconds, so OpenBLAS's threads never sleep, and the Numba kernels between the GEMMs (batch
 norm, ReLU, transposes, im2col) share a core with a spinning thread: on 2 cores, a batch-norm
 kernel on (2, 256, 81*81) inside the model took 1.55 ms on two Numba threads, no less than on
-one (1.58), and 0.93 ms once OpenBLAS's threads slept as soon as they were idle. An eval of
-DeepLabv3-ResNet-50 took 14% less time and a training step 10% less (docs/design_notes.md).
+one (1.58), and 0.93 ms once OpenBLAS's threads slept as soon as they were idle. Alternating
+with OpenBLAS's default, a DeepLabv3-ResNet-50 eval took 6% less time and a training step 8%
+less (medians of three runs), the paper's eval geometry 5-12% less (docs/design_notes.md).
 The price is a wake-up of OpenBLAS's threads at the start of every GEMM, as Numba's own
 threads pay at every loop (``threads.py``).
 

@@ -37,13 +37,20 @@ from ..primitives import conv_out_hw, is_pointwise
 from . import kernels, winograd
 
 COLS_BLOCK_BYTES = 8 << 20  # an im2col block this size is consumed by its GEMM while still in cache
+MIN_BLOCK_ROWS = 256        # a shallower block makes a GEMM too thin to run near its peak
+DEEP_BLOCK_BYTES = 64 << 20  # ... so a block may grow to this size to reach that depth
 
 
 def cols_blocks(x_shape, taps, area, itemsize):
     """[(image, first channel, end channel)]: blocks whose im2col, (channels*taps, area), holds
-    at most COLS_BLOCK_BYTES (one channel at least)."""
+    at most COLS_BLOCK_BYTES, or more, up to DEEP_BLOCK_BYTES, where that makes a block
+    MIN_BLOCK_ROWS rows deep (one channel at least). The stem's 7x7 conv on 3 channels at 321x321
+    has 5 MB of im2col per channel: one channel a block made three GEMMs of depth 49 per image,
+    slower than one of depth 147 (docs/design_notes.md)."""
     n, c = x_shape[:2]
-    step = max(1, COLS_BLOCK_BYTES // (taps * area * itemsize))
+    channel_bytes = taps * area * itemsize
+    deep = min(-(-MIN_BLOCK_ROWS // taps), DEEP_BLOCK_BYTES // channel_bytes)
+    step = max(1, COLS_BLOCK_BYTES // channel_bytes, deep)
     return [(b, c0, min(c, c0 + step)) for b in range(n) for c0 in range(0, c, step)]
 
 
@@ -219,10 +226,13 @@ def blocked_forward(x, weight, geometry, blocks):
     k = weight.shape[0]
     w = weight.reshape(k, -1)
     taps = w.shape[1] // x.shape[1]
-    out = np.zeros((x.shape[0], k) + conv_out_hw(x.shape, *geometry), x.dtype)
+    out = np.empty((x.shape[0], k) + conv_out_hw(x.shape, *geometry), x.dtype)
     for b, c0, c1 in blocks:
-        cols = im2col(x[b:b + 1, c0:c1], *geometry)
-        out[b] += (w[:, c0 * taps:c1 * taps] @ cols).reshape(out.shape[1:])
+        cols, image_out = im2col(x[b:b + 1, c0:c1], *geometry), out[b].reshape(k, -1)
+        if c0 == 0:
+            np.matmul(w[:, :c1 * taps], cols, out=image_out)   # the first block writes, the rest add
+        else:
+            image_out += w[:, c0 * taps:c1 * taps] @ cols
     return out
 
 
