@@ -189,3 +189,26 @@ def test_batch_norm_with_residual_and_relu_gradcheck(backend, training, residual
 def test_batch_norm_residual_of_another_shape_is_refused(backend):
     with pytest.raises(ValueError, match=r"residual must have x's shape \(2, 3, 4, 4\), got \(2, 3, 4, 1\)"):
         F.batch_norm(anp.zeros(2, 3, 4, 4), None, None, training=True, residual=anp.zeros(2, 3, 4, 1))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layout", ["contiguous", "transposed"])
+def test_numba_adds_large_arrays_in_parallel_exactly_as_numpy(dtype, layout, monkeypatch):
+    """Autograd's sums of gradients: from PARALLEL_ADD_MIN elements the numba backend adds by its
+    parallel kernel, bit for bit NumPy's sum, in C order whatever the inputs' layout; below it,
+    and for other ops or mixed shapes, NumPy's own ufunc."""
+    from atrousnp.backends.numba import backend as numba_backend, kernels
+    be, calls, original = numba_backend.NumbaBackend(), [], kernels.add
+    monkeypatch.setattr(kernels, "add", lambda *args: (calls.append(len(args[0])), original(*args))[1])
+    rng = np.random.default_rng(0)
+    side = int(np.sqrt(numba_backend.PARALLEL_ADD_MIN)) + 1
+    a, b = (rng.standard_normal((side, side)).astype(dtype) for _ in range(2))
+    if layout == "transposed":
+        a = a.T
+    total = be.zip("add", a, b)
+    np.testing.assert_array_equal(total, a + b)
+    assert total.flags.c_contiguous and total.dtype == dtype and calls == [side * side]
+    small = a[:10, :10], b[:10, :10]
+    np.testing.assert_array_equal(be.zip("add", *small), small[0] + small[1])
+    np.testing.assert_array_equal(be.zip("mul", a, b), a * b)
+    assert calls == [side * side]
