@@ -45,22 +45,27 @@ class Sum(Function):
 
 
 class Max(Function):
-    """y = max of a over ``axes``;  da = g at the maxima, shared equally among ties."""
+    """y = max of a over ``axes``;  da = g / (number of ties) at the maxima, 0 elsewhere.
+
+    The mask of maxima is kept as booleans, a quarter of a float32 copy of a, and the gradient
+    is divided while it is still reduced, so that only the product with the mask is of a's size."""
 
     @staticmethod
     def forward(ctx, a, axes, keepdims):
         be = ctx.backend
         out = _reduce(be, "max", a, axes, keepdims)
         if ctx.needs_input_grad[0]:  # the mask is for backward only
-            ctx.save_for_backward(be.astype(be.zip("eq", a, _expand(be, out, a.shape, axes, keepdims)), a.dtype))
+            ctx.save_for_backward(be.zip("eq", a, _expand(be, out, a.shape, axes, keepdims)))
         ctx.axes, ctx.keepdims = axes, keepdims
         return out
 
     @staticmethod
     def backward(ctx, grad):
         be, (is_max,) = ctx.backend, ctx.saved
-        ties = _reduce(be, "sum", is_max, ctx.axes, keepdims=True)
-        share = be.zip("div", _expand(be, grad, is_max.shape, ctx.axes, ctx.keepdims), ties)
+        ties = _reduce(be, "sum", be.astype(is_max, grad.dtype), ctx.axes, keepdims=True)
+        if not ctx.keepdims:
+            grad = be.reshape(grad, ties.shape)
+        share = _expand(be, be.zip("div", grad, ties), is_max.shape, ctx.axes, keepdims=True)
         return be.zip("mul", share, is_max)
 
 
