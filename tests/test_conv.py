@@ -243,6 +243,27 @@ def test_the_tiled_transpose_of_the_tap_path_is_a_transpose(batch, rows, cols):
     np.testing.assert_array_equal(conv_paths.swap_last_axes(a[0].T), a[0])      # a non-contiguous input
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_weight_stored_tap_by_tap_goes_by_tap_with_no_copy_and_the_same_numbers(dtype):
+    """A weight laid out as (kh, kw, K, C) in memory (nn.Conv2d.store_by_tap) is multiplied where
+    it lies, and the by-tap path gives bit for bit what it gives for the same weight in NumPy's
+    default layout; its gradient comes laid out as the weight is, which SGD then updates in place."""
+    from atrousnp.backends.numba import conv_paths
+    rng = np.random.default_rng(0)
+    x, grad = rng.standard_normal((2, 6, 9, 8)).astype(dtype), rng.standard_normal((2, 5, 9, 8)).astype(dtype)
+    weight = rng.standard_normal((5, 6, 3, 3)).astype(dtype)
+    by_tap = np.ascontiguousarray(weight.transpose(2, 3, 0, 1)).transpose(2, 3, 0, 1)
+    assert np.shares_memory(conv_paths.weight_taps(by_tap), by_tap)
+    assert not np.shares_memory(conv_paths.weight_taps(weight), weight)
+    be, geometry = anp.backends.get_backend("numba"), ((1, 1), (2, 2), (2, 2), 1)
+    assert conv_paths.choose(x, weight, *geometry[:3], 1)[0] == "by_tap"
+    np.testing.assert_array_equal(be.conv2d_forward(x, by_tap, *geometry), be.conv2d_forward(x, weight, *geometry))
+    (dx, dw), (dx_ref, dw_ref) = (be.conv2d_backward(grad, x, w, *geometry, True, True) for w in (by_tap, weight))
+    np.testing.assert_array_equal(dx, dx_ref)
+    np.testing.assert_array_equal(dw, dw_ref)
+    assert dw.strides == by_tap.strides and dw_ref.flags.c_contiguous
+
+
 def test_im2col_blocks_hold_8_mb_or_up_to_64_to_be_256_rows_deep():
     """Blocks of (image, channels) hold at most COLS_BLOCK_BYTES of im2col, unless that would
     leave a GEMM shallower than MIN_BLOCK_ROWS: then up to DEEP_BLOCK_BYTES. The stem's 7x7 conv

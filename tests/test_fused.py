@@ -212,3 +212,30 @@ def test_numba_adds_large_arrays_in_parallel_exactly_as_numpy(dtype, layout, mon
     np.testing.assert_array_equal(be.zip("add", *small), small[0] + small[1])
     np.testing.assert_array_equal(be.zip("mul", a, b), a * b)
     assert calls == [side * side]
+
+
+@pytest.mark.parametrize("grad_layout", ["like-the-weight", "default"])
+def test_numba_sgd_updates_a_weight_stored_tap_by_tap_where_it_lies(grad_layout):
+    """A conv weight stored tap by tap (nn.Conv2d.store_by_tap) stays that array, in that layout,
+    through SGD with momentum, whether its gradient comes laid out as it is (the by-tap path's)
+    or in NumPy's default layout, and a momentum buffer kept in the default layout (as loaded
+    from a state dict) is matched to it; the values are the rule's, step by step."""
+    from atrousnp.backends.numba.backend import NumbaBackend
+    be, rng = NumbaBackend(), np.random.default_rng(0)
+
+    def by_tap(a):
+        return np.ascontiguousarray(a.transpose(2, 3, 0, 1)).transpose(2, 3, 0, 1)
+
+    start = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    param, rule, rule_buffer = by_tap(start), start.copy(), None
+    buffers = [None]
+    for step in range(3):
+        grad = rng.standard_normal(start.shape).astype(np.float32)
+        given = by_tap(grad) if grad_layout == "like-the-weight" else grad.copy()
+        if step == 2:
+            buffers = [np.ascontiguousarray(buffers[0])]
+        (updated,), buffers = be.sgd_step([param], [given], buffers, 0.1, 0.9, 1e-2, 0.0, False)
+        rule, rule_buffer = sgd_update(rule, grad, rule_buffer, 0.1, 0.9, 1e-2, 0.0, False)
+        assert updated is param and buffers[0].strides == param.strides
+        np.testing.assert_array_equal(given, grad)
+        np.testing.assert_allclose(param, rule, rtol=1e-6, atol=1e-6)

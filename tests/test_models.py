@@ -79,6 +79,28 @@ def test_output_stride_round_trip_restores_the_exact_logits(backend):
     assert conv_geometry(model) == geometry
 
 
+def test_dilated_convs_store_their_weights_tap_by_tap_and_keep_their_values():
+    """Whatever the output stride, each dilated 3x3 conv's weight lies in memory as a contiguous
+    (kh, kw, out, in), the by-tap path's layout (nn.Conv2d.store_by_tap); its shape, its values
+    and the state dict are unchanged, and undilated convs keep NumPy's default layout."""
+    def tap_major(conv):
+        return conv.weight.data.transpose(2, 3, 0, 1).flags.c_contiguous
+
+    model = models.deeplabv3_small(num_classes=3, output_stride=16, multi_grid=(2,), rng=rng(0))
+    state = {name: value.copy() for name, value in model.state_dict().items()}
+    for output_stride in (8, 16, 32, 16):
+        model.set_output_stride(output_stride)
+        convs = [m for m in model.modules() if isinstance(m, anp.nn.Conv2d) and m.kernel_size == (3, 3)]
+        dilated = [conv for conv in convs if conv.dilation not in (1, (1, 1))]
+        assert dilated and all(map(tap_major, dilated)), output_stride
+        for name, value in model.state_dict().items():
+            np.testing.assert_array_equal(value, state[name])
+            assert value.shape == state[name].shape
+    fresh = models.deeplabv3_small(num_classes=3, output_stride=32, image_pooling=False, rng=rng(0))
+    undilated = [m for m in fresh.backbone.modules() if isinstance(m, anp.nn.Conv2d) and m.kernel_size == (3, 3)]
+    assert not any(map(tap_major, undilated)) and all(m.weight.data.flags.c_contiguous for m in undilated)
+
+
 @pytest.mark.full_model
 def test_higher_rate_widens_the_field_of_view(backend):
     """The paper's point, measured: d(centre output)/d(input) is non-zero over a wider window

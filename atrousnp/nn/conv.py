@@ -47,6 +47,18 @@ class Conv2d(Module):
     def forward(self, x):
         return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
+    def store_by_tap(self):
+        """Store the weight tap by tap in memory, as a contiguous (kh, kw, out, in), keeping its
+        shape (out, in, kh, kw) and its values; a NumPy (host) weight only. That is the layout in
+        which the numba backend multiplies a dilated conv, one tap's (out, in) matrix at a time
+        (backends/numba/conv_paths.py): laid out so, it needs no copy of the weight per call
+        (ASPP's 19 MB per conv). ``weight.data`` stays the weight: what is written there is
+        what the conv uses. Returns self."""
+        w = self.weight.data
+        if isinstance(w, np.ndarray) and not w.transpose(2, 3, 0, 1).flags.c_contiguous:
+            self.weight.data = np.ascontiguousarray(w.transpose(2, 3, 0, 1)).transpose(2, 3, 0, 1)
+        return self
+
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
                 f"padding={self.padding}, dilation={self.dilation}, groups={self.groups}, bias={self.bias is not None}")

@@ -20,6 +20,25 @@ from .conv_paths import as_ncl
 PARALLEL_ADD_MIN = 1 << 18
 
 
+def in_memory_order(a):
+    """a's elements as a flat view in the order they lie in memory, or None if a is not a
+    transpose of a contiguous array."""
+    axes = sorted(range(a.ndim), key=lambda axis: -a.strides[axis])
+    in_order = a.transpose(axes)
+    return in_order.reshape(-1) if in_order.flags.c_contiguous else None
+
+
+def laid_out_like(p, a):
+    """a (of p's shape) with p's strides and dtype: a itself if it has them, else a copy; a new
+    uninitialised array if a is None."""
+    if a is not None and a.strides == p.strides and a.dtype == p.dtype:
+        return a
+    out = np.empty_like(p)                    # order "K": p's layout
+    if a is not None:
+        out[...] = a
+    return out
+
+
 class NumbaBackend(NumpyBackend):
     name = "numba"
     float_dtypes = Backend.float_dtypes
@@ -128,13 +147,16 @@ class NumbaBackend(NumpyBackend):
         return dlogits
 
     def sgd_step(self, params, grads, buffers, lr, momentum, weight_decay, dampening, nesterov):
-        """In place: each parameter and buffer is updated where it lies, in one parallel pass."""
-        params, buffers = [np.ascontiguousarray(p) for p in params], list(buffers)
+        """In place: each parameter and buffer is updated where it lies, in one parallel pass over
+        the parameter's memory in the order it is laid out (a dilated conv's weight is stored tap
+        by tap: nn/conv.py); a gradient or buffer laid out otherwise is first copied to match."""
+        params, buffers = [p if in_memory_order(p) is not None else np.ascontiguousarray(p) for p in params], \
+            list(buffers)
         for k, (p, g) in enumerate(zip(params, grads)):
             first = buffers[k] is None
-            if momentum and first:
-                buffers[k] = np.empty_like(p)          # a buffer of its own, never the gradient
+            if momentum and (first or buffers[k].strides != p.strides):
+                buffers[k] = laid_out_like(p, None if first else buffers[k])   # never the gradient itself
             buf = buffers[k] if momentum else p
-            kernels.sgd_update_kernel(p.reshape(-1), np.ascontiguousarray(g, p.dtype).reshape(-1), buf.reshape(-1),
+            kernels.sgd_update_kernel(in_memory_order(p), in_memory_order(laid_out_like(p, g)), in_memory_order(buf),
                                       float(lr), momentum, weight_decay, dampening, nesterov, first)
         return params, buffers

@@ -87,9 +87,18 @@ def swap_last_axes(a):
 
 
 def weight_taps(weight):
-    """weight: (K, C, kh, kw) as (kh, kw, K, C), contiguous: each tap's (K, C) matrix a GEMM operand."""
+    """weight: (K, C, kh, kw) as (kh, kw, K, C), contiguous: each tap's (K, C) matrix a GEMM
+    operand. A weight stored tap by tap already (a dilated Conv2d's: nn/conv.py) is that
+    array itself, with no copy."""
+    if stored_by_tap(weight):
+        return weight.transpose(2, 3, 0, 1)
     k, c, kh, kw = weight.shape
     return swap_last_axes(weight.reshape(1, k * c, kh * kw)).reshape(kh, kw, k, c)
+
+
+def stored_by_tap(weight):
+    """Whether weight: (K, C, kh, kw) lies in memory as a contiguous (kh, kw, K, C)."""
+    return weight.transpose(2, 3, 0, 1).flags.c_contiguous
 
 
 def channels_last(a):
@@ -202,7 +211,7 @@ def by_tap_forward(x, weight, geometry, windows):
 def by_tap_backward(grad, x, weight, geometry, windows, needs_dx, needs_dweight):
     """dW[:, :, i, j] = dy[window]^T @ x[shifted window], dx[shifted window] += dy[window] @ W[:, :, i, j].
     dW is gathered tap by tap, (kh, kw, K, C), each GEMM writing a contiguous matrix, and turned
-    to (K, C, kh, kw) once at the end."""
+    to (K, C, kh, kw) once at the end, unless the weight itself is stored tap by tap."""
     n, c, stride = x.shape[0], x.shape[1], geometry[1]
     grad_last = channels_last(grad)
     x_last = channels_last(x) if needs_dweight else None
@@ -216,8 +225,9 @@ def by_tap_backward(grad, x, weight, geometry, windows, needs_dx, needs_dweight)
             np.matmul(dy.T, window_matrix(x_last, in_corner, size, stride), out=dw_taps[i, j])
         if needs_dx:
             window(dx, in_corner, size, stride)[...] += (dy @ w_taps[i, j]).reshape(n, *size, c)
-    if needs_dweight:
-        dweight = swap_last_axes(dw_taps.reshape(1, -1, weight.shape[0] * c)).reshape(weight.shape)
+    if needs_dweight:   # laid out as the weight is, so that SGD pairs them element by element
+        dweight = dw_taps.transpose(2, 3, 0, 1) if stored_by_tap(weight) else \
+            swap_last_axes(dw_taps.reshape(1, -1, weight.shape[0] * c)).reshape(weight.shape)
     return (channels_first(dx) if needs_dx else None), (dweight if needs_dweight else None)
 
 
