@@ -239,3 +239,14 @@ def test_numba_sgd_updates_a_weight_stored_tap_by_tap_where_it_lies(grad_layout)
         assert updated is param and buffers[0].strides == param.strides
         np.testing.assert_array_equal(given, grad)
         np.testing.assert_allclose(param, rule, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3])
+def test_numba_sums_rows_in_order_exactly_as_numpy(rows):
+    """The pointwise conv's weight gradient sums its per-image products with kernels.sum_rows:
+    NumPy's own sum over the first axis, bit for bit (both add row after row)."""
+    from atrousnp.backends.numba import kernels
+    a = np.random.default_rng(rows).standard_normal((rows, 1000)).astype(np.float32)
+    out = np.empty(1000, np.float32)
+    kernels.sum_rows(a, out)
+    np.testing.assert_array_equal(out, a.sum(axis=0))

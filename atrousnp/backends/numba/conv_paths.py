@@ -181,7 +181,11 @@ def pointwise_backward(grad, x, weight, geometry, plan, needs_dx, needs_dweight)
     """dx[n] = W^T @ dy[n] and dW = sum_n dy[n] @ x[n]^T, on the arrays as they lie."""
     w, dy = weight.reshape(weight.shape[:2]), as_ncl(grad)
     dx = np.matmul(w.T, dy).reshape(x.shape) if needs_dx else None
-    dweight = np.matmul(dy, as_ncl(x).transpose(0, 2, 1)).sum(axis=0).reshape(weight.shape) if needs_dweight else None
+    dweight = None
+    if needs_dweight:
+        per_image = np.matmul(dy, as_ncl(x).transpose(0, 2, 1))                      # (N, K, C)
+        dweight = np.empty(weight.shape, per_image.dtype)
+        kernels.sum_rows(per_image.reshape(x.shape[0], -1), dweight.reshape(-1))    # on every core
     return dx, dweight
 
 

@@ -144,6 +144,16 @@ def add(a, b, out):
 
 
 @parallel_kernel
+def sum_rows(a, out):
+    """out[i] = a[0, i] + a[1, i] + ...: a (N, L) array's sum over its first axis, in that order."""
+    for i in prange(out.size):
+        total = a[0, i]
+        for row in range(1, a.shape[0]):
+            total += a[row, i]
+        out[i] = total
+
+
+@parallel_kernel
 def relu_backward(grad, out, dx):
     for i in prange(grad.size):
         dx[i] = grad[i] if out[i] > 0 else 0
