@@ -71,12 +71,14 @@ def test_no_grad_means_no_input_needs_a_gradient(backend):
 
 def test_every_backend_offers_exactly_the_primitive_set():
     """PRIMITIVES is the one list: Backend's abstract methods, which a backend must implement or it
-    cannot be built, and sgd_step, which a backend may fuse; no backend adds others. The backends
-    that run kernels (numba, cuda) fuse SGD's update."""
+    cannot be built, and the OPTIONAL ones, which a backend may fuse; no backend adds others. The
+    backends that run kernels (numba, cuda) fuse SGD's update; numba fuses max pooling."""
     import inspect
-    from atrousnp.backends.primitives import PRIMITIVES, Backend
-    assert Backend.__abstractmethods__ | {"sgd_step"} == set(PRIMITIVES) and Backend.sgd_step is None
+    from atrousnp.backends.primitives import OPTIONAL, PRIMITIVES, Backend
+    assert Backend.__abstractmethods__ | set(OPTIONAL) == set(PRIMITIVES)
+    assert all(getattr(Backend, name) is None for name in OPTIONAL)
     assert anp.get_backend("numba").sgd_step is not None and anp.get_backend("cuda").sgd_step is not None
+    assert anp.get_backend("numba").max_pool2d_forward is not None
     for name in anp.backend_names():
         backend = type(anp.get_backend(name))
         public = {n for n, _ in inspect.getmembers(backend, inspect.isfunction) if not n.startswith("_")}

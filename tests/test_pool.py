@@ -25,6 +25,46 @@ def test_max_pool_equals_the_loop_definition(backend, k, s, data, seed):
     assert anp.gradcheck(lambda t: F.max_pool2d(t, k, s, p), [t(x, grad=True)])
 
 
+@given(kernel=st.tuples(st.integers(1, 4), st.integers(1, 4)), stride=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+       dilation=st.tuples(st.integers(1, 2), st.integers(1, 2)), ceil_mode=st.booleans(), dtype=st.sampled_from(
+           [np.float32, np.float64]), specials=st.sampled_from(["none", "ties", "-inf", "nan"]), data=st.data(), seed=seeds)
+def test_numba_max_pool_in_inference_equals_the_composition(kernel, stride, dilation, ceil_mode, dtype, specials, data,
+                                                             seed):
+    """With no gradient needed, the numba backend pools in one pass (Backend.max_pool2d_forward);
+    it equals the composition (pad with -inf, im2col, max down each column), max pooling's
+    definition, bit for bit: with ceil_mode's overhanging windows, dilation, ties, -inf windows
+    and NaN."""
+    padding = tuple(data.draw(st.integers(0, k // 2)) for k in kernel)
+    shape = (2, 3) + tuple(d * (k - 1) + 1 + data.draw(st.integers(0, 6)) for k, d in zip(kernel, dilation))
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(dtype)
+    if specials == "ties":
+        x = np.round(x).astype(dtype)
+    elif specials != "none":
+        x[rng.random(shape) < 0.3] = -np.inf if specials == "-inf" else np.nan
+    pooled = {}
+    for name in ("numpy", "numba"):
+        with anp.use_backend(name), anp.no_grad():
+            pooled[name] = F.max_pool2d(anp.tensor(x), kernel, stride, padding, dilation, ceil_mode).numpy()
+    np.testing.assert_array_equal(pooled["numba"], pooled["numpy"])
+    assert pooled["numba"].dtype == dtype
+
+
+def test_numba_max_pool_takes_one_pass_only_where_no_gradient_is_needed(monkeypatch):
+    """The fused forward has no backward: a tensor that needs a gradient goes the composition's way."""
+    backend, calls = anp.backends.get_backend("numba"), []
+    fused = backend.max_pool2d_forward
+    monkeypatch.setattr(type(backend), "max_pool2d_forward", lambda self, *args: calls.append(1) or fused(*args))
+    x = RNG.standard_normal((1, 2, 7, 7))
+    with anp.use_backend("numba"):
+        F.max_pool2d(anp.tensor(x, requires_grad=True), 3, 2, 1).sum().backward()
+        assert calls == []
+        with anp.no_grad():
+            F.max_pool2d(anp.tensor(x, requires_grad=True), 3, 2, 1)
+        F.max_pool2d(anp.tensor(x), 3, 2, 1)
+        assert calls == [1, 1]
+
+
 @given(k=st.integers(1, 3), s=st.integers(1, 3), data=st.data(), seed=seeds)
 def test_avg_pool_counts_padding_as_zeros(backend, k, s, data, seed):
     p = data.draw(st.integers(0, k // 2))

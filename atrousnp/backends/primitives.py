@@ -37,13 +37,14 @@ PRIMITIVES = (
     "im2col", "col2im", "bn_stats",                                                   # convolution, statistics
     "conv2d_forward", "conv2d_backward", "batch_norm_forward", "batch_norm_backward",  # fused
     "relu_backward", "update_running_stats", "softmax_cross_entropy",
-    "softmax_cross_entropy_backward", "sgd_step",
+    "softmax_cross_entropy_backward", "sgd_step", "max_pool2d_forward",
 )
+OPTIONAL = ("sgd_step", "max_pool2d_forward")   # None where a backend has no fused form
 
 
 class Backend(ABC):
-    """Abstract backend: a subclass implements every abstract method (``sgd_step`` where it fuses
-    SGD's update); shapes are tuples of ints."""
+    """Abstract backend: a subclass implements every abstract method (and the ``OPTIONAL`` ones
+    where it fuses them); shapes are tuples of ints."""
 
     name = "abstract"
     # The floating-point dtypes its kernels compute in: numba compiles no float16 arithmetic on the
@@ -258,6 +259,12 @@ class Backend(ABC):
     # 0-d float64 array of the backend (the optimiser's own, which a replayed CUDA graph reads).
     # None: the backend has no fused form, and ``optim.SGD`` applies its rule op by op, on Tensors.
     sgd_step = None
+
+    # Max pooling in one pass over x where no gradient is needed, if a backend fuses it:
+    # ``max_pool2d_forward(x, kernel, stride, padding, dilation, out_hw) -> y``, windows at
+    # (o*s - p + i*d) reading -inf outside x. None: ``functional.max_pool2d``'s own composition
+    # (im2col, then max down each column) runs, which defines it.
+    max_pool2d_forward = None
 
 
 def conv_out_size(size, kernel, stride, padding, dilation):

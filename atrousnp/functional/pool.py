@@ -3,12 +3,15 @@
 ``unfold`` makes every (dilated) window a column; max pooling is then the max down each
 column and average pooling the sum over a divisor (the window's size, or PyTorch's variants:
 ``avg_pool2d``). Their backward passes come from ``unfold``'s own (col2im) and those of max
-and sum, so no pooling-specific gradient code exists.
+and sum, so no pooling-specific gradient code exists. That composition is max pooling's
+definition. Where no gradient is needed (inference), a backend may compute its forward in one
+pass over x (``Backend.max_pool2d_forward``; numba does): ResNet's stem pools 2x64x161x161,
+which the composition pads, then writes and reads as a 9 x 839,808 im2col.
 """
 
 import numpy as np
 
-from ..autograd import Function, backend_of
+from ..autograd import Function, backend_of, is_grad_enabled
 from ..backends import get_backend
 from ..backends.constants import kept
 from ..tensor import Tensor
@@ -34,11 +37,10 @@ class Unfold(Function):
         return ctx.backend.col2im(grad, ctx.x_shape, *ctx.geometry)
 
 
-def _windows(x, kernel_size, stride, padding, dilation, pad_value, op, ceil_mode=False):
-    """Every pooling window of every channel as one column: (kh*kw, N*C*out_h*out_w), the output
-    shape, and the geometry (kernel, stride, padding, dilation, overhang). With ``ceil_mode``
-    the last window may hang past the padded input by ``overhang`` pixels (per axis), read as
-    ``pad_value``; PyTorch drops a window that would start in the right padding."""
+def _pool_geometry(x, kernel_size, stride, padding, dilation, op, ceil_mode):
+    """(kernel, stride, padding, dilation, overhang) and the output's (out_h, out_w), each
+    setting checked. With ``ceil_mode`` the last window may hang past the padded input by
+    ``overhang`` pixels (per axis); PyTorch drops a window that would start in the right padding."""
     if x.ndim != 4:
         raise ValueError(f"{op}: x must be (N, C, H, W) or (C, H, W), got shape {x.shape}")
     check_not_empty(op, x)
@@ -54,6 +56,16 @@ def _windows(x, kernel_size, stride, padding, dilation, pad_value, op, ceil_mode
         raise ValueError(f"{op}: the output would be {out_hw[0]}x{out_hw[1]} for input {h}x{w} and kernel {kernel}")
     overhang = tuple(max(0, (out - 1) * s + d * (k - 1) + 1 - (size + 2 * p))
                      for out, size, k, s, p, d in zip(out_hw, (h, w), kernel, stride, padding, dilation))
+    return (kernel, stride, padding, dilation, overhang), out_hw
+
+
+def _windows(x, kernel_size, stride, padding, dilation, pad_value, op, ceil_mode=False):
+    """Every pooling window of every channel as one column: (kh*kw, N*C*out_h*out_w), the output
+    shape, and the geometry (``_pool_geometry``); padding and any ``ceil_mode`` overhang read
+    ``pad_value``."""
+    geometry, out_hw = _pool_geometry(x, kernel_size, stride, padding, dilation, op, ceil_mode)
+    kernel, stride, padding, dilation, overhang = geometry
+    n, c, h, w = x.shape
     if pad_value != 0 or max(overhang) > 0:
         # Max pooling pads with -inf (padding never wins); im2col itself pads with zeros, evenly.
         x = pad_op(x, (padding[1], padding[1] + overhang[1], padding[0], padding[0] + overhang[0]), value=pad_value)
@@ -63,7 +75,7 @@ def _windows(x, kernel_size, stride, padding, dilation, pad_value, op, ceil_mode
         im2col_padding = padding
     planes = reshape(x, (n * c, 1, h, w))
     cols = Unfold.apply(planes, kernel=kernel, stride=stride, padding=im2col_padding, dilation=dilation)
-    return cols, (n, c) + out_hw, (kernel, stride, padding, dilation, overhang)
+    return cols, (n, c) + out_hw, geometry
 
 
 def _pool_out_size(size, kernel, stride, padding, dilation, ceil_mode):
@@ -85,6 +97,13 @@ def max_pool2d(x: Tensor, kernel_size: IntPair, stride: IntPair | None = None, p
     two agree wherever the maximum is unique).
     """
     def pool(x):
+        backend = backend_of("max_pool2d", x)
+        if (backend.max_pool2d_forward is not None and not return_indices and x.dtype in backend.float_dtypes
+                and not (is_grad_enabled() and x.requires_grad)):
+            (kernel, stride_pair, padding_pair, dilation_pair, _), out_hw = _pool_geometry(
+                x, kernel_size, stride, padding, dilation, "max_pool2d", ceil_mode)
+            out = backend.max_pool2d_forward(x.data, kernel, stride_pair, padding_pair, dilation_pair, out_hw)
+            return Tensor._wrap(out, backend)
         cols, out_shape, geometry = _windows(x, kernel_size, stride, padding, dilation, -np.inf, "max_pool2d",
                                              ceil_mode)
         out = reshape(max_op(cols, axis=0), out_shape)

@@ -20,6 +20,11 @@ from .conv_paths import as_ncl
 PARALLEL_ADD_MIN = 1 << 18
 
 
+def as_planes(a):
+    """(N, C, H, W) as a C-contiguous (N*C, H, W): one image's channel a plane."""
+    return np.ascontiguousarray(a).reshape(-1, *a.shape[2:])
+
+
 def in_memory_order(a):
     """a's elements as a flat view in the order they lie in memory, or None if a is not a
     transpose of a contiguous array."""
@@ -145,6 +150,13 @@ class NumbaBackend(NumpyBackend):
         kernels.softmax_cross_entropy_backward(np.ascontiguousarray(logits), np.ascontiguousarray(target), weight,
                                                ignore_index, lse, float(grad) / float(norm), dlogits)
         return dlogits
+
+    def max_pool2d_forward(self, x, kernel, stride, padding, dilation, out_hw):
+        """One pass over x, where functional.max_pool2d's composition pads x, writes an im2col
+        9x its size and reads that again for the max."""
+        out = np.empty(x.shape[:2] + tuple(out_hw), x.dtype)
+        kernels.max_pool(as_planes(x), as_planes(out), x.dtype.type(-np.inf), *kernel, *stride, *padding, *dilation)
+        return out
 
     def sgd_step(self, params, grads, buffers, lr, momentum, weight_decay, dampening, nesterov):
         """In place: each parameter and buffer is updated where it lies, in one parallel pass over

@@ -153,6 +153,42 @@ def sum_rows(a, out):
         out[i] = total
 
 
+@njit(cache=True)
+def _taps_inside(outs, stride, pad, dilation, taps, size):
+    """(first, end): for each output o, the range of the taps i whose pixel o*stride - pad +
+    i*dilation lies in [0, size); found once per call, not per window (two divisions each)."""
+    first, end = np.empty(outs, np.int64), np.empty(outs, np.int64)
+    for o in range(outs):
+        start = o * stride - pad
+        first[o] = 0 if start >= 0 else (dilation - 1 - start) // dilation
+        end[o] = max(first[o], 0 if start > size - 1 else min(taps, (size - 1 - start) // dilation + 1))
+    return first, end
+
+
+@parallel_kernel
+def max_pool(x, out, lowest, kh, kw, sh, sw, ph, pw, dh, dw):
+    """out[p, oh, ow] = max of the plane x[p] over the window at (oh*sh - ph + i*dh,
+    ow*sw - pw + j*dw), ``lowest`` (-inf in x's dtype) where no tap reads x, NaN if one reads
+    NaN. x, out: (planes, H, W), one plane per task; the taps inside x are found once per
+    row and column of windows, so the inner loop tests no bounds."""
+    planes, h, w = x.shape
+    row_first, row_end = _taps_inside(out.shape[1], sh, ph, dh, kh, h)
+    col_first, col_end = _taps_inside(out.shape[2], sw, pw, dw, kw, w)
+    for p in prange(planes):
+        for oh in range(out.shape[1]):
+            i0, i1 = row_first[oh], row_end[oh]
+            for ow in range(out.shape[2]):
+                j0, j1 = col_first[ow], col_end[ow]
+                top, saw_nan = lowest, False
+                for i in range(i0, i1):
+                    r = oh * sh - ph + i * dh
+                    for j in range(j0, j1):
+                        v = x[p, r, ow * sw - pw + j * dw]
+                        top = v if v > top else top      # selects, not branches: a branch on
+                        saw_nan |= v != v                # data mispredicts, and took 3x as long
+                out[p, oh, ow] = np.nan if saw_nan else top
+
+
 @parallel_kernel
 def relu_backward(grad, out, dx):
     for i in prange(grad.size):
