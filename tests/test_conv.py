@@ -245,7 +245,7 @@ def test_the_tiled_transpose_of_the_tap_path_is_a_transpose(batch, rows, cols):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_a_weight_stored_tap_by_tap_goes_by_tap_with_no_copy_and_the_same_numbers(dtype):
-    """A weight laid out as (kh, kw, K, C) in memory (nn.Conv2d.store_by_tap) is multiplied where
+    """A weight laid out as (kh, kw, K, C) in memory (nn.Conv2d.lay_out_weight) is multiplied where
     it lies, and the by-tap path gives bit for bit what it gives for the same weight in NumPy's
     default layout; its gradient comes laid out as the weight is, which SGD then updates in place."""
     from atrousnp.backends.numba import conv_paths

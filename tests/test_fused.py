@@ -194,9 +194,10 @@ def test_batch_norm_residual_of_another_shape_is_refused(backend):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("layout", ["contiguous", "transposed"])
 def test_numba_adds_large_arrays_in_parallel_exactly_as_numpy(dtype, layout, monkeypatch):
-    """Autograd's sums of gradients: from PARALLEL_ADD_MIN elements the numba backend adds by its
-    parallel kernel, bit for bit NumPy's sum, in C order whatever the inputs' layout; below it,
-    and for other ops or mixed shapes, NumPy's own ufunc."""
+    """Autograd's sums of gradients: from PARALLEL_ADD_MIN elements of C-contiguous arrays the
+    numba backend adds by its parallel kernel, bit for bit NumPy's sum; an input laid out
+    otherwise (which the kernel would first copy on one core), a smaller one, or another op, by
+    NumPy's own ufunc."""
     from atrousnp.backends.numba import backend as numba_backend, kernels
     be, calls, original = numba_backend.NumbaBackend(), [], kernels.add
     monkeypatch.setattr(kernels, "add", lambda *args: (calls.append(len(args[0])), original(*args))[1])
@@ -207,36 +208,41 @@ def test_numba_adds_large_arrays_in_parallel_exactly_as_numpy(dtype, layout, mon
         a = a.T
     total = be.zip("add", a, b)
     np.testing.assert_array_equal(total, a + b)
-    assert total.flags.c_contiguous and total.dtype == dtype and calls == [side * side]
+    kernel_calls = [side * side] if layout == "contiguous" else []
+    assert total.dtype == dtype and calls == kernel_calls
     small = a[:10, :10], b[:10, :10]
     np.testing.assert_array_equal(be.zip("add", *small), small[0] + small[1])
     np.testing.assert_array_equal(be.zip("mul", a, b), a * b)
-    assert calls == [side * side]
+    assert calls == kernel_calls
 
 
+@pytest.mark.parametrize("shape", [(4, 3, 3, 3), (1, 3, 3, 3)], ids=["weight", "one-output-channel"])
 @pytest.mark.parametrize("grad_layout", ["like-the-weight", "default"])
-def test_numba_sgd_updates_a_weight_stored_tap_by_tap_where_it_lies(grad_layout):
-    """A conv weight stored tap by tap (nn.Conv2d.store_by_tap) stays that array, in that layout,
+def test_numba_sgd_updates_a_weight_stored_tap_by_tap_where_it_lies(grad_layout, shape):
+    """A conv weight stored tap by tap (nn.Conv2d.lay_out_weight) stays that array, in that layout,
     through SGD with momentum, whether its gradient comes laid out as it is (the by-tap path's)
     or in NumPy's default layout, and a momentum buffer kept in the default layout (as loaded
-    from a state dict) is matched to it; the values are the rule's, step by step."""
+    from a state dict) is matched to it, once; the values are the rule's, step by step. A size-1
+    axis, whose stride means nothing, does not make the layouts differ."""
     from atrousnp.backends.numba.backend import NumbaBackend
     be, rng = NumbaBackend(), np.random.default_rng(0)
 
     def by_tap(a):
         return np.ascontiguousarray(a.transpose(2, 3, 0, 1)).transpose(2, 3, 0, 1)
 
-    start = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    start = rng.standard_normal(shape).astype(np.float32)
     param, rule, rule_buffer = by_tap(start), start.copy(), None
     buffers = [None]
-    for step in range(3):
+    for step in range(4):
         grad = rng.standard_normal(start.shape).astype(np.float32)
         given = by_tap(grad) if grad_layout == "like-the-weight" else grad.copy()
         if step == 2:
             buffers = [np.ascontiguousarray(buffers[0])]
+        kept = buffers[0]
         (updated,), buffers = be.sgd_step([param], [given], buffers, 0.1, 0.9, 1e-2, 0.0, False)
         rule, rule_buffer = sgd_update(rule, grad, rule_buffer, 0.1, 0.9, 1e-2, 0.0, False)
-        assert updated is param and buffers[0].strides == param.strides
+        assert updated is param and buffers[0].transpose(2, 3, 0, 1).flags.c_contiguous
+        assert (buffers[0] is kept) == (step in (1, 3))
         np.testing.assert_array_equal(given, grad)
         np.testing.assert_allclose(param, rule, rtol=1e-6, atol=1e-6)
 

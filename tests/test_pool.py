@@ -32,8 +32,9 @@ def test_numba_max_pool_in_inference_equals_the_composition(kernel, stride, dila
                                                              seed):
     """With no gradient needed, the numba backend pools in one pass (Backend.max_pool2d_forward);
     it equals the composition (pad with -inf, im2col, max down each column), max pooling's
-    definition, bit for bit: with ceil_mode's overhanging windows, dilation, ties, -inf windows
-    and NaN."""
+    definition, value for value: with ceil_mode's overhanging windows, dilation, ties, -inf
+    windows and NaN (a zero's sign and a NaN's payload are not compared: NumPy's SIMD max keeps
+    the later of two equal values, the kernel the first)."""
     padding = tuple(data.draw(st.integers(0, k // 2)) for k in kernel)
     shape = (2, 3) + tuple(d * (k - 1) + 1 + data.draw(st.integers(0, 6)) for k, d in zip(kernel, dilation))
     rng = np.random.default_rng(seed)

@@ -261,8 +261,8 @@ class Backend(ABC):
     sgd_step = None
 
     # Max pooling in one pass over x where no gradient is needed, if a backend fuses it:
-    # ``max_pool2d_forward(x, kernel, stride, padding, dilation, out_hw) -> y``, windows at
-    # (o*s - p + i*d) reading -inf outside x. None: ``functional.max_pool2d``'s own composition
+    # ``max_pool2d_forward(x, kernel, stride, padding, dilation, out_hw) -> y``, x: (N, C, H, W),
+    # y: (N, C, out_h, out_w), windows at (o*s - p + i*d) reading -inf outside x. None: ``functional.max_pool2d``'s own composition
     # (im2col, then max down each column) runs, which defines it.
     max_pool2d_forward = None
 

@@ -47,8 +47,9 @@ class Sum(Function):
 class Max(Function):
     """y = max of a over ``axes``;  da = g / (number of ties) at the maxima, 0 elsewhere.
 
-    The mask of maxima is kept as booleans, a quarter of a float32 copy of a, and the gradient
-    is divided while it is still reduced, so that only the product with the mask is of a's size."""
+    The mask of maxima is kept from forward to backward as booleans, a quarter of a float32 copy
+    of a, and the gradient is divided by the ties while it is still reduced: the division runs on
+    the reduced shape, not on a's."""
 
     @staticmethod
     def forward(ctx, a, axes, keepdims):

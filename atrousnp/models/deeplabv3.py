@@ -33,13 +33,13 @@ class DeepLabV3(nn.Module):
     def set_output_stride(self, output_stride):
         """Run the same weights at another output stride: the backbone's strides and rates and
         the head's rates all follow (``atrous_plan`` lists them). The weights of the convs that
-        are now dilated are stored tap by tap in memory (``nn.Conv2d.store_by_tap``), which
-        changes no value."""
+        are now dilated are stored tap by tap in memory, the others in NumPy's default order
+        (``nn.Conv2d.lay_out_weight``), which changes no value."""
         self.backbone.set_output_stride(output_stride, self.backbone.multi_grid)
         self.classifier.set_output_stride(output_stride, self.backbone.multi_grid)
         for module in self.modules():
-            if isinstance(module, nn.Conv2d) and module.kernel_size != (1, 1) and module.dilation not in (1, (1, 1)):
-                module.store_by_tap()
+            if isinstance(module, nn.Conv2d) and module.kernel_size != (1, 1):
+                module.lay_out_weight(by_tap=module.dilation not in (1, (1, 1)))
         return self
 
     def forward(self, x):

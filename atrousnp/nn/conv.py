@@ -47,16 +47,21 @@ class Conv2d(Module):
     def forward(self, x):
         return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
-    def store_by_tap(self):
-        """Store the weight tap by tap in memory, as a contiguous (kh, kw, out, in), keeping its
-        shape (out, in, kh, kw) and its values; a NumPy (host) weight only. That is the layout in
-        which the numba backend multiplies a dilated conv, one tap's (out, in) matrix at a time
-        (backends/numba/conv_paths.py): laid out so, it needs no copy of the weight per call
-        (ASPP's 19 MB per conv). ``weight.data`` stays the weight: what is written there is
-        what the conv uses. Returns self."""
+    def lay_out_weight(self, by_tap):
+        """Store the weight tap by tap in memory, as a contiguous (kh, kw, out, in), if ``by_tap``,
+        else in NumPy's default order; its shape (out, in, kh, kw) and values stay (a NumPy, host
+        weight only). Tap by tap is how the numba backend multiplies a dilated conv, one tap's
+        (out, in) matrix at a time (backends/numba/conv_paths.py): laid out so, it needs no copy
+        of the weight per call (ASPP's 19 MB a conv), where its other paths (Winograd for
+        undilated 3x3 convs, im2col) read the default order. ``weight.data`` stays the weight:
+        what is written there is what the conv uses. Returns self."""
         w = self.weight.data
-        if isinstance(w, np.ndarray) and not w.transpose(2, 3, 0, 1).flags.c_contiguous:
-            self.weight.data = np.ascontiguousarray(w.transpose(2, 3, 0, 1)).transpose(2, 3, 0, 1)
+        if isinstance(w, np.ndarray):
+            taps_first = w.transpose(2, 3, 0, 1)
+            if by_tap and not taps_first.flags.c_contiguous:
+                self.weight.data = np.ascontiguousarray(taps_first).transpose(2, 3, 0, 1)
+            elif not by_tap and not w.flags.c_contiguous:
+                self.weight.data = np.ascontiguousarray(w)
         return self
 
     def extra_repr(self):

@@ -92,7 +92,9 @@ def allreduce_gradients(params, bucket_bytes: int = BUCKET_BYTES):
 
 
 def broadcast_parameters(module):
-    """Copy rank 0's parameters and buffers (batch norm's running statistics) to every rank."""
+    """Copy rank 0's parameters and buffers (batch norm's running statistics) to every rank, into
+    each array where it lies (its memory layout, e.g. a dilated conv's weight stored tap by tap,
+    stays)."""
     if world_size() == 1:
         return
     tensors = list(module.parameters()) + list(module.buffers())
@@ -101,7 +103,7 @@ def broadcast_parameters(module):
         _comm.Bcast(flat, root=0)
         start = 0
         for t in bucket:
-            t.data = t._backend.asarray(flat[start:start + t.numel()].reshape(t.shape))
+            t._backend.copy_from_host(t.data, flat[start:start + t.numel()].reshape(t.shape))
             start += t.numel()
 
 

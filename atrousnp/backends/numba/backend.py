@@ -15,7 +15,7 @@ from . import blas, conv_paths, kernels, memory, threads
 from .conv_paths import as_ncl
 
 
-# Two threads add 0.9-3.4M float32s in 0.56-0.64 of NumPy's time; at 2^18 they tie, and below
+# Two threads add 0.9-3.4M float32s in 0.57-0.68 of NumPy's time; at 2^18 they tie, and below
 # that, waking a thread costs more than it saves (docs/design_notes.md).
 PARALLEL_ADD_MIN = 1 << 18
 
@@ -25,18 +25,24 @@ def as_planes(a):
     return np.ascontiguousarray(a).reshape(-1, *a.shape[2:])
 
 
+def memory_order(a):
+    """a's axes of more than one element, from the one whose step in memory is longest to the
+    one whose step is shortest (size-1 axes, whose strides mean nothing, left out)."""
+    return tuple(sorted((axis for axis in range(a.ndim) if a.shape[axis] > 1), key=lambda axis: -a.strides[axis]))
+
+
 def in_memory_order(a):
     """a's elements as a flat view in the order they lie in memory, or None if a is not a
     transpose of a contiguous array."""
-    axes = sorted(range(a.ndim), key=lambda axis: -a.strides[axis])
-    in_order = a.transpose(axes)
+    in_order = a.transpose(sorted(range(a.ndim), key=lambda axis: -a.strides[axis]))
     return in_order.reshape(-1) if in_order.flags.c_contiguous else None
 
 
 def laid_out_like(p, a):
-    """a (of p's shape) with p's strides and dtype: a itself if it has them, else a copy; a new
-    uninitialised array if a is None."""
-    if a is not None and a.strides == p.strides and a.dtype == p.dtype:
+    """a (of p's shape) in p's memory order and dtype: a itself if it is so already, else a copy;
+    a new uninitialised array if a is None."""
+    if (a is not None and a.dtype == p.dtype and memory_order(a) == memory_order(p)
+            and in_memory_order(a) is not None):
         return a
     out = np.empty_like(p)                    # order "K": p's layout
     if a is not None:
@@ -88,13 +94,14 @@ class NumbaBackend(NumpyBackend):
                                          needs_dx, needs_dweight)
 
     def zip(self, op, a, b):
-        """A sum of two large arrays of one shape and dtype, as autograd's sums of gradients are, by
-        a parallel kernel; below PARALLEL_ADD_MIN elements NumPy's own add, which does not pay for
-        waking a thread, is faster."""
+        """A sum of two large C-contiguous arrays of one shape and dtype, as autograd's sums of
+        gradients are, by a parallel kernel; below PARALLEL_ADD_MIN elements NumPy's own add,
+        which does not pay for waking a thread, is faster."""
         if (op == "add" and isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.shape == b.shape
-                and a.dtype == b.dtype and a.dtype.type in (np.float32, np.float64) and a.size >= PARALLEL_ADD_MIN):
+                and a.dtype == b.dtype and a.dtype.type in (np.float32, np.float64) and a.size >= PARALLEL_ADD_MIN
+                and a.flags.c_contiguous and b.flags.c_contiguous):
             out = np.empty(a.shape, a.dtype)
-            kernels.add(np.ascontiguousarray(a).reshape(-1), np.ascontiguousarray(b).reshape(-1), out.reshape(-1))
+            kernels.add(a.reshape(-1), b.reshape(-1), out.reshape(-1))
             return out
         return super().zip(op, a, b)
 
@@ -152,8 +159,8 @@ class NumbaBackend(NumpyBackend):
         return dlogits
 
     def max_pool2d_forward(self, x, kernel, stride, padding, dilation, out_hw):
-        """One pass over x, where functional.max_pool2d's composition pads x, writes an im2col
-        9x its size and reads that again for the max."""
+        """One pass over x: (N, C, H, W) to (N, C, out_h, out_w), where functional.max_pool2d's
+        composition pads x, writes an im2col kh*kw times its size and reads that again for the max."""
         out = np.empty(x.shape[:2] + tuple(out_hw), x.dtype)
         kernels.max_pool(as_planes(x), as_planes(out), x.dtype.type(-np.inf), *kernel, *stride, *padding, *dilation)
         return out
@@ -162,12 +169,12 @@ class NumbaBackend(NumpyBackend):
         """In place: each parameter and buffer is updated where it lies, in one parallel pass over
         the parameter's memory in the order it is laid out (a dilated conv's weight is stored tap
         by tap: nn/conv.py); a gradient or buffer laid out otherwise is first copied to match."""
-        params, buffers = [p if in_memory_order(p) is not None else np.ascontiguousarray(p) for p in params], \
-            list(buffers)
+        params = [p if in_memory_order(p) is not None else np.ascontiguousarray(p) for p in params]
+        buffers = list(buffers)
         for k, (p, g) in enumerate(zip(params, grads)):
             first = buffers[k] is None
-            if momentum and (first or buffers[k].strides != p.strides):
-                buffers[k] = laid_out_like(p, None if first else buffers[k])   # never the gradient itself
+            if momentum:
+                buffers[k] = laid_out_like(p, buffers[k])        # a buffer of its own, never the gradient
             buf = buffers[k] if momentum else p
             kernels.sgd_update_kernel(in_memory_order(p), in_memory_order(laid_out_like(p, g)), in_memory_order(buf),
                                       float(lr), momentum, weight_decay, dampening, nesterov, first)

@@ -13,16 +13,17 @@ The price is a wake-up of OpenBLAS's threads at the start of every GEMM, as Numb
 threads pay at every loop (``threads.py``).
 
 OpenBLAS reads how long to spin from ``OPENBLAS_THREAD_TIMEOUT`` (an exponent: 2^n cycles, n
-from 4 to 30), once, when its pool starts, and that is when NumPy is imported. So selecting the
-backend does what OpenBLAS does after a fork: it sets the variable for a moment, has OpenBLAS
-read its environment again (``openblas_read_env``), and stops the pool
-(``blas_thread_shutdown_``); the next GEMM starts it afresh, reading the new timeout.
+from 4 to 30) once, when the library loads with NumPy, and applies it when its pool of threads
+starts, at that same moment. So selecting the backend sets the variable for a moment, has
+OpenBLAS read its environment again (``openblas_read_env``) and stops the pool
+(``blas_thread_shutdown_``, as OpenBLAS itself does before a fork); the next GEMM starts the
+pool afresh, which applies the new timeout.
 
 It is a setting of the whole process, so it is skipped where the user set
 ``OPENBLAS_THREAD_TIMEOUT`` themselves (before NumPy loaded or since), where another Python
-thread could be inside a GEMM while the pool stops, and where NumPy's BLAS is not OpenBLAS's
-thread server (an OpenMP build, MKL, Accelerate). Linux only: the library is found by its name
-in /proc/self/maps.
+thread could be inside a GEMM while the pool stops (so never in Jupyter, whose kernel runs
+threads of its own), and where NumPy's BLAS is not OpenBLAS's thread server (an OpenMP build,
+MKL, Accelerate). Linux only: the library is found by its name in /proc/self/maps.
 """
 
 import ctypes
@@ -40,16 +41,20 @@ GET_PARALLEL_NAMES = [f"{prefix}openblas_get_parallel{suffix}"
 def loaded_openblas():
     """Paths of the OpenBLAS libraries mapped into this process (NumPy's, and SciPy's if loaded)."""
     try:
-        with open("/proc/self/maps") as maps:
-            paths = {line.split()[-1] for line in maps if "openblas" in line.rsplit("/", 1)[-1]}
+        with open("/proc/self/maps") as maps:   # address, permissions, offset, device, inode, path
+            mappings = [line.split(maxsplit=5) for line in maps]
     except OSError:
         return []
-    return sorted(path for path in paths if ".so" in path)
+    paths = {fields[5].strip() for fields in mappings if len(fields) == 6}   # a path may hold spaces
+    return sorted(path for path in paths if "openblas" in path.rsplit("/", 1)[-1] and ".so" in path)
 
 
 def with_thread_server(path):
     """ctypes' handle on the library at ``path`` if it has OpenBLAS's pthread server, else None."""
-    library = ctypes.CDLL(path)
+    try:
+        library = ctypes.CDLL(path)
+    except OSError:
+        return None
     get_parallel = next((getattr(library, name) for name in GET_PARALLEL_NAMES if hasattr(library, name)), None)
     if get_parallel is None or get_parallel() != PTHREADS:
         return None
