@@ -11,7 +11,10 @@ rates 6/12/18, doubled at output stride 8), each library in a fresh process of t
 both on ``--threads`` threads (default: the cores this process may use) for their loops and
 their BLAS; with --backend cuda, PyTorch runs on the GPU too and each time ends when the GPU
 is done, and a third row times atrousnp's step replayed as a CUDA graph (``anp.cuda.graph``)
-against PyTorch's eager step. Each step uploads its batch, as a training loop would. Peak
+against PyTorch's eager step. On the numba backend atrousnp first lets OpenBLAS's threads
+sleep after each GEMM, as a user with maps this large should (``let_blas_threads_sleep``;
+not the library's default, which suits small maps). Each step uploads its batch, as a
+training loop would. Peak
 memory (CPU backends only) is each phase's growth of resident memory above its level before
 the phase's first run (Linux's VmHWM, reset then), so both libraries are measured the same way.
 """
@@ -61,6 +64,9 @@ def run_atrousnp(args, x, target):
     import atrousnp as anp
     import atrousnp.functional as F
     anp.set_backend(args.backend)
+    if args.backend == "numba":
+        from atrousnp.backends.numba import let_blas_threads_sleep
+        let_blas_threads_sleep()            # these maps are large: atrousnp/backends/numba/blas.py
     model = anp.models.from_torchvision(torchvision_state(args.output_stride), output_stride=args.output_stride) \
         if torch_available() else anp.models.deeplabv3_resnet50(num_classes=21, output_stride=args.output_stride,
                                                                head_style="torchvision", rng=np.random.default_rng(0))
@@ -189,7 +195,7 @@ def main():
           f"{args.threads} threads each")
     coretype = os.environ.get("OPENBLAS_CORETYPE", "(unset)")
     print(f"# {cpu_model()}, {os.cpu_count()} cores, OPENBLAS_CORETYPE={coretype}, numpy {np.__version__}, "
-          f"torch {torch_note}")
+          f"torch {torch_note}; atrousnp on numba lets OpenBLAS's threads sleep (let_blas_threads_sleep)")
     print("| phase | atrousnp s | torchvision s | ratio | atrousnp memory growth MiB | torchvision memory growth MiB |")
     print("|---|---|---|---|---|---|")
     mib = lambda value: "n/a" if value is None else f"{value:.0f}"  # noqa: E731

@@ -1,6 +1,6 @@
 """Choosing a backend: an unknown name is refused with the valid ones listed, use_backend restores the
-previous, and the numba backend's three process-wide settings (malloc's, its threads' and OpenBLAS's
-threads') can be declined; its kernels survive a fork."""
+previous, and the numba backend's two process-wide settings (malloc's, and its threads') can be
+declined, OpenBLAS's threads sleep when asked; its kernels survive a fork."""
 
 import os
 import platform
@@ -105,13 +105,16 @@ def test_the_numba_kernels_run_on_openmp_threads_that_sleep(prelude, environment
 
 
 THREADS_SPINNING_AFTER_A_GEMM = """
-import os, threading, time
+import os, sys, threading, time
 import numpy as np
 import atrousnp
 from atrousnp.backends.numba import blas
 if not any(map(blas.with_thread_server, blas.loaded_openblas())):
     raise SystemExit("skip: NumPy's BLAS is not OpenBLAS's pthread server")
 atrousnp.backends.get_backend("numba")
+if sys.argv[1] == "asked":
+    from atrousnp.backends.numba import let_blas_threads_sleep
+    let_blas_threads_sleep()
 
 def others_running():
     me, running = str(threading.get_native_id()), 0
@@ -134,16 +137,18 @@ print(sorted(counts)[len(counts) // 2])
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="OpenBLAS's library is found on Linux only")
 @pytest.mark.skipif(len(getattr(os, "sched_getaffinity", lambda _: [])(0)) < 2,
                     reason="OpenBLAS starts no second thread on one CPU")
-@pytest.mark.parametrize("environment, spinning", [({}, 0), ({"OPENBLAS_THREAD_TIMEOUT": "28"}, 1)],
-                         ids=["default", "the-users-own-timeout"])
-def test_openblas_threads_sleep_once_a_gemm_is_done(environment, spinning):
+@pytest.mark.parametrize("asked, environment, spinning", [
+    ("asked", {}, 0), ("not-asked", {}, 1), ("asked", {"OPENBLAS_THREAD_TIMEOUT": "28"}, 1)],
+    ids=["asked", "the-default", "asked-but-the-users-own-timeout"])
+def test_openblas_threads_sleep_once_a_gemm_is_done_when_asked(asked, environment, spinning):
     """10 ms after a GEMM, the median count of this process's other threads still running over 15
-    GEMMs: none once the numba backend is selected (blas.py), while OpenBLAS's own default, which
-    a user gets by setting its timeout (2^28 cycles, about 0.1 s), leaves its second thread
-    spinning. OpenBLAS is asked for two threads (it takes at most one per CPU)."""
-    env = {name: value for name, value in os.environ.items() if not name.endswith("_NUM_THREADS")}
-    run = subprocess.run([sys.executable, "-c", THREADS_SPINNING_AFTER_A_GEMM], capture_output=True, text=True,
-                         env={**env, "OPENBLAS_NUM_THREADS": "2", **environment})
+    GEMMs: none once let_blas_threads_sleep() has run (blas.py); OpenBLAS's own default, which
+    selecting the backend leaves alone and a user's own timeout keeps (2^28 cycles, about 0.1 s),
+    leaves its second thread spinning. OpenBLAS is asked for two threads (one per CPU at most)."""
+    env = {name: value for name, value in os.environ.items()
+           if not name.endswith("_NUM_THREADS") and name != "OPENBLAS_THREAD_TIMEOUT"}
+    run = subprocess.run([sys.executable, "-c", THREADS_SPINNING_AFTER_A_GEMM, asked], capture_output=True,
+                         text=True, env={**env, "OPENBLAS_NUM_THREADS": "2", **environment})
     if run.returncode != 0 and "skip:" in run.stderr:
         pytest.skip(run.stderr.strip())
     assert run.returncode == 0, run.stderr

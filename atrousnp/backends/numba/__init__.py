@@ -6,11 +6,12 @@
     winograd.py     Winograd's F(2x2, 3x3) for ResNet's 3x3 convs
     memory.py       keeping freed memory in malloc's heap for the next step's arrays
     threads.py      which threads run the kernels' parallel loops (OpenMP, sleeping when idle), and forks
-    blas.py         OpenBLAS's threads sleeping as soon as a GEMM is done, so the kernels get the cores
+    blas.py         let_blas_threads_sleep: OpenBLAS's threads asleep after each GEMM, for large maps
 
 To step through a kernel as plain Python, run with NUMBA_DISABLE_JIT=1.
 """
 
 from .backend import NumbaBackend
+from .blas import let_blas_threads_sleep
 
-__all__ = ["NumbaBackend"]
+__all__ = ["NumbaBackend", "let_blas_threads_sleep"]

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..numpy import NumpyBackend
 from ..primitives import Backend
-from . import blas, conv_paths, kernels, memory, threads
+from . import conv_paths, kernels, memory, threads
 from .conv_paths import as_ncl
 
 
@@ -58,12 +58,11 @@ class NumbaBackend(NumpyBackend):
         """Selecting this backend (set_backend, use_backend or the default, at first use) sets
         numba's threading layer for the process: OpenMP with threads that sleep when idle where
         that can be made sure of, else workqueue (``threads.py``), unless the user chose one. It
-        also asks malloc to keep freed memory for the next step's arrays (``memory.py``), and
-        OpenBLAS's threads to sleep as soon as a GEMM is done (``blas.py``), unless the user chose
-        those settings."""
+        also asks malloc to keep freed memory for the next step's arrays (``memory.py``), unless
+        the user chose malloc's settings. OpenBLAS's threads are left as they are: letting them
+        sleep pays on large maps only (``blas.py``, which a user calls)."""
         threads.choose_threading_layer()
         memory.keep_freed_memory()
-        blas.let_blas_threads_sleep()
 
     def im2col(self, x, kernel, stride, padding, dilation):
         return conv_paths.im2col(x, kernel, stride, padding, dilation)

@@ -1,29 +1,34 @@
-"""Letting OpenBLAS's idle threads sleep: how the Numba backend gets the second core back after a GEMM.
+"""Letting OpenBLAS's idle threads sleep: a setting for large maps, which a user calls.
 
 NumPy's OpenBLAS runs a GEMM on a pool of threads of its own. When a GEMM is done, each of
 those threads spins, checking for new work, for 2^28 CPU cycles (about a tenth of a second)
-before it sleeps, so that the next GEMM finds it awake. A DeepLabv3 step runs a GEMM every few
-milliseconds, so OpenBLAS's threads never sleep, and the Numba kernels between the GEMMs (batch
-norm, ReLU, transposes, im2col) share a core with a spinning thread: on 2 cores, a batch-norm
-kernel on (2, 256, 81*81) inside the model took 1.55 ms on two Numba threads, no less than on
-one (1.58), and 0.93 ms once OpenBLAS's threads slept as soon as they were idle. Alternating
-with OpenBLAS's default, a DeepLabv3-ResNet-50 eval took 6% less time and a training step 8%
-less (medians of three runs), the paper's eval geometry 5-12% less (docs/design_notes.md).
-The price is a wake-up of OpenBLAS's threads at the start of every GEMM, as Numba's own
-threads pay at every loop (``threads.py``).
+before it sleeps, so that the next GEMM finds it awake. That is a trade:
 
-OpenBLAS reads how long to spin from ``OPENBLAS_THREAD_TIMEOUT`` (an exponent: 2^n cycles, n
-from 4 to 30) once, when the library loads with NumPy, and applies it when its pool of threads
-starts, at that same moment. So selecting the backend sets the variable for a moment, has
-OpenBLAS read its environment again (``openblas_read_env``) and stops the pool
-(``blas_thread_shutdown_``, as OpenBLAS itself does before a fork); the next GEMM starts the
-pool afresh, which applies the new timeout.
+* On large maps it costs. A DeepLabv3-ResNet-50 step at 321x321 runs a GEMM every few
+  milliseconds, so OpenBLAS's threads never sleep, and the Numba kernels between the GEMMs
+  (batch norm, ReLU, transposes, im2col) share a core with a spinning thread: a batch-norm
+  kernel on (2, 256, 81*81) inside the model took 1.55 ms on two Numba threads, no less than on
+  one (1.58), and 0.93 ms once OpenBLAS's threads slept as soon as they were idle. Alternating
+  with OpenBLAS's default, an eval took 6% less time and a training step 8% less (medians of
+  three runs), the paper's eval geometry (output stride 8, 513x513) 5-12% less.
+* On small maps the spinning pays. The training example's small ResNet on 96-pixel crops runs many
+  small GEMMs, each of which then has to wake a thread: 600 iterations took 46 s instead of
+  36 (two alternating runs each), and 41-43 s with timeouts of 2^16 to 2^22 cycles.
 
-It is a setting of the whole process, so it is skipped where the user set
-``OPENBLAS_THREAD_TIMEOUT`` themselves (before NumPy loaded or since), where another Python
-thread could be inside a GEMM while the pool stops (so never in Jupyter, whose kernel runs
-threads of its own), and where NumPy's BLAS is not OpenBLAS's thread server (an OpenMP build,
-MKL, Accelerate). Linux only: the library is found by its name in /proc/self/maps.
+So the backend leaves OpenBLAS as it is, and ``let_blas_threads_sleep()`` is for a process
+whose maps are large (``benchmarks/model.py`` calls it for atrousnp). OpenBLAS reads the
+timeout from ``OPENBLAS_THREAD_TIMEOUT`` (an exponent: 2^n cycles, n from 4 to 30) once, when
+the library loads with NumPy, and applies it when its pool of threads starts, at that same
+moment; setting ``OPENBLAS_THREAD_TIMEOUT=4`` before NumPy is imported does the same. The
+function sets the variable for a moment, has OpenBLAS read its environment again
+(``openblas_read_env``) and stops the pool (``blas_thread_shutdown_``, as OpenBLAS itself does
+before a fork); the next GEMM starts the pool afresh, which applies the new timeout.
+
+It changes the whole process, so it does nothing where the user set ``OPENBLAS_THREAD_TIMEOUT``
+themselves (before NumPy loaded or since), where another Python thread could be inside a GEMM
+while the pool stops (so never in Jupyter, whose kernel runs threads of its own), and where
+NumPy's BLAS is not OpenBLAS's thread server (an OpenMP build, MKL, Accelerate). Linux only:
+the library is found by its name in /proc/self/maps.
 """
 
 import ctypes
