@@ -141,8 +141,8 @@ def test_numba_backend_equals_numpy_backend(dtype, path, data):
 
 
 @pytest.mark.parametrize("expected, path, dilation", [
-    ("by_tap", {}, 2), ("blocks", {"COLS_BLOCK_BYTES": 64, "MIN_BLOCK_ROWS": 1, "SPARSE_TAPS_BELOW": 0.0}, 2), ("winograd", {}, 1),
-    ("im2col", {"SPARSE_TAPS_BELOW": 0.0}, 2)])
+    ("by_tap", {}, 2), ("blocks", {"COLS_BLOCK_BYTES": 64, "MIN_BLOCK_ROWS": 1, "SPARSE_TAPS_BELOW": 0.0}, 2),
+    ("winograd", {}, 1), ("im2col", {"SPARSE_TAPS_BELOW": 0.0}, 2)])
 @pytest.mark.parametrize("needs", ["dx", "dweight"])
 def test_numba_backend_computes_one_gradient_alone_as_numpy_does(expected, path, dilation, needs):
     """When only x, or only the weight, needs a gradient, each numba path computes that one alone."""

@@ -194,15 +194,15 @@ def test_batch_norm_residual_of_another_shape_is_refused(backend):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("layout", ["contiguous", "transposed"])
 def test_numba_adds_large_arrays_in_parallel_exactly_as_numpy(dtype, layout, monkeypatch):
-    """Autograd's sums of gradients: from PARALLEL_ADD_MIN elements of C-contiguous arrays the
-    numba backend adds by its parallel kernel, bit for bit NumPy's sum; an input laid out
+    """Autograd's sums of gradients: from kernels.PARALLEL_ADD_MIN elements of C-contiguous arrays
+    the numba backend adds by its parallel kernel, bit for bit NumPy's sum; an input laid out
     otherwise (which the kernel would first copy on one core), a smaller one, or another op, by
     NumPy's own ufunc."""
     from atrousnp.backends.numba import backend as numba_backend, kernels
     be, calls, original = numba_backend.NumbaBackend(), [], kernels.add
     monkeypatch.setattr(kernels, "add", lambda *args: (calls.append(len(args[0])), original(*args))[1])
     rng = np.random.default_rng(0)
-    side = int(np.sqrt(numba_backend.PARALLEL_ADD_MIN)) + 1
+    side = int(np.sqrt(kernels.PARALLEL_ADD_MIN)) + 1
     a, b = (rng.standard_normal((side, side)).astype(dtype) for _ in range(2))
     if layout == "transposed":
         a = a.T
@@ -256,3 +256,16 @@ def test_numba_sums_rows_in_order_exactly_as_numpy(rows):
     out = np.empty(1000, np.float32)
     kernels.sum_rows(a, out)
     np.testing.assert_array_equal(out, a.sum(axis=0))
+
+
+def test_a_pointwise_convs_weight_gradient_over_the_parallel_sum_threshold_is_numpys():
+    """A 1x1 conv whose per-image products hold at least kernels.PARALLEL_ADD_MIN numbers sums
+    them with kernels.sum_rows; its weight gradient equals the NumPy backend's definition."""
+    from atrousnp.backends.numba import kernels
+    rng = np.random.default_rng(0)
+    x, g = rng.standard_normal((2, 512, 2, 1)), rng.standard_normal((2, 512, 2, 1))
+    w = rng.standard_normal((512, 512, 1, 1))
+    assert x.shape[0] * w.shape[0] * w.shape[1] >= kernels.PARALLEL_ADD_MIN
+    numba_dw = anp.backends.get_backend("numba").conv2d_backward(g, x, w, (1, 1), (0, 0), (1, 1), 1, False, True)[1]
+    numpy_dw = anp.backends.get_backend("numpy").conv2d_backward(g, x, w, (1, 1), (0, 0), (1, 1), 1, False, True)[1]
+    np.testing.assert_allclose(numba_dw, numpy_dw, rtol=1e-12, atol=1e-12)

@@ -26,8 +26,9 @@ def test_max_pool_equals_the_loop_definition(backend, k, s, data, seed):
 
 
 @given(kernel=st.tuples(st.integers(1, 4), st.integers(1, 4)), stride=st.tuples(st.integers(1, 3), st.integers(1, 3)),
-       dilation=st.tuples(st.integers(1, 2), st.integers(1, 2)), ceil_mode=st.booleans(), dtype=st.sampled_from(
-           [np.float32, np.float64]), specials=st.sampled_from(["none", "ties", "-inf", "nan"]), data=st.data(), seed=seeds)
+       dilation=st.tuples(st.integers(1, 2), st.integers(1, 2)), ceil_mode=st.booleans(),
+       dtype=st.sampled_from([np.float32, np.float64]), specials=st.sampled_from(["none", "ties", "-inf", "nan"]),
+       data=st.data(), seed=seeds)
 def test_numba_max_pool_in_inference_equals_the_composition(kernel, stride, dilation, ceil_mode, dtype, specials, data,
                                                              seed):
     """With no gradient needed, the numba backend pools in one pass (Backend.max_pool2d_forward);

@@ -15,11 +15,6 @@ from . import conv_paths, kernels, memory, threads
 from .conv_paths import as_ncl
 
 
-# Two threads add 0.9-3.4M float32s in 0.57-0.68 of NumPy's time; at 2^18 they tie, and below
-# that, waking a thread costs more than it saves (docs/design_notes.md).
-PARALLEL_ADD_MIN = 1 << 18
-
-
 def as_planes(a):
     """(N, C, H, W) as a C-contiguous (N*C, H, W): one image's channel a plane."""
     return np.ascontiguousarray(a).reshape(-1, *a.shape[2:])
@@ -94,11 +89,11 @@ class NumbaBackend(NumpyBackend):
 
     def zip(self, op, a, b):
         """A sum of two large C-contiguous arrays of one shape and dtype, as autograd's sums of
-        gradients are, by a parallel kernel; below PARALLEL_ADD_MIN elements NumPy's own add,
-        which does not pay for waking a thread, is faster."""
+        gradients are, by a parallel kernel; below ``kernels.PARALLEL_ADD_MIN`` elements NumPy's
+        own add, which does not pay for waking a thread, is faster."""
         if (op == "add" and isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.shape == b.shape
-                and a.dtype == b.dtype and a.dtype.type in (np.float32, np.float64) and a.size >= PARALLEL_ADD_MIN
-                and a.flags.c_contiguous and b.flags.c_contiguous):
+                and a.dtype == b.dtype and a.dtype.type in (np.float32, np.float64)
+                and a.size >= kernels.PARALLEL_ADD_MIN and a.flags.c_contiguous and b.flags.c_contiguous):
             out = np.empty(a.shape, a.dtype)
             kernels.add(a.reshape(-1), b.reshape(-1), out.reshape(-1))
             return out

@@ -184,8 +184,11 @@ def pointwise_backward(grad, x, weight, geometry, plan, needs_dx, needs_dweight)
     dweight = None
     if needs_dweight:
         per_image = np.matmul(dy, as_ncl(x).transpose(0, 2, 1))                      # (N, K, C)
-        dweight = np.empty(weight.shape, per_image.dtype)
-        kernels.sum_rows(per_image.reshape(x.shape[0], -1), dweight.reshape(-1))    # on every core
+        if per_image.size < kernels.PARALLEL_ADD_MIN:
+            dweight = per_image.sum(axis=0).reshape(weight.shape)
+        else:
+            dweight = np.empty(weight.shape, per_image.dtype)
+            kernels.sum_rows(per_image.reshape(x.shape[0], -1), dweight.reshape(-1))   # on every core
     return dx, dweight
 
 
