@@ -262,8 +262,9 @@ class Backend(ABC):
 
     # Max pooling in one pass over x where no gradient is needed, if a backend fuses it:
     # ``max_pool2d_forward(x, kernel, stride, padding, dilation, out_hw) -> y``, x: (N, C, H, W),
-    # y: (N, C, out_h, out_w), windows at (o*s - p + i*d) reading -inf outside x. None: ``functional.max_pool2d``'s own composition
-    # (im2col, then max down each column) runs, which defines it.
+    # y: (N, C, out_h, out_w), windows at (o*s - p + i*d) reading -inf outside x. None:
+    # ``functional.max_pool2d``'s own composition (im2col, then max down each column) runs,
+    # which defines it.
     max_pool2d_forward = None
 
 

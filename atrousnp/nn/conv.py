@@ -53,8 +53,9 @@ class Conv2d(Module):
         weight only). Tap by tap is how the numba backend multiplies a dilated conv, one tap's
         (out, in) matrix at a time (backends/numba/conv_paths.py): laid out so, it needs no copy
         of the weight per call (ASPP's 19 MB a conv), where its other paths (Winograd for
-        undilated 3x3 convs, im2col) read the default order. ``weight.data`` stays the weight:
-        what is written there is what the conv uses. Returns self."""
+        undilated 3x3 convs, im2col) read the default order. A change of layout puts a new array
+        (of the same values) in ``weight.data``, so hold the Parameter rather than its array;
+        what is written into ``weight.data`` is what the conv uses. Returns self."""
         w = self.weight.data
         if isinstance(w, np.ndarray):
             taps_first = w.transpose(2, 3, 0, 1)
