@@ -29,6 +29,8 @@ def memory_order(a):
 def in_memory_order(a):
     """a's elements as a flat view in the order they lie in memory, or None if a is not a
     transpose of a contiguous array."""
+    if a.flags.c_contiguous:                  # the common case, without sorting axes
+        return a.reshape(-1)
     in_order = a.transpose(sorted(range(a.ndim), key=lambda axis: -a.strides[axis]))
     return in_order.reshape(-1) if in_order.flags.c_contiguous else None
 
@@ -36,8 +38,9 @@ def in_memory_order(a):
 def laid_out_like(p, a):
     """a (of p's shape) in p's memory order and dtype: a itself if it is so already, else a copy;
     a new uninitialised array if a is None."""
-    if (a is not None and a.dtype == p.dtype and memory_order(a) == memory_order(p)
-            and in_memory_order(a) is not None):
+    if a is not None and a.dtype == p.dtype and (
+            a.flags.c_contiguous and p.flags.c_contiguous   # the common case, without sorting axes
+            or memory_order(a) == memory_order(p) and in_memory_order(a) is not None):
         return a
     out = np.empty_like(p)                    # order "K": p's layout
     if a is not None:
@@ -169,7 +172,8 @@ class NumbaBackend(NumpyBackend):
             first = buffers[k] is None
             if momentum:
                 buffers[k] = laid_out_like(p, buffers[k])        # a buffer of its own, never the gradient
-            buf = buffers[k] if momentum else p
-            kernels.sgd_update_kernel(in_memory_order(p), in_memory_order(laid_out_like(p, g)), in_memory_order(buf),
-                                      float(lr), momentum, weight_decay, dampening, nesterov, first)
+            flat_p = in_memory_order(p)
+            flat_buf = in_memory_order(buffers[k]) if momentum else flat_p
+            kernels.sgd_update_kernel(flat_p, in_memory_order(laid_out_like(p, g)), flat_buf, float(lr), momentum,
+                                      weight_decay, dampening, nesterov, first)
         return params, buffers
