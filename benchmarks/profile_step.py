@@ -4,7 +4,8 @@
     NUMBA_ENABLE_CUDASIM=1 python benchmarks/profile_step.py --backend cuda --count-only
 
 Runs two warm-up steps (compilation, first allocations, the optimiser's momentum buffers), then
-profiles one more and prints the functions with the most time of their own. On the cuda backend
+profiles one more (on the numba backend after ``let_blas_threads_sleep()``, as
+``benchmarks/model.py`` runs it) and prints the functions with the most time of their own. On the cuda backend
 it also prints the counters of the profiled step (launches, device mallocs, host<->device
 copies) and the host time they imply at about 33 µs per launch and 179 µs per malloc (as
 measured through numba on an H100), so a step's cost is visible without a GPU profiler.
@@ -35,6 +36,9 @@ def main():
         from atrousnp.backends.cuda import launch
         launch.COUNT_ONLY = True
     anp.set_backend(args.backend)
+    if args.backend == "numba":
+        from atrousnp.backends.numba import let_blas_threads_sleep
+        let_blas_threads_sleep()            # these maps are large: atrousnp/backends/numba/blas.py
     rng = np.random.default_rng(0)
     model = anp.models.deeplabv3_resnet50(num_classes=21, output_stride=16, head_style="torchvision", rng=rng)
     optimizer = anp.optim.SGD(list(model.parameters()), lr=1e-3, momentum=0.9, weight_decay=1e-4)
