@@ -18,6 +18,17 @@ def test_weight_transform_is_g_g_gt():
     np.testing.assert_allclose(u, expected.reshape(2, 3, 16).transpose(2, 0, 1), rtol=1e-14, atol=1e-14)
 
 
+def test_a_turned_kernel_permutes_the_transform():
+    """G (J g J) G^T = P (G g G^T) P^T: the input gradient's turned kernels are read from the
+    forward's transformed weight through TURNED, with no turned copy."""
+    rng = np.random.default_rng(4)
+    weight = rng.standard_normal((2, 3, 3, 3))
+    u, u_turned = np.empty((16, 2, 3)), np.empty((16, 2, 3))
+    winograd._transform_weight(weight.reshape(2, 3, 9), u)
+    winograd._transform_weight(np.ascontiguousarray(weight[:, :, ::-1, ::-1]).reshape(2, 3, 9), u_turned)
+    np.testing.assert_allclose(u_turned, u[winograd.TURNED], rtol=1e-14, atol=1e-14)
+
+
 def test_one_tile_is_at_of_u_times_v_a():
     """A 4x4 input, a 3x3 kernel, no padding: the 2x2 output is one tile,
     A^T [(G g G^T) * (B^T d B)] A, and equals the direct correlation."""
