@@ -199,3 +199,35 @@ def test_a_kernels_serial_build_equals_its_parallel_one(monkeypatch):
     kernels.bn_stats(x, *serial)
     assert kernels.bn_stats.serial is not None
     np.testing.assert_allclose(serial, parallel, rtol=1e-12)
+
+
+def test_gemms_side_by_side_equal_numpy_products():
+    """gemm_batch.matmul_each (OpenBLAS's batched GEMM where NumPy has it) against np.matmul:
+    3-d stacks, a repeated matrix, transposed views of either operand, products of different
+    shapes in one call, both float dtypes, and an operand BLAS cannot read (strided columns),
+    which np.matmul computes instead."""
+    from atrousnp.backends.numba import gemm_batch
+    rng = np.random.default_rng(0)
+    for dtype in (np.float32, np.float64):
+        a, b = rng.standard_normal((4, 130, 120)).astype(dtype), rng.standard_normal((4, 120, 110)).astype(dtype)
+        cases = [(a, b), ([a[0]] * 4, b), (np.ascontiguousarray(a.transpose(0, 2, 1)).transpose(0, 2, 1), b),
+                 (a, np.ascontiguousarray(b.transpose(0, 2, 1)).transpose(0, 2, 1)), (a[:, :, ::2], b[:, ::2]),
+                 ([a[0], a[1, :, :100]], [b[0], b[1, :100, :80]])]
+        for x, y in cases:
+            out = [np.full((p.shape[0], q.shape[1]), np.nan, dtype) for p, q in zip(x, y)]
+            gemm_batch.matmul_each(x, y, out)
+            for p, q, got in zip(x, y, out):
+                np.testing.assert_allclose(got, p @ q, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-4)
+
+
+def test_the_batched_gemm_takes_products_above_openblas_small_matrix_size_only():
+    """OpenBLAS's batched call crashed on products of M*N*K <= 100^3 in DYNAMIC_ARCH builds (fixed
+    upstream in pull request 5980), so those must never reach it; larger ones do, where NumPy's
+    OpenBLAS has the call (else every product is np.matmul's)."""
+    from atrousnp.backends.numba import gemm_batch
+    if gemm_batch.batched_gemm(np.float32) is None:
+        pytest.skip("NumPy's BLAS has no cblas_sgemm_batch")
+    square = np.ones((2, 100, 100), np.float32)
+    assert gemm_batch._layouts(square, square, np.empty((2, 100, 100), np.float32)) is None
+    taller = np.ones((2, 101, 100), np.float32)
+    assert gemm_batch._layouts(taller, square, np.empty((2, 101, 100), np.float32)) is not None

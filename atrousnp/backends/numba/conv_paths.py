@@ -34,7 +34,7 @@ import math
 import numpy as np
 
 from ..primitives import conv_out_hw, is_pointwise
-from . import kernels, winograd
+from . import gemm_batch, kernels, winograd
 
 COLS_BLOCK_BYTES = 8 << 20  # an im2col block this size is consumed by its GEMM while still in cache
 MIN_BLOCK_ROWS = 256        # a shallower block makes a GEMM too thin to run near its peak
@@ -172,23 +172,29 @@ def choose(x, weight, stride, padding, dilation, groups):
 
 
 def pointwise_forward(x, weight, geometry, plan):
-    """y[n] = W @ x[n], x[n] as (C, H*W)."""
+    """y[n] = W @ x[n], x[n] as (C, H*W): one GEMM per image, side by side (gemm_batch.py)."""
     n, k = x.shape[0], weight.shape[0]
-    return np.matmul(weight.reshape(k, -1), as_ncl(x)).reshape((n, k) + x.shape[2:])
+    y = np.empty((n, k) + x.shape[2:], np.result_type(x.dtype, weight.dtype))
+    gemm_batch.matmul_each([weight.reshape(k, -1)] * n, as_ncl(x), y.reshape(n, k, -1))
+    return y
 
 
 def pointwise_backward(grad, x, weight, geometry, plan, needs_dx, needs_dweight):
-    """dx[n] = W^T @ dy[n] and dW = sum_n dy[n] @ x[n]^T, on the arrays as they lie."""
+    """dx[n] = W^T @ dy[n] and dW = sum_n dy[n] @ x[n]^T, on the arrays as they lie, one GEMM per
+    image side by side."""
     w, dy = weight.reshape(weight.shape[:2]), as_ncl(grad)
-    dx = np.matmul(w.T, dy).reshape(x.shape) if needs_dx else None
-    dweight = None
+    n, dtype = dy.shape[0], np.result_type(w.dtype, dy.dtype, x.dtype)
+    dx = dweight = None
+    if needs_dx:
+        dx = np.empty(x.shape, dtype)
+        gemm_batch.matmul_each([w.T] * n, dy, dx.reshape(n, w.shape[1], -1))
     if needs_dweight:
-        per_image = np.matmul(dy, as_ncl(x).transpose(0, 2, 1))                      # (N, K, C)
+        per_image = gemm_batch.matmul_each(dy, as_ncl(x).transpose(0, 2, 1), np.empty((n,) + w.shape, dtype))
         if per_image.size < kernels.PARALLEL_ADD_MIN:
             dweight = per_image.sum(axis=0).reshape(weight.shape)
         else:
             dweight = np.empty(weight.shape, per_image.dtype)
-            kernels.sum_rows(per_image.reshape(x.shape[0], -1), dweight.reshape(-1))   # on every core
+            kernels.sum_rows(per_image.reshape(n, -1), dweight.reshape(-1))   # on every core
     return dx, dweight
 
 

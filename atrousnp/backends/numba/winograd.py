@@ -32,6 +32,7 @@ tile, is the safe choice in float32.
 import numpy as np
 from numba import njit, prange
 
+from . import gemm_batch
 from .threads import parallel_kernel
 
 # The transforms G: (4, 3), B^T: (4, 4), A^T: (2, 4). The kernels below write out their
@@ -224,9 +225,7 @@ def _multiply(x, u, padding):
     tiles_h, tiles_w = (out_h + 1) // 2, (out_w + 1) // 2
     v = _planes(16, c, n * tiles_h * tiles_w, x.dtype)
     _transform_input(np.ascontiguousarray(x), v, padding[0], padding[1], tiles_h, tiles_w)
-    m = _planes(16, k, n * tiles_h * tiles_w, x.dtype)
-    for e in range(16):                                   # the conv's multiply-adds
-        np.matmul(u[e], v[e], out=m[e])
+    m = gemm_batch.matmul_each(u, v, _planes(16, k, n * tiles_h * tiles_w, x.dtype))   # the multiply-adds
     del u, v
     y = np.empty((n, k, out_h, out_w), x.dtype)
     _transform_output(m, y, tiles_h, tiles_w)
@@ -244,7 +243,7 @@ def conv3x3_weight_grad(grad, x, padding):
     _transform_input(np.ascontiguousarray(x), v, padding[0], padding[1], tiles_h, tiles_w)
     dm = _planes(16, k, n * tiles_h * tiles_w, x.dtype)
     _transform_output_grad(np.ascontiguousarray(grad, x.dtype), dm, tiles_h, tiles_w)
-    du = np.matmul(dm, v.transpose(0, 2, 1), out=_planes(16, k, c, x.dtype))
+    du = gemm_batch.matmul_each(dm, v.transpose(0, 2, 1), _planes(16, k, c, x.dtype))
     del v, dm
     dweight = np.empty((k, c, 9), x.dtype)
     _transform_weight_grad(du, dweight)
