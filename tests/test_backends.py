@@ -220,14 +220,19 @@ def test_gemms_side_by_side_equal_numpy_products():
                 np.testing.assert_allclose(got, p @ q, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-4)
 
 
-def test_the_batched_gemm_takes_products_above_openblas_small_matrix_size_only():
+def test_the_batched_gemm_takes_products_that_keep_its_threads_busy_and_are_not_small():
     """OpenBLAS's batched call crashed on products of M*N*K <= 100^3 in DYNAMIC_ARCH builds (fixed
-    upstream in pull request 5980), so those must never reach it; larger ones do, where NumPy's
-    OpenBLAS has the call (else every product is np.matmul's)."""
+    upstream in pull request 5980), so those must never reach it; and it runs whole products in
+    rounds of as many as it has threads, so a count that would leave a round's threads idle goes
+    to np.matmul, which splits each product. Else it takes them, where NumPy's OpenBLAS has the
+    call (else every product is np.matmul's)."""
     from atrousnp.backends.numba import gemm_batch
-    if gemm_batch.batched_gemm(np.float32) is None:
+    blas = gemm_batch.batched_gemm(np.float32)
+    if blas is None:
         pytest.skip("NumPy's BLAS has no cblas_sgemm_batch")
-    square = np.ones((2, 100, 100), np.float32)
-    assert gemm_batch._layouts(square, square, np.empty((2, 100, 100), np.float32)) is None
-    taller = np.ones((2, 101, 100), np.float32)
-    assert gemm_batch._layouts(taller, square, np.empty((2, 101, 100), np.float32)) is not None
+    count = 4 * blas[2]()
+    square, taller = np.ones((count, 100, 100), np.float32), np.ones((count, 101, 100), np.float32)
+    assert gemm_batch._layouts(square, square, np.empty((count, 100, 100), np.float32)) is None
+    assert gemm_batch._layouts(taller, square, np.empty((count, 101, 100), np.float32)) is not None
+    if blas[2]() > 1:
+        assert gemm_batch._layouts(taller[:1], square[:1], np.empty((1, 101, 100), np.float32)) is None
