@@ -230,9 +230,9 @@ def test_the_batched_gemm_takes_products_that_keep_its_threads_busy_and_are_not_
     blas = gemm_batch.batched_gemm(np.float32)
     if blas is None:
         pytest.skip("NumPy's BLAS has no cblas_sgemm_batch")
-    count = 4 * blas[2]()
+    count = 4 * blas.threads()
     square, taller = np.ones((count, 100, 100), np.float32), np.ones((count, 101, 100), np.float32)
     assert gemm_batch._layouts(square, square, np.empty((count, 100, 100), np.float32)) is None
     assert gemm_batch._layouts(taller, square, np.empty((count, 101, 100), np.float32)) is not None
-    if blas[2]() > 1:
+    if blas.threads() > 1:
         assert gemm_batch._layouts(taller[:1], square[:1], np.empty((1, 101, 100), np.float32)) is None

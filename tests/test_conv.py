@@ -299,3 +299,36 @@ def test_numba_takes_the_fast_path_for_each_deeplabv3_conv():
     assert path((1, 512, 65, 65), (512, 512, 3, 3), 4) == "blocks"         # output stride 8 on 513x513
     assert path((1, 2048, 65, 65), (256, 2048, 3, 3), 12) == "by_tap"
     assert path((2, 256, 21, 21), (1024, 256, 1, 1)) == "pointwise"
+
+
+@pytest.mark.parametrize("kernel, padding", [((1, 1), (0, 0)), ((3, 3), (0, 2))], ids=["pointwise", "winograd"])
+def test_numba_convs_through_openblas_batched_gemm_equal_numpy_backend(monkeypatch, kernel, padding):
+    """Convs large enough for OpenBLAS's batched GEMM (backends/numba/gemm_batch.py), with every
+    count of products taken (its thread count seen as one): a 1x1 conv's product per image, and
+    Winograd's 16 planes, forward and both gradients (the input gradient reads the forward's
+    transformed weight transposed, through TURNED), against the NumPy backend."""
+    from atrousnp.backends.numba import gemm_batch
+    real = gemm_batch.batched_gemm(np.float32)
+    if real is None:
+        pytest.skip("NumPy's BLAS has no cblas_sgemm_batch")
+    calls = []
+
+    def counted(*args):
+        calls.append(args)
+        return real.gemm(*args)
+
+    monkeypatch.setattr(gemm_batch, "batched_gemm", lambda dtype: real._replace(gemm=counted, threads=lambda: 1)
+                        if np.dtype(dtype) == np.float32 else None)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 96, 18, 26)).astype(np.float32)
+    w = (rng.standard_normal((160, 96) + kernel) * 0.1).astype(np.float32)
+    outputs = {}
+    for name in ("numpy", "numba"):
+        with anp.use_backend(name):
+            xt, wt = anp.tensor(x, requires_grad=True), anp.tensor(w, requires_grad=True)
+            y = F.conv2d(xt, wt, padding=padding)
+            (y * y).sum().backward()
+            outputs[name] = (y.numpy(), xt.grad.numpy(), wt.grad.numpy())
+    assert len(calls) == 3                       # forward, input gradient, weight gradient
+    for got, expected in zip(outputs["numba"], outputs["numpy"]):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5 * float(np.abs(expected).max()))

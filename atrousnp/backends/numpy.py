@@ -177,8 +177,9 @@ class NumpyBackend(Backend):
         return np.maximum(y, 0) if relu else y
 
     def relu_backward(self, grad, out):
-        """grad where the ReLU's output is positive, 0 elsewhere."""
-        return grad * (out > 0)
+        """grad where the ReLU's output is positive, 0 elsewhere (0 also where grad is NaN or
+        infinite there, as PyTorch's threshold_backward)."""
+        return np.where(out > 0, grad, grad.dtype.type(0))
 
     def batch_norm_backward(self, grad, x, mean, var, weight, eps, training, relu_out=None):
         """(dx, dweight, dbias), x_hat = (x - mean) / sqrt(var + eps), over M = N*H*W values per channel:

@@ -172,7 +172,8 @@ def choose(x, weight, stride, padding, dilation, groups):
 
 
 def pointwise_forward(x, weight, geometry, plan):
-    """y[n] = W @ x[n], x[n] as (C, H*W): one GEMM per image, side by side (gemm_batch.py)."""
+    """y[n] = W @ x[n], x[n] as (C, H*W): one GEMM per image, side by side where OpenBLAS can
+    (gemm_batch.py)."""
     n, k = x.shape[0], weight.shape[0]
     y = np.empty((n, k) + x.shape[2:], np.result_type(x.dtype, weight.dtype))
     gemm_batch.matmul_each([weight.reshape(k, -1)] * n, as_ncl(x), y.reshape(n, k, -1))
@@ -181,7 +182,7 @@ def pointwise_forward(x, weight, geometry, plan):
 
 def pointwise_backward(grad, x, weight, geometry, plan, needs_dx, needs_dweight):
     """dx[n] = W^T @ dy[n] and dW = sum_n dy[n] @ x[n]^T, on the arrays as they lie, one GEMM per
-    image side by side."""
+    image, side by side where OpenBLAS can (gemm_batch.py)."""
     w, dy = weight.reshape(weight.shape[:2]), as_ncl(grad)
     n, dtype = dy.shape[0], np.result_type(w.dtype, dy.dtype, x.dtype)
     dx = dweight = None

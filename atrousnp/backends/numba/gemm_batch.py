@@ -4,18 +4,19 @@ Winograd's 16 products of a conv, and a 1x1 conv's one product per image, are in
 GEMMs. np.matmul runs them one after another and splits each across OpenBLAS's threads, and a
 small GEMM split in two spends much of its time packing its operands and waiting for its other
 half: Winograd's (64, 64) @ (64, 3362) planes ran at 190 GFLOP/s on two cores, 1.45x their
-speed on one. OpenBLAS's ``cblas_?gemm_batch`` (OpenBLAS 0.3.30 and later) instead hands whole
+speed on one. OpenBLAS's ``cblas_?gemm_batch`` (OpenBLAS 0.3.28 and later) instead hands whole
 GEMMs to its threads, as many at once as it has threads (its driver/level3/gemm_batch_thread.c):
 the same planes ran at 223 GFLOP/s, 128 channels at 272 instead of 208, 256 channels at 294
-instead of 249, and a 1x1 conv's two images 0-13% faster (docs/design_notes.md). Products of
-M*N*K at most 100^3 are left to np.matmul (below).
+instead of 249, and a 1x1 conv's two images 0-13% faster (docs/design_notes.md).
 
-``matmul_each`` calls it where NumPy's BLAS is an OpenBLAS that has it and the operands lie as
-BLAS reads them (each matrix with unit stride along its rows or along its columns), and
-np.matmul, one product at a time, otherwise: the same products, rounded alike
-(tests/test_backends.py).
+``matmul_each`` calls it where NumPy's BLAS is an OpenBLAS that has it, the operands lie as
+BLAS reads them (each matrix with unit stride along its rows or along its columns) and the
+products are neither too small nor too few (``_layouts``); otherwise np.matmul, one product at
+a time. Both compute the same products, up to the order of their sums' rounding
+(tests/test_backends.py, tests/test_conv.py).
 """
 
+import collections
 import ctypes
 import functools
 import os
@@ -29,43 +30,56 @@ ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112          # cblas.h's CBLAS_ORDER and 
 # (OpenMathLib/OpenBLAS pull request 5980) the batched call crashed there in every DYNAMIC_ARCH
 # build, NumPy's wheels among them: smaller products go to np.matmul.
 SMALL_PRODUCT = 100 ** 3
-PREFIXES, SUFFIXES = ("", "scipy_"), ("", "64_", "_64")   # plain builds, and NumPy's and SciPy's wheels
-BLAS_LETTER = {np.float32: "s", np.float64: "d"}
+# How each build names OpenBLAS's functions: plain, 64-bit integers, and NumPy's and SciPy's wheels
+NAMINGS = [(prefix, suffix) for prefix in ("", "scipy_") for suffix in ("", "64_", "_64", "_64_")]
+BLAS_LETTER = {np.dtype(np.float32): "s", np.dtype(np.float64): "d"}
+
+BatchedGemm = collections.namedtuple("BatchedGemm", "gemm integer threads")
 
 
 def numpy_openblas():
-    """The path of the OpenBLAS that NumPy calls, or None: the one in NumPy's wheel (numpy.libs,
-    beside the package), else the only OpenBLAS loaded; with several and none NumPy's own, None."""
+    """The path of the OpenBLAS that NumPy calls, or None: where NumPy was built with OpenBLAS,
+    the one in NumPy's wheel (numpy.libs, beside the package), else the only OpenBLAS loaded."""
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]
+    except (TypeError, KeyError):              # NumPy before 1.26 has no such report
+        return None
+    if "openblas" not in blas.lower():
+        return None
     paths = loaded_openblas()
-    wheel = os.path.dirname(os.path.dirname(np.__file__)) + os.sep + "numpy.libs" + os.sep
-    own = [path for path in paths if path.startswith(wheel)]
+    wheel = os.path.join(os.path.realpath(os.path.dirname(os.path.dirname(np.__file__))), "numpy.libs", "")
+    own = [path for path in paths if os.path.realpath(path).startswith(wheel)]
     if own:
         return own[0]
     return paths[0] if len(paths) == 1 else None
 
 
-def _symbol(library, name):
-    return next((getattr(library, f"{prefix}{name}{suffix}") for prefix in PREFIXES for suffix in SUFFIXES
-                 if hasattr(library, f"{prefix}{name}{suffix}")), None)
+def _functions(library, names):
+    """The named functions under the one naming that has them all, or None."""
+    for prefix, suffix in NAMINGS:
+        if all(hasattr(library, prefix + name + suffix) for name in names):
+            return [getattr(library, prefix + name + suffix) for name in names]
+    return None
 
 
 @functools.cache
 def batched_gemm(dtype):
-    """(cblas_?gemm_batch, BLAS's integer dtype, openblas_get_num_threads) of NumPy's OpenBLAS
-    for float32 or float64, or None."""
-    path = numpy_openblas()
-    if path is None or dtype not in (np.float32, np.float64):
+    """BatchedGemm(cblas_?gemm_batch, BLAS's integer dtype, openblas_get_num_threads) of NumPy's
+    OpenBLAS for a float32 or float64 dtype in native byte order, or None."""
+    dtype, path = np.dtype(dtype), numpy_openblas()
+    if path is None or dtype not in BLAS_LETTER:
         return None
     try:
         library = ctypes.CDLL(path)
     except OSError:
         return None
-    gemm, config, threads = (_symbol(library, name) for name in (
-        f"cblas_{BLAS_LETTER[dtype]}gemm_batch", "openblas_get_config", "openblas_get_num_threads"))
-    if gemm is None or config is None or threads is None:
+    functions = _functions(library, (f"cblas_{BLAS_LETTER[dtype]}gemm_batch", "openblas_get_config",
+                                     "openblas_get_num_threads"))
+    if functions is None:
         return None
+    gemm, config, threads = functions
     config.restype = ctypes.c_char_p
-    return gemm, (np.int64 if b"USE64BITINT" in config() else np.int32), threads
+    return BatchedGemm(gemm, np.int64 if b"USE64BITINT" in config() else np.int32, threads)
 
 
 def _as_blas(matrix):
@@ -81,23 +95,32 @@ def _as_blas(matrix):
 
 
 def _layouts(a, b, out):
-    """[(a[i]'s layout, b[i]'s)] where one batched call can compute every product, and should,
-    else None. It should where the products keep every thread busy: OpenBLAS runs them in
-    rounds of as many as it has threads and never splits one, so one image's 1x1 conv (batch 1,
-    as in the paper's evaluation) would run on one core (that eval took 1.52 s instead of 1.21)."""
-    dtype, count = out[0].dtype, len(out)
-    blas = batched_gemm(dtype.type)
+    """[(a[i]'s layout, b[i]'s)] where one batched call can compute every product, and should;
+    else None, and np.matmul computes them (and raises for shapes that do not fit).
+
+    It should where the products keep OpenBLAS's threads busy: it runs them in rounds of as
+    many as it has threads and never splits one, so one image's 1x1 conv (batch 1, as in the
+    paper's evaluation) would run on one core (that eval took 1.52 s instead of 1.21). A count
+    that is a multiple of the threads fills every round; from four rounds on, an idle part of the
+    last costs less than splitting every product would."""
+    if not len(a) == len(b) == len(out) > 0:
+        return None
+    dtype = out[0].dtype
+    blas = batched_gemm(dtype)
     if blas is None:
         return None
-    threads = blas[2]()
-    if count % threads and count < 4 * threads:     # a last round that would leave threads idle
+    threads, largest = blas.threads(), np.iinfo(blas.integer).max
+    if len(out) % threads and len(out) < 4 * threads:
         return None
     layouts = []
     for x, y, z in zip(a, b, out):
-        pair = (_as_blas(x), _as_blas(y))
-        if (None in pair or x.dtype != dtype or y.dtype != dtype or z.dtype != dtype
+        pair = _as_blas(x), _as_blas(y)
+        if (None in pair or not x.dtype == y.dtype == z.dtype == dtype
+                or not (x.flags.aligned and y.flags.aligned and z.flags.aligned)
+                or x.shape[1] != y.shape[0] or z.shape != (x.shape[0], y.shape[1])
                 or x.shape[0] * x.shape[1] * z.shape[1] <= SMALL_PRODUCT
-                or z.strides[1] != z.itemsize or z.strides[0] < z.shape[1] * z.itemsize):
+                or z.strides[1] != z.itemsize or z.strides[0] % z.itemsize or z.strides[0] < z.shape[1] * z.itemsize
+                or max(x.shape + y.shape + (pair[0][1], pair[1][1], z.strides[0] // z.itemsize)) > largest):
             return None
         layouts.append(pair)
     return layouts
@@ -107,27 +130,25 @@ def matmul_each(a, b, out):
     """out[i] = a[i] @ b[i] for sequences of 2-D arrays of one float dtype (lists, or the
     matrices of 3-D arrays), out's matrices row by row and not overlapping; an operand may
     repeat one matrix or be a transposed view. Returns out."""
-    layouts = _layouts(a, b, out) if len(out) else None
+    layouts = _layouts(a, b, out)
     if layouts is None:
-        for x, y, z in zip(a, b, out):
+        for x, y, z in zip(a, b, out, strict=True):
             np.matmul(x, y, out=z)
         return out
-    gemm, integer, _ = batched_gemm(out[0].dtype.type)
+    gemm, integer, _ = batched_gemm(out[0].dtype)
     count = len(out)
-    # cblas_?gemm_batch's arguments: an array per argument of cblas_?gemm, one entry per product,
+    # cblas_?gemm_batch takes an array for each argument of cblas_?gemm, one entry per product,
     # each product a group of its own (group_size 1), so that the products may differ in shape.
-    arguments = [np.full(1, ROW_MAJOR, np.intc),
-                 np.array([trans for (trans, _), _ in layouts], np.intc),
-                 np.array([trans for _, (trans, _) in layouts], np.intc),
-                 np.array([z.shape[0] for z in out], integer), np.array([z.shape[1] for z in out], integer),
-                 np.array([x.shape[1] for x in a], integer), np.ones(count, out[0].dtype),
-                 np.array([x.ctypes.data for x in a], np.uintp), np.array([ld for (_, ld), _ in layouts], integer),
-                 np.array([y.ctypes.data for y in b], np.uintp), np.array([ld for _, (_, ld) in layouts], integer),
-                 np.zeros(count, out[0].dtype),
-                 np.array([z.ctypes.data for z in out], np.uintp),
-                 np.array([z.strides[0] // z.itemsize for z in out], integer),
-                 np.full(1, count, integer), np.ones(count, integer)]
-    order, *arrays, group_count, group_size = arguments
-    gemm(ctypes.c_int(int(order[0])), *(ctypes.c_void_p(array.ctypes.data) for array in arrays),
-         np.ctypeslib.as_ctypes_type(integer)(int(group_count[0])), ctypes.c_void_p(group_size.ctypes.data))
+    arrays = [np.array([trans for (trans, _), _ in layouts], np.intc),
+              np.array([trans for _, (trans, _) in layouts], np.intc),
+              np.array([z.shape[0] for z in out], integer), np.array([z.shape[1] for z in out], integer),
+              np.array([x.shape[1] for x in a], integer), np.ones(count, out[0].dtype),
+              np.array([x.ctypes.data for x in a], np.uintp), np.array([ld for (_, ld), _ in layouts], integer),
+              np.array([y.ctypes.data for y in b], np.uintp), np.array([ld for _, (_, ld) in layouts], integer),
+              np.zeros(count, out[0].dtype),
+              np.array([z.ctypes.data for z in out], np.uintp),
+              np.array([z.strides[0] // z.itemsize for z in out], integer)]
+    group_sizes = np.ones(count, integer)
+    gemm(ctypes.c_int(ROW_MAJOR), *(ctypes.c_void_p(array.ctypes.data) for array in arrays),
+         np.ctypeslib.as_ctypes_type(integer)(count), ctypes.c_void_p(group_sizes.ctypes.data))
     return out

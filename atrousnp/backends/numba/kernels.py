@@ -207,9 +207,10 @@ def batch_norm_backward(grad, x, relu_out, mean, inv_std, scale, training, dx, d
     relu_out has elements (the forward's output, when it applied the ReLU), g is masked by its
     sign as it is read, by a select rather than a branch (the compiler vectorises a select; a
     branch on the data it does not), so ReLU's backward costs no pass of its own: 2.2 -> 1.3 ms
-    on (2, 256, 81, 81). Sums accumulate in float64; dx = a * g + b * (x - mean) + c is then
-    computed in x's dtype, with the channel's a, b, c worked out once in float64 (in float64
-    the per-element arithmetic ran at half the SIMD width)."""
+    on (2, 256, 81, 81). Sums accumulate in float64; dx = k * g + slope * (x - mean) + offset is
+    then computed in dx's dtype, with the channel's three coefficients worked out once in float64
+    (in float64 the per-element arithmetic ran at half the SIMD width; in float32 dx carries a
+    few roundings of k * g rather than one)."""
     n, c, length = x.shape
     count = n * length
     masked = relu_out.shape[0] > 0
@@ -226,16 +227,16 @@ def batch_norm_backward(grad, x, relu_out, mean, inv_std, scale, training, dx, d
                 sum_gd += g * (x[b, ch, i] - mu)
         sum_gx = sum_gd * inv                             # sum(g * x_hat)
         dbias[ch], dweight[ch] = sum_g, sum_gx
-        k = scale[ch]
         # k * (g - sum_g / M - x_hat * sum_gx / M), x_hat = (x - mean) * inv
         mean_g, mean_gx = (sum_g / count, sum_gx / count) if training else (0.0, 0.0)
-        a, b_, c_ = dx.dtype.type(k), dx.dtype.type(-k * mean_gx * inv), dx.dtype.type(-k * mean_g)
+        k = dx.dtype.type(scale[ch])
+        slope, offset = dx.dtype.type(-scale[ch] * mean_gx * inv), dx.dtype.type(-scale[ch] * mean_g)
         for b in range(n):
             for i in range(length):
                 g = grad[b, ch, i]
                 if masked:
                     g = g if relu_out[b, ch, i] > 0 else zero
-                dx[b, ch, i] = a * g + b_ * (x[b, ch, i] - mu) + c_
+                dx[b, ch, i] = k * g + slope * (x[b, ch, i] - mu) + offset
 
 
 @parallel_kernel
