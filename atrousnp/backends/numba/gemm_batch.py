@@ -7,7 +7,7 @@ half: Winograd's (64, 64) @ (64, 3362) planes ran at 190 GFLOP/s on two cores, 1
 speed on one. OpenBLAS's ``cblas_?gemm_batch`` (OpenBLAS 0.3.28 and later) instead hands whole
 GEMMs to its threads, as many at once as it has threads (its driver/level3/gemm_batch_thread.c):
 the same planes ran at 223 GFLOP/s, 128 channels at 272 instead of 208, 256 channels at 294
-instead of 249, and a 1x1 conv's two images 0-13% faster (docs/design_notes.md).
+instead of 249, and a 1x1 conv's two images in 0-12% less time (docs/design_notes.md).
 
 ``matmul_each`` calls it where NumPy's BLAS is an OpenBLAS that has it, the operands lie as
 BLAS reads them (each matrix with unit stride along its rows or along its columns) and the
