@@ -85,6 +85,28 @@ def test_batch_norm_backward(backend, shape, dtype, training, affine, relu, seed
 
 
 @fast_backends
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_mask_in_batch_norm_backward_drops_non_finite_gradients(backend, dtype):
+    """Where the forward's ReLU gave 0, the gradient is 0 whatever arrives there, NaN or infinite
+    (as PyTorch's threshold_backward): the fused backward, which reads the mask as it goes, and the
+    definition, which masks first, agree with a backward that never saw those entries."""
+    rng = np.random.default_rng(0)
+    shape = (2, 3, 4, 5)
+    x, grad = rng.standard_normal(shape), rng.standard_normal(shape)
+    relu_out = np.maximum(rng.standard_normal(shape), 0)
+    poisoned = grad.copy()
+    poisoned[relu_out == 0] = np.where(rng.random(int((relu_out == 0).sum())) < 0.5, np.nan, np.inf)
+    mean, var, weight = rng.standard_normal(3), rng.uniform(0.5, 2, 3), rng.standard_normal(3)
+    clean = DEFINITION.batch_norm_backward(np.where(relu_out > 0, grad, 0).astype(dtype), *(
+        a.astype(dtype) for a in (x, mean, var, weight)), 1e-5, True)
+    fused, definition = fused_and_definition("batch_norm_backward", *upload(
+        *(a.astype(dtype) for a in (poisoned, x, mean, var, weight))), 1e-5, True, *upload(relu_out.astype(dtype)))
+    for got, by_definition, expected in zip(fused, definition, clean):
+        np.testing.assert_allclose(by_definition, expected, **tolerance(dtype))
+        np.testing.assert_allclose(got, expected, **tolerance(dtype))
+
+
+@fast_backends
 @given(c=st.integers(1, 5), dtype=dtypes, momentum=st.floats(0, 1), count=st.integers(2, 50), seed=seeds)
 def test_update_running_stats(backend, c, dtype, momentum, count, seed):
     rng = np.random.default_rng(seed)
