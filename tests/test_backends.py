@@ -203,9 +203,9 @@ def test_a_kernels_serial_build_equals_its_parallel_one(monkeypatch):
 
 def test_gemms_side_by_side_equal_numpy_products():
     """gemm_batch.matmul_each (OpenBLAS's batched GEMM where NumPy has it) against np.matmul:
-    3-d stacks, a repeated matrix, transposed views of either operand, products of different
-    shapes in one call, both float dtypes, and an operand BLAS cannot read (strided columns),
-    which np.matmul computes instead."""
+    3-d stacks, a repeated matrix, transposed views of either operand, both float dtypes; and,
+    which np.matmul computes instead, products of different shapes in one call and an operand
+    BLAS cannot read (strided columns)."""
     from atrousnp.backends.numba import gemm_batch
     rng = np.random.default_rng(0)
     for dtype in (np.float32, np.float64):
@@ -232,7 +232,7 @@ def test_the_batched_gemm_takes_products_that_keep_its_threads_busy_and_are_not_
         pytest.skip("NumPy's BLAS has no cblas_sgemm_batch")
     count = 4 * blas.threads()
     square, taller = np.ones((count, 100, 100), np.float32), np.ones((count, 101, 100), np.float32)
-    assert gemm_batch._layouts(square, square, np.empty((count, 100, 100), np.float32)) is None
-    assert gemm_batch._layouts(taller, square, np.empty((count, 101, 100), np.float32)) is not None
+    assert gemm_batch._layout(square, square, np.empty((count, 100, 100), np.float32)) is None
+    assert gemm_batch._layout(taller, square, np.empty((count, 101, 100), np.float32)) is not None
     if blas.threads() > 1:
-        assert gemm_batch._layouts(taller[:1], square[:1], np.empty((1, 101, 100), np.float32)) is None
+        assert gemm_batch._layout(taller[:1], square[:1], np.empty((1, 101, 100), np.float32)) is None

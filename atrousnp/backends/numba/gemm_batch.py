@@ -11,7 +11,7 @@ instead of 249, and a 1x1 conv's two images in 0-12% less time (docs/design_note
 
 ``matmul_each`` calls it where NumPy's BLAS is an OpenBLAS that has it, the operands lie as
 BLAS reads them (each matrix with unit stride along its rows or along its columns) and the
-products are neither too small nor too few (``_layouts``); otherwise np.matmul, one product at
+products are alike and neither too small nor too few (``_layout``); otherwise np.matmul, one product at
 a time. Both compute the same products, up to the order of their sums' rounding
 (tests/test_backends.py, tests/test_conv.py).
 """
@@ -94,61 +94,66 @@ def _as_blas(matrix):
     return None
 
 
-def _layouts(a, b, out):
-    """[(a[i]'s layout, b[i]'s)] where one batched call can compute every product, and should;
-    else None, and np.matmul computes them (and raises for shapes that do not fit).
+def _layout(a, b, out):
+    """(a[0]'s layout, b[0]'s), shared by every product, where one batched call can compute them
+    all and should; else None, and np.matmul computes them (and raises for shapes that do not fit).
 
-    It should where the products keep OpenBLAS's threads busy: it runs them in rounds of as
+    Can: the products are alike (one shape, one layout per operand), as a conv's are, so the call
+    is one group of them. Should: they keep OpenBLAS's threads busy. It runs them in rounds of as
     many as it has threads and never splits one, so one image's 1x1 conv (batch 1, as in the
     paper's evaluation) would run on one core (that eval took 1.52 s instead of 1.21). A count
     that is a multiple of the threads fills every round; from four rounds on, an idle part of the
     last costs less than splitting every product would."""
-    if not len(a) == len(b) == len(out) > 0:
+    count = len(out)
+    if not len(a) == len(b) == count > 0:
         return None
-    dtype = out[0].dtype
-    blas = batched_gemm(dtype)
-    if blas is None:
+    x, y, z = a[0], b[0], out[0]
+    blas = batched_gemm(z.dtype)
+    if blas is None or count % blas.threads() and count < 4 * blas.threads():
         return None
-    threads, largest = blas.threads(), np.iinfo(blas.integer).max
-    if len(out) % threads and len(out) < 4 * threads:
+    layout = _as_blas(x), _as_blas(y)
+    if (None in layout or not x.dtype == y.dtype == z.dtype
+            or x.shape[1] != y.shape[0] or z.shape != (x.shape[0], y.shape[1])
+            or x.shape[0] * x.shape[1] * z.shape[1] <= SMALL_PRODUCT
+            or z.strides[1] != z.itemsize or z.strides[0] % z.itemsize or z.strides[0] < z.shape[1] * z.itemsize
+            or max(x.shape + y.shape + (layout[0][1], layout[1][1], z.strides[0] // z.itemsize))
+            > np.iinfo(blas.integer).max):
         return None
-    layouts = []
-    for x, y, z in zip(a, b, out):
-        pair = _as_blas(x), _as_blas(y)
-        if (None in pair or not x.dtype == y.dtype == z.dtype == dtype
-                or not (x.flags.aligned and y.flags.aligned and z.flags.aligned)
-                or x.shape[1] != y.shape[0] or z.shape != (x.shape[0], y.shape[1])
-                or x.shape[0] * x.shape[1] * z.shape[1] <= SMALL_PRODUCT
-                or z.strides[1] != z.itemsize or z.strides[0] % z.itemsize or z.strides[0] < z.shape[1] * z.itemsize
-                or max(x.shape + y.shape + (pair[0][1], pair[1][1], z.strides[0] // z.itemsize)) > largest):
+    for p, q, r in zip(a, b, out):
+        if (p.shape, p.strides, p.dtype, q.shape, q.strides, q.dtype, r.shape, r.strides, r.dtype) != (
+                x.shape, x.strides, x.dtype, y.shape, y.strides, y.dtype, z.shape, z.strides, z.dtype) or not (
+                p.flags.aligned and q.flags.aligned and r.flags.aligned):
             return None
-        layouts.append(pair)
-    return layouts
+    return layout
+
+
+def _addresses(matrices):
+    """Where each matrix starts in memory: for an array's matrices by its stride, with no object
+    made per matrix."""
+    if isinstance(matrices, np.ndarray):
+        return (matrices.ctypes.data + matrices.strides[0] * np.arange(len(matrices), dtype=np.int64)).astype(np.uintp)
+    return np.array([matrix.ctypes.data for matrix in matrices], np.uintp)
 
 
 def matmul_each(a, b, out):
     """out[i] = a[i] @ b[i] for sequences of 2-D arrays of one float dtype (lists, or the
     matrices of 3-D arrays), out's matrices row by row and not overlapping; an operand may
     repeat one matrix or be a transposed view. Returns out."""
-    layouts = _layouts(a, b, out)
-    if layouts is None:
+    layout = _layout(a, b, out)
+    if layout is None:
         for x, y, z in zip(a, b, out, strict=True):
             np.matmul(x, y, out=z)
         return out
     gemm, integer, _ = batched_gemm(out[0].dtype)
-    count = len(out)
-    # cblas_?gemm_batch takes an array for each argument of cblas_?gemm, one entry per product,
-    # each product a group of its own (group_size 1), so that the products may differ in shape.
-    arrays = [np.array([trans for (trans, _), _ in layouts], np.intc),
-              np.array([trans for _, (trans, _) in layouts], np.intc),
-              np.array([z.shape[0] for z in out], integer), np.array([z.shape[1] for z in out], integer),
-              np.array([x.shape[1] for x in a], integer), np.ones(count, out[0].dtype),
-              np.array([x.ctypes.data for x in a], np.uintp), np.array([ld for (_, ld), _ in layouts], integer),
-              np.array([y.ctypes.data for y in b], np.uintp), np.array([ld for _, (_, ld) in layouts], integer),
-              np.zeros(count, out[0].dtype),
-              np.array([z.ctypes.data for z in out], np.uintp),
-              np.array([z.strides[0] // z.itemsize for z in out], integer)]
-    group_sizes = np.ones(count, integer)
-    gemm(ctypes.c_int(ROW_MAJOR), *(ctypes.c_void_p(array.ctypes.data) for array in arrays),
-         np.ctypeslib.as_ctypes_type(integer)(count), ctypes.c_void_p(group_sizes.ctypes.data))
+    (trans_a, lda), (trans_b, ldb) = layout
+    rows, depth, cols = a[0].shape + out[0].shape[1:]
+    # cblas_?gemm_batch takes an array for each argument of cblas_?gemm, one entry per group of
+    # alike products, and each group's matrices as arrays of addresses: here one group of them all.
+    arrays = [np.array([trans_a], np.intc), np.array([trans_b], np.intc),
+              np.array([rows], integer), np.array([cols], integer), np.array([depth], integer),
+              np.ones(1, out[0].dtype), _addresses(a), np.array([lda], integer), _addresses(b), np.array([ldb], integer),
+              np.zeros(1, out[0].dtype), _addresses(out), np.array([out[0].strides[0] // out[0].itemsize], integer),
+              np.array([len(out)], integer)]
+    *arguments, group_size = (ctypes.c_void_p(array.ctypes.data) for array in arrays)
+    gemm(ctypes.c_int(ROW_MAJOR), *arguments, np.ctypeslib.as_ctypes_type(integer)(1), group_size)
     return out

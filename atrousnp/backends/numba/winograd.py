@@ -205,8 +205,7 @@ def _planes(count, rows, cols, dtype):
 def conv3x3(x, weight, padding):
     """y: (N, K, out_h, out_w), the stride-1, undilated cross-correlation of x: (N, C, H, W) with
     weight: (K, C, 3, 3) and zero padding (ph, pw), by F(2x2, 3x3)."""
-    u = _transformed_weight(weight, x.dtype)
-    return _multiply(x, [u[e] for e in range(16)], padding)
+    return _multiply(x, _transformed_weight(weight, x.dtype), padding)
 
 
 def _transformed_weight(weight, dtype):
@@ -218,7 +217,8 @@ def _transformed_weight(weight, dtype):
 
 
 def _multiply(x, u, padding):
-    """y = A^T [U[e] @ V[e]] A for x's tiles, V[e] = B^T d B, given the 16 (K, C) matrices u."""
+    """y = A^T [U[e] @ V[e]] A for x's tiles, V[e] = B^T d B, given the 16 (K, C) matrices u (an
+    array, or a list of them)."""
     n, c, h, w = x.shape
     k = u[0].shape[0]
     out_h, out_w = h + 2 * padding[0] - 2, w + 2 * padding[1] - 2
