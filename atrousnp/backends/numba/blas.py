@@ -38,9 +38,17 @@ import threading
 SLEEP_AT_ONCE = 4                  # OpenBLAS's smallest timeout: spin 2^4 cycles, then sleep
 SERVER_FUNCTIONS = ("openblas_thread_timeout", "openblas_read_env", "blas_thread_shutdown_")
 PTHREADS = 1                       # what openblas_get_parallel returns for the pthread server
-# openblas_get_parallel's name, by build: plain, 64-bit integers, and NumPy's and SciPy's wheels
-GET_PARALLEL_NAMES = [f"{prefix}openblas_get_parallel{suffix}"
-                      for prefix in ("", "scipy_") for suffix in ("", "64_", "_64_")]
+# How each build names OpenBLAS's API: plain, 64-bit integers, and NumPy's and SciPy's wheels
+NAMINGS = [(prefix, suffix) for prefix in ("", "scipy_") for suffix in ("", "64_", "_64", "_64_")]
+
+
+def openblas_functions(library, names):
+    """ctypes' handles on the named functions of OpenBLAS's API, under the one naming that has
+    them all, or None."""
+    for prefix, suffix in NAMINGS:
+        if all(hasattr(library, prefix + name + suffix) for name in names):
+            return [getattr(library, prefix + name + suffix) for name in names]
+    return None
 
 
 def loaded_openblas():
@@ -60,8 +68,8 @@ def with_thread_server(path):
         library = ctypes.CDLL(path)
     except OSError:
         return None
-    get_parallel = next((getattr(library, name) for name in GET_PARALLEL_NAMES if hasattr(library, name)), None)
-    if get_parallel is None or get_parallel() != PTHREADS:
+    get_parallel = openblas_functions(library, ("openblas_get_parallel",))
+    if get_parallel is None or get_parallel[0]() != PTHREADS:
         return None
     if not all(hasattr(library, name) for name in SERVER_FUNCTIONS):
         return None

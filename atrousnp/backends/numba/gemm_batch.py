@@ -23,15 +23,13 @@ import os
 
 import numpy as np
 
-from .blas import loaded_openblas
+from .blas import loaded_openblas, openblas_functions
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112          # cblas.h's CBLAS_ORDER and CBLAS_TRANSPOSE
 # OpenBLAS sends a product of M*N*K <= 100^3 to its small-matrix kernels, and before its fix
 # (OpenMathLib/OpenBLAS pull request 5980) the batched call crashed there in every DYNAMIC_ARCH
 # build, NumPy's wheels among them: smaller products go to np.matmul.
 SMALL_PRODUCT = 100 ** 3
-# How each build names OpenBLAS's functions: plain, 64-bit integers, and NumPy's and SciPy's wheels
-NAMINGS = [(prefix, suffix) for prefix in ("", "scipy_") for suffix in ("", "64_", "_64", "_64_")]
 BLAS_LETTER = {np.dtype(np.float32): "s", np.dtype(np.float64): "d"}
 
 BatchedGemm = collections.namedtuple("BatchedGemm", "gemm integer threads")
@@ -54,14 +52,6 @@ def numpy_openblas():
     return paths[0] if len(paths) == 1 else None
 
 
-def _functions(library, names):
-    """The named functions under the one naming that has them all, or None."""
-    for prefix, suffix in NAMINGS:
-        if all(hasattr(library, prefix + name + suffix) for name in names):
-            return [getattr(library, prefix + name + suffix) for name in names]
-    return None
-
-
 @functools.cache
 def batched_gemm(dtype):
     """BatchedGemm(cblas_?gemm_batch, BLAS's integer dtype, openblas_get_num_threads) of NumPy's
@@ -73,7 +63,7 @@ def batched_gemm(dtype):
         library = ctypes.CDLL(path)
     except OSError:
         return None
-    functions = _functions(library, (f"cblas_{BLAS_LETTER[dtype]}gemm_batch", "openblas_get_config",
+    functions = openblas_functions(library, (f"cblas_{BLAS_LETTER[dtype]}gemm_batch", "openblas_get_config",
                                      "openblas_get_num_threads"))
     if functions is None:
         return None
