@@ -23,6 +23,14 @@ def test_matmul_with_vectors(backend, a_shape, b_shape):
     check(lambda a, b: a @ b, np.matmul, [rng.standard_normal(a_shape), rng.standard_normal(b_shape)])
 
 
+@pytest.mark.parametrize("a_shape,b_shape", [((2, 3, 5, 4), (4, 6)), ((2, 3, 0), (0, 4)), ((0, 3, 4), (4, 5)),
+                                             ((2, 0, 4), (4, 5))])
+def test_a_stack_of_matrices_times_one_matrix(backend, a_shape, b_shape):
+    """The numba backend computes these as one GEMM of the stack's rows; empty ones included."""
+    rng = np.random.default_rng(0)
+    check(lambda a, b: a @ b, np.matmul, [rng.standard_normal(a_shape), rng.standard_normal(b_shape)])
+
+
 # -- bad input ------------------------------------------------------------------------------------
 
 def test_matmul_mismatch_names_both_shapes(backend):

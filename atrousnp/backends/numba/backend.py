@@ -7,6 +7,8 @@ call. GEMMs stay in NumPy's BLAS, which no hand loop beats; a conv chooses its w
 them (``conv_paths.py``).
 """
 
+import math
+
 import numpy as np
 
 from ..numpy import NumpyBackend
@@ -61,6 +63,15 @@ class NumbaBackend(NumpyBackend):
         sleep pays on large maps only (``blas.py``, which a user calls)."""
         threads.choose_threading_layer()
         memory.keep_freed_memory()
+
+    def matmul(self, a, b):
+        """a @ b. A C-contiguous stack of matrices a: (..., n, k) times one matrix b: (k, m) is one
+        GEMM, a's rows stacked as (... * n, k), where np.matmul calls one per matrix of a: bilinear
+        resize's second product, (2, 21, 321, 21) @ (21, 321), took 3.5 ms as 42 GEMMs, 1.1 as one."""
+        if a.ndim > 2 and b.ndim == 2 and a.flags.c_contiguous:
+            rows = np.matmul(a.reshape(math.prod(a.shape[:-1]), a.shape[-1]), b)
+            return rows.reshape(a.shape[:-1] + b.shape[-1:])
+        return np.matmul(a, b)
 
     def im2col(self, x, kernel, stride, padding, dilation):
         return conv_paths.im2col(x, kernel, stride, padding, dilation)
