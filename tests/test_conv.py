@@ -21,16 +21,17 @@ RNG = np.random.default_rng(0)
 @st.composite
 def conv_cases(draw, max_side=9, max_channels=3, winograd=False):
     """A random, valid convolution: shapes, geometry, groups and whether there is a bias.
-    ``winograd``: only the convs that the numba backend computes by Winograd (3x3, stride 1,
-    undilated, one group, padding at most 2), with maps up to 14 pixels wider than the smallest
-    so that tiles lie inside, on the edges and across an odd last row and column."""
+    ``winograd``: only the convs that the numba backend can compute by Winograd (3x3, stride 1,
+    rate 1 to 3, one group, padding at most twice the rate), with maps up to 14 pixels wider than
+    the smallest so that tiles lie inside, on the edges and across an odd last row and column of
+    every phase."""
     groups = 1 if winograd else draw(st.integers(1, 3))
     c_per_group, k_per_group = draw(st.integers(1, max_channels)), draw(st.integers(1, max_channels))
     side, one, three = st.integers(1, 3), st.just(1), st.just(3)
     kernel = (draw(three if winograd else side), draw(three if winograd else side))
     stride = (draw(one if winograd else side), draw(one if winograd else side))
-    padding = (draw(st.integers(0, 2 if winograd else 3)), draw(st.integers(0, 2 if winograd else 3)))
-    dilation = (draw(one if winograd else side), draw(one if winograd else side))
+    dilation = (draw(side), draw(side))
+    padding = tuple(draw(st.integers(0, 2 * rate if winograd else 3)) for rate in dilation)
     max_side = 14 if winograd else max_side
     # The smallest input that leaves one output pixel, then up to max_side more.
     hw = tuple(max(1, dilation[a] * (kernel[a] - 1) + 1 - 2 * padding[a]) + draw(st.integers(0, max_side))
@@ -104,8 +105,9 @@ def test_col2im_is_the_adjoint_of_im2col(backend, case):
     np.testing.assert_allclose(np.vdot(cols, c), np.vdot(x, back), rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("path", [{}, {"COLS_BLOCK_BYTES": 64, "MIN_BLOCK_ROWS": 1, "SPARSE_TAPS_BELOW": 0.0},
-                                  {"SPARSE_TAPS_BELOW": 2.0}, "winograd"],
+@pytest.mark.parametrize("path", [{}, {"COLS_BLOCK_BYTES": 64, "MIN_BLOCK_ROWS": 1, "SPARSE_TAPS_BELOW": 0.0,
+                                       "DILATED_WINOGRAD_FROM": 2.0},
+                                  {"SPARSE_TAPS_BELOW": 2.0, "DILATED_WINOGRAD_FROM": 2.0}, "winograd"],
                          ids=["whole", "in-blocks", "by-tap", "winograd"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @given(data=st.data())
@@ -122,7 +124,7 @@ def test_numba_backend_equals_numpy_backend(dtype, path, data):
     1e-5 of the array's largest magnitude. float64, at 1e-12, checks every path's algebra."""
     winograd = path == "winograd"
     case = data.draw(conv_cases(winograd=winograd))
-    path = {"SPARSE_TAPS_BELOW": 0.0} if winograd else path
+    path = {"SPARSE_TAPS_BELOW": 0.0, "DILATED_WINOGRAD_FROM": 0.0} if winograd else path
     from atrousnp.backends.numba import conv_paths
     x, w, b = make_arrays(case, dtype)
     outputs = {}
@@ -141,8 +143,10 @@ def test_numba_backend_equals_numpy_backend(dtype, path, data):
 
 
 @pytest.mark.parametrize("expected, path, dilation", [
-    ("by_tap", {}, 2), ("blocks", {"COLS_BLOCK_BYTES": 64, "MIN_BLOCK_ROWS": 1, "SPARSE_TAPS_BELOW": 0.0}, 2),
-    ("winograd", {}, 1), ("im2col", {"SPARSE_TAPS_BELOW": 0.0}, 2)])
+    ("by_tap", {}, 2),
+    ("blocks", {"COLS_BLOCK_BYTES": 64, "MIN_BLOCK_ROWS": 1, "SPARSE_TAPS_BELOW": 0.0, "DILATED_WINOGRAD_FROM": 2.0}, 2),
+    ("winograd", {}, 1), ("winograd", {"DILATED_WINOGRAD_FROM": 0.0}, 2),
+    ("im2col", {"SPARSE_TAPS_BELOW": 0.0, "DILATED_WINOGRAD_FROM": 2.0}, 2)])
 @pytest.mark.parametrize("needs", ["dx", "dweight"])
 def test_numba_backend_computes_one_gradient_alone_as_numpy_does(expected, path, dilation, needs):
     """When only x, or only the weight, needs a gradient, each numba path computes that one alone."""

@@ -13,7 +13,7 @@ def test_weight_transform_is_g_g_gt():
     rng = np.random.default_rng(0)
     weight = rng.standard_normal((2, 3, 3, 3))
     u = np.empty((16, 2, 3))
-    winograd._transform_weight(weight.reshape(2, 3, 9), u)
+    winograd._transform_weight(weight, u)
     expected = winograd.G @ weight @ winograd.G.T                  # (2, 3, 4, 4)
     np.testing.assert_allclose(u, expected.reshape(2, 3, 16).transpose(2, 0, 1), rtol=1e-14, atol=1e-14)
 
@@ -24,8 +24,8 @@ def test_a_turned_kernel_permutes_the_transform():
     rng = np.random.default_rng(4)
     weight = rng.standard_normal((2, 3, 3, 3))
     u, u_turned = np.empty((16, 2, 3)), np.empty((16, 2, 3))
-    winograd._transform_weight(weight.reshape(2, 3, 9), u)
-    winograd._transform_weight(np.ascontiguousarray(weight[:, :, ::-1, ::-1]).reshape(2, 3, 9), u_turned)
+    winograd._transform_weight(weight, u)
+    winograd._transform_weight(np.ascontiguousarray(weight[:, :, ::-1, ::-1]), u_turned)
     np.testing.assert_allclose(u_turned, u[winograd.TURNED], rtol=1e-14, atol=1e-14)
 
 
@@ -53,8 +53,8 @@ def test_weight_gradient_transforms_are_the_adjoints():
     gradient's kernels are the exact transposes of the forward's, so dW is the gradient of the
     Winograd forward itself."""
     rng = np.random.default_rng(2)
-    g, du = rng.standard_normal((2, 3, 9)), rng.standard_normal((16, 2, 3))
-    u, dg = np.empty((16, 2, 3)), np.empty((2, 3, 9))
+    g, du = rng.standard_normal((2, 3, 3, 3)), rng.standard_normal((16, 2, 3))
+    u, dg = np.empty((16, 2, 3)), np.empty((2, 3, 3, 3))
     winograd._transform_weight(g, u)
     winograd._transform_weight_grad(du, dg)
     np.testing.assert_allclose(np.sum(u * du), np.sum(g * dg), rtol=1e-13)
@@ -85,3 +85,16 @@ def test_input_transform_is_bt_d_b_for_every_tile():
                     expected = (winograd.B_T @ d @ winograd.B_T.T).reshape(3, 16).T
                     np.testing.assert_allclose(v[:, :, (b * tiles_h + ty) * tiles_w + tx], expected,
                                                rtol=1e-14, atol=1e-14)
+
+
+def test_a_weight_stored_tap_by_tap_is_read_and_its_gradient_written_where_it_lies():
+    """A dilated conv's weight is stored tap by tap (nn/conv.py): Winograd reads it with no copy,
+    and writes its gradient into an array laid out the same way, with the same values as for a
+    weight in NumPy's order."""
+    rng = np.random.default_rng(5)
+    x, weight, grad = rng.standard_normal((2, 3, 9, 8)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal((2, 4, 9, 8))
+    by_tap = np.ascontiguousarray(weight.transpose(2, 3, 0, 1)).transpose(2, 3, 0, 1)
+    np.testing.assert_array_equal(winograd.conv3x3(x, by_tap, (2, 2), (2, 2)), winograd.conv3x3(x, weight, (2, 2), (2, 2)))
+    dweight = winograd.conv3x3_weight_grad(grad, x, (2, 2), (2, 2), np.empty_like(by_tap))
+    assert dweight.transpose(2, 3, 0, 1).flags.c_contiguous
+    np.testing.assert_array_equal(dweight, winograd.conv3x3_weight_grad(grad, x, (2, 2), (2, 2)))

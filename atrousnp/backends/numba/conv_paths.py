@@ -13,10 +13,14 @@
   rows short row copies (a 2048-channel window of 15x15 pixels: 30,720 copies of 15 numbers).
   Each tap's forward GEMM keeps all C input channels as its inner dimension, so it runs near
   OpenBLAS's peak. Where nearly all of im2col is image, one GEMM over it wins, hence the
-  threshold; an undilated 3x3 kernel goes to Winograd first, whatever its share.
-* **winograd**: a 3x3, stride-1, undilated kernel (ResNet's bottlenecks) is Winograd's
-  F(2x2, 3x3) (``winograd.py``): 16 GEMMs with 4/9 of the multiply-adds, on transformed tiles
-  4x the input where im2col's columns are 9x it. Its input gradient is the same kind of conv.
+  threshold; a 3x3 kernel that Winograd takes goes there first.
+* **winograd**: a 3x3, stride-1 kernel, undilated (ResNet's bottlenecks) or dilated with at
+  least ``DILATED_WINOGRAD_FROM`` of im2col image (layer4's rate-2 convs at output stride 16,
+  the backbone's dilated convs at 8), is Winograd's F(2x2, 3x3) (``winograd.py``): 16 GEMMs
+  with 4/9 of the multiply-adds, on transformed tiles 4x the input where im2col's columns are
+  9x it. A dilated kernel is an undilated one on each phase of its output (rows and columns
+  modulo the rate), and the phases' tiles share one set of GEMMs. Its input gradient is the
+  same kind of conv.
 * **blocks**: a conv whose im2col would exceed ``COLS_BLOCK_BYTES`` is computed in blocks of
   (image, channels): y[n] = sum over channel blocks of W[:, block] @ cols[block]. im2col's
   buffer is kh*kw times the input; for a 3x3 conv on 2048 channels at 21x21 (ASPP's input) it
@@ -59,6 +63,14 @@ def cols_blocks(x_shape, taps, area, itemsize):
 # by tap took 7-62% less time at every share up to 0.84, tied at 0.87, took 5-7% less at 0.88
 # (layer4's rate-2 convs at output stride 16, two runs) and 4-6% more at 0.92 and 0.94.
 SPARSE_TAPS_BELOW = 0.9
+
+# A dilated 3x3 conv (stride 1) whose im2col is at least this share image goes to Winograd, by
+# the phases of its output (winograd.py), rather than tap by tap or in blocks. Measured forward
+# and backward (medians of 6): Winograd took 14-37% less time at shares 0.88 (layer4's rate-2
+# convs on 21x21), 0.92 and 0.96 (output stride 8's rate-4 and rate-2 convs on 65x65), and
+# 33-50% more at 0.76 and 0.77 (rate 4 on 21x21, ASPP's rate 12 on 65x65), where its tiles
+# fit the phases worse and tap by tap skips more padding.
+DILATED_WINOGRAD_FROM = 0.85
 
 
 def tap_windows(in_hw, kernel, stride, padding, dilation, out_hw):
@@ -162,7 +174,8 @@ def choose(x, weight, stride, padding, dilation, groups):
     taps, area = kernel[0] * kernel[1], out_hw[0] * out_hw[1]
     windows = tap_windows(x.shape[2:], kernel, stride, padding, dilation, out_hw)
     image_entries = sum(rows * cols for _, _, (rows, cols), _ in windows)    # of im2col's taps * area
-    if kernel == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and max(padding) <= 2:
+    winograd_fits = kernel == (3, 3) and tuple(stride) == (1, 1) and all(p <= 2 * d for p, d in zip(padding, dilation))
+    if winograd_fits and (tuple(dilation) == (1, 1) or image_entries >= DILATED_WINOGRAD_FROM * taps * area):
         return "winograd", None
     if image_entries < SPARSE_TAPS_BELOW * taps * area:
         return "by_tap", windows
@@ -201,14 +214,15 @@ def pointwise_backward(grad, x, weight, geometry, plan, needs_dx, needs_dweight)
 
 def winograd_forward(x, weight, geometry, plan):
     """Winograd's F(2x2, 3x3) (winograd.py)."""
-    return winograd.conv3x3(x, weight, geometry[2])
+    return winograd.conv3x3(x, weight, geometry[2], geometry[3])
 
 
 def winograd_backward(grad, x, weight, geometry, plan, needs_dx, needs_dweight):
     """dx is a 3x3 conv of dy, dW the adjoint of the forward's transforms: both by Winograd."""
-    grad, padding = np.ascontiguousarray(grad), geometry[2]
-    return (winograd.conv3x3_input_grad(grad, weight, padding) if needs_dx else None,
-            winograd.conv3x3_weight_grad(grad, x, padding) if needs_dweight else None)
+    grad, (padding, dilation) = np.ascontiguousarray(grad), geometry[2:]
+    return (winograd.conv3x3_input_grad(grad, weight, padding, dilation) if needs_dx else None,
+            winograd.conv3x3_weight_grad(grad, x, padding, dilation, np.empty_like(weight, x.dtype))
+            if needs_dweight else None)
 
 
 def by_tap_forward(x, weight, geometry, windows):

@@ -16,6 +16,12 @@ GEMM over channels:
     M[e] = U[e] @ V[e]:  (K, N*tiles)  16 GEMMs with 4/9 of the dense conv's multiply-adds
     y tile = A^T M A                   M transformed back to each 2x2 output block
 
+A dilated kernel, at rate d, is an undilated one on each phase of the output: the outputs whose
+row is r modulo d read only the input rows s modulo d, s = (r - padding) mod d, three in a row
+of them, as an undilated kernel reads three neighbours (the same for columns). So a dilated conv
+is d^2 undilated convs, of every phase of the input; their tiles sit side by side in V's
+columns and share one set of 16 GEMMs, as wide as the undilated conv's on the whole map.
+
 Backward is Winograd too. The input gradient is a 3x3 conv of the output gradient (the kernel
 turned 180 degrees, its channels swapped); the weight gradient runs each step above in reverse,
 as its adjoint: dM = A dY A^T per tile, dU[e] = dM[e] @ V[e]^T (16 GEMMs over the tiles), and
@@ -28,6 +34,8 @@ rounding errors than the direct sum (tests compare them with the NumPy oracle at
 The constants are exact in binary (0, +-1, +-1/2), which is why F(2x2, 3x3), not a larger
 tile, is the safe choice in float32.
 """
+
+import collections
 
 import numpy as np
 from numba import njit, prange
@@ -50,15 +58,16 @@ def _g(a, b, c):
 
 @parallel_kernel
 def _transform_weight(weight, u):
-    """u[e, k, c] = (G g G^T)[e] for each 3x3 kernel g = weight[k, c]; weight: (K, C, 9), u: (16, K, C).
-    Scalars, not small arrays: the 9 taps are read once and the 16 entries written once."""
+    """u[e, k, c] = (G g G^T)[e] for each 3x3 kernel g = weight[k, c]; weight: (K, C, 3, 3), in
+    NumPy's order or stored tap by tap (a dilated conv's, nn/conv.py), read where it lies; u:
+    (16, K, C). Scalars, not small arrays: the 9 taps are read once and the 16 entries written once."""
     k_out, c = weight.shape[:2]
     for k in prange(k_out):
         for ch in range(c):
             g = weight[k, ch]
-            a0, a1, a2, a3 = _g(g[0], g[3], g[6])    # the columns of G g
-            b0, b1, b2, b3 = _g(g[1], g[4], g[7])
-            c0, c1, c2, c3 = _g(g[2], g[5], g[8])
+            a0, a1, a2, a3 = _g(g[0, 0], g[1, 0], g[2, 0])    # the columns of G g
+            b0, b1, b2, b3 = _g(g[0, 1], g[1, 1], g[2, 1])
+            c0, c1, c2, c3 = _g(g[0, 2], g[1, 2], g[2, 2])
             u[0, k, ch], u[1, k, ch], u[2, k, ch], u[3, k, ch] = _g(a0, b0, c0)      # its rows, times G^T
             u[4, k, ch], u[5, k, ch], u[6, k, ch], u[7, k, ch] = _g(a1, b1, c1)
             u[8, k, ch], u[9, k, ch], u[10, k, ch], u[11, k, ch] = _g(a2, b2, c2)
@@ -178,7 +187,7 @@ def _g_t(p0, p1, p2, p3):
 @parallel_kernel
 def _transform_weight_grad(du, dweight):
     """dweight[k, c] = G^T dU G for dU[e] = du[e, k, c]: the adjoint of ``_transform_weight``;
-    du: (16, K, C), dweight: (K, C, 9)."""
+    du: (16, K, C), dweight: (K, C, 3, 3), in any order."""
     k_out, c = dweight.shape[:2]
     for k in prange(k_out):
         rows = np.empty((4, 3), dweight.dtype)
@@ -187,7 +196,7 @@ def _transform_weight_grad(du, dweight):
                 rows[i, 0], rows[i, 1], rows[i, 2] = _g_t(du[4 * i, k, ch], du[4 * i + 1, k, ch],
                                                           du[4 * i + 2, k, ch], du[4 * i + 3, k, ch])
             for j in range(3):                       # G^T (dU G), column j
-                dweight[k, ch, j], dweight[k, ch, 3 + j], dweight[k, ch, 6 + j] = _g_t(
+                dweight[k, ch, 0, j], dweight[k, ch, 1, j], dweight[k, ch, 2, j] = _g_t(
                     rows[0, j], rows[1, j], rows[2, j], rows[3, j])
 
 
@@ -202,52 +211,90 @@ def _planes(count, rows, cols, dtype):
     return np.lib.stride_tricks.as_strided(flat, (count, rows, cols), (plane * itemsize, cols * itemsize, itemsize))
 
 
-def conv3x3(x, weight, padding):
-    """y: (N, K, out_h, out_w), the stride-1, undilated cross-correlation of x: (N, C, H, W) with
-    weight: (K, C, 3, 3) and zero padding (ph, pw), by F(2x2, 3x3)."""
-    return _multiply(x, _transformed_weight(weight, x.dtype), padding)
+Phase = collections.namedtuple("Phase", "rows_in cols_in rows_out cols_out padding tiles columns")
+
+
+def _axis_phases(size, out_size, pad, rate):
+    """[(input slice, output slice, padding, outputs)] for one axis. At rate d, the outputs
+    o = r + d*a (a = 0, 1, ...) read the inputs o - pad + d*u (u = 0, 1, 2): all from the rows
+    s + d*i, s = (r - pad) mod d, the input phase s, as an undilated 3x3 kernel would, with
+    padding (pad - r + s) / d above."""
+    phases = []
+    for r in range(min(rate, out_size)):
+        s = (r - pad) % rate
+        phases.append((slice(s, size, rate), slice(r, out_size, rate), (pad - r + s) // rate,
+                       (out_size - r + rate - 1) // rate))
+    return phases
+
+
+def _phases(n, in_hw, out_hw, padding, dilation):
+    """The undilated convs that a 3x3 conv at rate (dh, dw) is, one per (row, column) phase of its
+    output, each with its tiles' columns in the 16 planes: [Phase]. At rate 1, one: the conv."""
+    plan, first = [], 0
+    for rows_in, rows_out, ph, out_h in _axis_phases(in_hw[0], out_hw[0], padding[0], dilation[0]):
+        for cols_in, cols_out, pw, out_w in _axis_phases(in_hw[1], out_hw[1], padding[1], dilation[1]):
+            tiles = (out_h + 1) // 2, (out_w + 1) // 2
+            count = n * tiles[0] * tiles[1]
+            plan.append(Phase(rows_in, cols_in, rows_out, cols_out, (ph, pw), tiles, slice(first, first + count)))
+            first += count
+    return plan, first
+
+
+def conv3x3(x, weight, padding, dilation=(1, 1)):
+    """y: (N, K, out_h, out_w), the stride-1 cross-correlation of x: (N, C, H, W) with weight:
+    (K, C, 3, 3) at rate (dh, dw) and zero padding (ph, pw), by F(2x2, 3x3)."""
+    return _multiply(x, _transformed_weight(weight, x.dtype), padding, dilation)
 
 
 def _transformed_weight(weight, dtype):
     """u: (16, K, C), u[e, k, c] = (G g G^T)[e] for each kernel g = weight[k, c]."""
     k, c = weight.shape[:2]
     u = _planes(16, k, c, dtype)
-    _transform_weight(np.ascontiguousarray(weight, dtype).reshape(k, c, 9), u)
+    _transform_weight(weight.astype(dtype, copy=False), u)
     return u
 
 
-def _multiply(x, u, padding):
+def _multiply(x, u, padding, dilation):
     """y = A^T [U[e] @ V[e]] A for x's tiles, V[e] = B^T d B, given the 16 (K, C) matrices u (an
-    array, or a list of them)."""
+    array, or a list of them). At a rate above 1, the tiles of every phase (``_phases``) side by
+    side in V's columns: one set of 16 GEMMs as wide as the undilated conv's."""
     n, c, h, w = x.shape
     k = u[0].shape[0]
-    out_h, out_w = h + 2 * padding[0] - 2, w + 2 * padding[1] - 2
-    tiles_h, tiles_w = (out_h + 1) // 2, (out_w + 1) // 2
-    v = _planes(16, c, n * tiles_h * tiles_w, x.dtype)
-    _transform_input(np.ascontiguousarray(x), v, padding[0], padding[1], tiles_h, tiles_w)
-    m = gemm_batch.matmul_each(u, v, _planes(16, k, n * tiles_h * tiles_w, x.dtype))   # the multiply-adds
+    out_hw = h + 2 * padding[0] - 2 * dilation[0], w + 2 * padding[1] - 2 * dilation[1]
+    plan, columns = _phases(n, (h, w), out_hw, padding, dilation)
+    x = np.ascontiguousarray(x)
+    v = _planes(16, c, columns, x.dtype)
+    for phase in plan:
+        _transform_input(x[:, :, phase.rows_in, phase.cols_in], v[:, :, phase.columns], *phase.padding,
+                         *phase.tiles)
+    m = gemm_batch.matmul_each(u, v, _planes(16, k, columns, x.dtype))   # the multiply-adds
     del v
-    y = np.empty((n, k, out_h, out_w), x.dtype)
-    _transform_output(m, y, tiles_h, tiles_w)
+    y = np.empty((n, k) + out_hw, x.dtype)
+    for phase in plan:
+        _transform_output(m[:, :, phase.columns], y[:, :, phase.rows_out, phase.cols_out], *phase.tiles)
     return y
 
 
-def conv3x3_weight_grad(grad, x, padding):
+def conv3x3_weight_grad(grad, x, padding, dilation=(1, 1), dweight=None):
     """dW: (K, C, 3, 3) of ``conv3x3`` for grad: (N, K, out_h, out_w): dU[e] = dM[e] @ V[e]^T
-    over the same tiles as the forward, then G^T dU G. V is transformed again from x rather than
-    kept from the forward, as im2col's columns are: a network keeps no 4x-input buffer per layer."""
+    over the same tiles as the forward, then G^T dU G, written into ``dweight`` where given (laid
+    out as the weight is, so that SGD pairs them element by element). V is transformed again from
+    x rather than kept from the forward, as im2col's columns are: a network keeps no 4x-input
+    buffer per layer."""
     n, c = x.shape[:2]
-    k, out_h, out_w = grad.shape[1:]
-    tiles_h, tiles_w = (out_h + 1) // 2, (out_w + 1) // 2
-    v = _planes(16, c, n * tiles_h * tiles_w, x.dtype)
-    _transform_input(np.ascontiguousarray(x), v, padding[0], padding[1], tiles_h, tiles_w)
-    dm = _planes(16, k, n * tiles_h * tiles_w, x.dtype)
-    _transform_output_grad(np.ascontiguousarray(grad, x.dtype), dm, tiles_h, tiles_w)
+    k = grad.shape[1]
+    plan, columns = _phases(n, x.shape[2:], grad.shape[2:], padding, dilation)
+    x, grad = np.ascontiguousarray(x), np.ascontiguousarray(grad, x.dtype)
+    v, dm = _planes(16, c, columns, x.dtype), _planes(16, k, columns, x.dtype)
+    for phase in plan:
+        _transform_input(x[:, :, phase.rows_in, phase.cols_in], v[:, :, phase.columns], *phase.padding,
+                         *phase.tiles)
+        _transform_output_grad(grad[:, :, phase.rows_out, phase.cols_out], dm[:, :, phase.columns], *phase.tiles)
     du = gemm_batch.matmul_each(dm, v.transpose(0, 2, 1), _planes(16, k, c, x.dtype))
     del v, dm
-    dweight = np.empty((k, c, 9), x.dtype)
+    dweight = np.empty((k, c, 3, 3), x.dtype) if dweight is None else dweight
     _transform_weight_grad(du, dweight)
-    return dweight.reshape(k, c, 3, 3)
+    return dweight
 
 
 # Turning a 3x3 kernel by 180 degrees permutes the 16 entries of its transform. With J the 3x3
@@ -257,13 +304,14 @@ def conv3x3_weight_grad(grad, x, padding):
 TURNED = [4 * p_a + p_b for p_a in (3, 1, 2, 0) for p_b in (3, 1, 2, 0)]
 
 
-def conv3x3_input_grad(grad, weight, padding):
-    """dx of ``conv3x3`` for grad: (N, K, out_h, out_w), padding at most 2: the correlation of
-    grad, padded by 2 - padding, with each kernel turned 180 degrees and the channels swapped,
-    again a stride-1 3x3 conv, so Winograd computes it too. The weight goes through the same
+def conv3x3_input_grad(grad, weight, padding, dilation=(1, 1)):
+    """dx of ``conv3x3`` for grad: (N, K, out_h, out_w), padding at most 2 * dilation: the
+    correlation of grad, padded by 2 * dilation - padding, with each kernel turned 180 degrees and
+    the channels swapped, at the same rate: again a stride-1 3x3 conv, so Winograd computes it too. The weight goes through the same
     transform as in the forward (computed again here), read differently: the turn permutes the
     16 entries (``TURNED``) and the swap transposes each (K, C) matrix, which the GEMM reads as it
     lies. No turned, channel-swapped copy of the weight is made: such a copy took about 1 ms a
     conv, 15 ms of a profiled training step."""
     u = _transformed_weight(weight, grad.dtype)
-    return _multiply(grad, [u[TURNED[e]].T for e in range(16)], (2 - padding[0], 2 - padding[1]))
+    return _multiply(grad, [u[TURNED[e]].T for e in range(16)],
+                     (2 * dilation[0] - padding[0], 2 * dilation[1] - padding[1]), dilation)
