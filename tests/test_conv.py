@@ -284,10 +284,11 @@ def test_im2col_blocks_hold_8_mb_or_up_to_64_to_be_256_rows_deep():
 def test_numba_takes_the_fast_path_for_each_deeplabv3_conv():
     """The shapes of DeepLabv3-ResNet-50 at output stride 16 on 321x321 images: ASPP's dilated
     convs go tap by tap (66%, 38% and 18% of their im2col is image), a bottleneck's 3x3 conv
-    through Winograd, a dilated 3x3 of layer4 (88% image) tap by tap too, a 1x1 conv directly;
-    at output stride 8 layer4's map is 65x65, its rate-4 3x3 convs (92% image) go in im2col
-    blocks and ASPP's rate-12 conv (77%) tap by tap. An undilated 3x3 conv goes through Winograd
-    even on a map so small that 14% of its im2col is padding."""
+    through Winograd, and so does a rate-2 3x3 of layer4 (88% image), by its phases, where at
+    rate 4 (76%) it goes tap by tap; a 1x1 conv directly. At output stride 8 layer4's map is
+    65x65: its rate-4 3x3 convs (92% image) go through Winograd and ASPP's rate-12 conv (77%)
+    tap by tap. An undilated 3x3 conv goes through Winograd even on a map so small that 14% of
+    its im2col is padding."""
     from atrousnp.backends.numba import conv_paths
 
     def path(x_shape, w_shape, rate=1):
@@ -299,8 +300,9 @@ def test_numba_takes_the_fast_path_for_each_deeplabv3_conv():
         assert path((2, 2048, 21, 21), (256, 2048, 3, 3), rate) == "by_tap"
     assert path((2, 256, 21, 21), (256, 256, 3, 3)) == "winograd"
     assert path((2, 256, 9, 9), (256, 256, 3, 3)) == "winograd"
-    assert path((2, 512, 21, 21), (512, 512, 3, 3), 2) == "by_tap"
-    assert path((1, 512, 65, 65), (512, 512, 3, 3), 4) == "blocks"         # output stride 8 on 513x513
+    assert path((2, 512, 21, 21), (512, 512, 3, 3), 2) == "winograd"
+    assert path((2, 512, 21, 21), (512, 512, 3, 3), 4) == "by_tap"
+    assert path((1, 512, 65, 65), (512, 512, 3, 3), 4) == "winograd"       # output stride 8 on 513x513
     assert path((1, 2048, 65, 65), (256, 2048, 3, 3), 12) == "by_tap"
     assert path((2, 256, 21, 21), (1024, 256, 1, 1)) == "pointwise"
 
