@@ -127,6 +127,9 @@ def test_numba_backend_equals_numpy_backend(dtype, path, data):
     path = {"SPARSE_TAPS_BELOW": 0.0, "DILATED_WINOGRAD_FROM": 0.0} if winograd else path
     from atrousnp.backends.numba import conv_paths
     x, w, b = make_arrays(case, dtype)
+    if winograd:
+        with _patched(conv_paths, path):
+            assert conv_paths.choose(x, w, case["stride"], case["padding"], case["dilation"], 1)[0] == "winograd"
     outputs = {}
     for name in ("numpy", "numba"):
         with anp.use_backend(name), _patched(conv_paths, path):

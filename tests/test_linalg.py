@@ -31,6 +31,20 @@ def test_a_stack_of_matrices_times_one_matrix(backend, a_shape, b_shape):
     check(lambda a, b: a @ b, np.matmul, [rng.standard_normal(a_shape), rng.standard_normal(b_shape)])
 
 
+def test_a_stack_of_matrices_times_one_matrix_as_np_matmul_computes_it():
+    """The numba backend's shortcut and its fallback (a stack not C-contiguous) give np.matmul's
+    values, shape and dtype, mixed dtypes included."""
+    from atrousnp.backends.numba import NumbaBackend
+    rng, numba_backend = np.random.default_rng(1), NumbaBackend()
+    stack = rng.standard_normal((3, 4, 5))
+    for a, b in [(stack.astype(np.float32), rng.standard_normal((5, 2)).astype(np.float32)),
+                 (stack.astype(np.float32), rng.standard_normal((5, 2))),
+                 (stack.transpose(0, 2, 1), rng.standard_normal((4, 2)))]:
+        got, expected = numba_backend.matmul(a, b), np.matmul(a, b)
+        assert got.shape == expected.shape and got.dtype == expected.dtype
+        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+
+
 # -- bad input ------------------------------------------------------------------------------------
 
 def test_matmul_mismatch_names_both_shapes(backend):

@@ -5,8 +5,10 @@ test_conv.py; these tests tie the hand-written transforms to the matrices G, B^T
 """
 
 import numpy as np
+import pytest
 
 from atrousnp.backends.numba import winograd
+from atrousnp.backends.numpy import NumpyBackend
 
 
 def test_weight_transform_is_g_g_gt():
@@ -88,7 +90,7 @@ def test_input_transform_is_bt_d_b_for_every_tile():
 
 
 def test_a_weight_stored_tap_by_tap_is_read_and_its_gradient_written_where_it_lies():
-    """A dilated conv's weight is stored tap by tap (nn/conv.py): Winograd reads it with no copy,
+    """A dilated conv's weight is stored tap by tap (nn/conv.py): Winograd reads it where it lies,
     and writes its gradient into an array laid out the same way, with the same values as for a
     weight in NumPy's order."""
     rng = np.random.default_rng(5)
@@ -98,3 +100,50 @@ def test_a_weight_stored_tap_by_tap_is_read_and_its_gradient_written_where_it_li
     dweight = winograd.conv3x3_weight_grad(grad, x, (2, 2), (2, 2), np.empty_like(by_tap))
     assert dweight.transpose(2, 3, 0, 1).flags.c_contiguous
     np.testing.assert_array_equal(dweight, winograd.conv3x3_weight_grad(grad, x, (2, 2), (2, 2)))
+
+
+@pytest.mark.parametrize("rate", [1, 2, 3, 4, 5])
+def test_each_output_phase_is_an_undilated_conv_on_an_input_phase(rate):
+    """The phases of an axis cover every output once, and each reads the input pixels the dilated
+    kernel reads: input phase position p + i - padding, for output phase position p and tap i."""
+    for size in range(1, 2 * rate + 4):
+        for pad in range(2 * rate + 1):
+            out_size = size + 2 * pad - 2 * rate
+            if out_size < 1:
+                continue
+            phases = winograd._axis_phases(size, out_size, pad, rate)
+            covered = sorted(o for _, outs, _, _ in phases for o in range(out_size)[outs])
+            assert covered == list(range(out_size))
+            for ins, outs, phase_pad, count in phases:
+                assert 0 <= phase_pad <= 2 and count == len(range(out_size)[outs])
+                assert ins == slice(ins.start, size, rate) and 0 <= ins.start < rate
+                for p, o in enumerate(range(out_size)[outs]):
+                    for i in range(3):     # the input phase's pixel p + i - phase_pad is input pixel ...
+                        assert o - pad + rate * i == ins.start + rate * (p + i - phase_pad)
+
+
+@pytest.mark.parametrize("rates", [(1, 1), (2, 2), (3, 3), (4, 4), (5, 5), (1, 3), (4, 2), (5, 1)])
+def test_dilated_winograd_equals_the_numpy_backend_at_every_padding(rates):
+    """Forward, input gradient and weight gradient, in float64, at every padding from 0 to twice
+    the rate and on every map from the smallest that leaves an output to rate + 2 wider: tiny
+    maps, empty input phases, outputs fewer than the rate."""
+    rng, numpy_backend = np.random.default_rng(6), NumpyBackend()
+    for pads in {(p, p) for p in range(2 * max(rates) + 1)} | {(0, 2 * rates[1]), (2 * rates[0], 1)}:
+        pads = tuple(min(p, 2 * r) for p, r in zip(pads, rates))
+        smallest = [max(1, 2 * r - 2 * p + 1) for r, p in zip(rates, pads)]
+        for extra in range(max(rates) + 3):
+            hw = (smallest[0] + extra, smallest[1] + (extra * 2) % (rates[1] + 3))
+            x, w = rng.standard_normal((2, 2, *hw)), rng.standard_normal((3, 2, 3, 3))
+            y = winograd.conv3x3(x, w, pads, rates)
+            expected = numpy_backend.conv2d_forward(x, w, (1, 1), pads, rates, 1)
+            np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
+            grad = rng.standard_normal(y.shape)
+            dx, dw = numpy_backend.conv2d_backward(grad, x, w, (1, 1), pads, rates, 1, True, True)
+            np.testing.assert_allclose(winograd.conv3x3_input_grad(grad, w, pads, rates), dx, rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(winograd.conv3x3_weight_grad(grad, x, pads, rates), dw, rtol=1e-12, atol=1e-12)
+
+
+def test_the_input_gradient_refuses_padding_beyond_twice_the_rate():
+    grad, w = np.zeros((1, 1, 4, 4)), np.zeros((1, 1, 3, 3))
+    with pytest.raises(ValueError, match="exceeds twice the rate"):
+        winograd.conv3x3_input_grad(grad, w, (5, 1), (2, 2))

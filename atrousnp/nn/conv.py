@@ -50,10 +50,11 @@ class Conv2d(Module):
     def lay_out_weight(self, by_tap):
         """Store the weight tap by tap in memory, as a contiguous (kh, kw, out, in), if ``by_tap``,
         else in NumPy's default order; its shape (out, in, kh, kw) and values stay (a NumPy, host
-        weight only). Tap by tap is how the numba backend multiplies a dilated conv, one tap's
+        weight only). Tap by tap is how the numba backend multiplies most dilated convs, one tap's
         (out, in) matrix at a time (backends/numba/conv_paths.py): laid out so, it needs no copy
-        of the weight per call (ASPP's 19 MB a conv), where its other paths (Winograd for
-        undilated 3x3 convs, im2col) read the default order. A change of layout puts a new array
+        of the weight per call (ASPP's 19 MB a conv). Its Winograd path reads either layout where
+        it lies (it takes a dilated 3x3 conv whose reads are nearly all image, as layer4's at
+        rate 2 on a 21x21 map); im2col reads the default order. A change of layout puts a new array
         (of the same values) in ``weight.data``, so hold the Parameter rather than its array;
         what is written into ``weight.data`` is what the conv uses. Returns self."""
         w = self.weight.data

@@ -15,8 +15,8 @@
   OpenBLAS's peak. Where nearly all of im2col is image, one GEMM over it wins, hence the
   threshold; a 3x3 kernel that Winograd takes goes there first.
 * **winograd**: a 3x3, stride-1 kernel, undilated (ResNet's bottlenecks) or dilated with at
-  least ``DILATED_WINOGRAD_FROM`` of im2col image (layer4's rate-2 convs at output stride 16,
-  the backbone's dilated convs at 8), is Winograd's F(2x2, 3x3) (``winograd.py``): 16 GEMMs
+  least ``DILATED_WINOGRAD_FROM`` of im2col image at a rate up to 4 (layer4's rate-2 convs at
+  output stride 16, the rate-2 and rate-4 convs at 8), is Winograd's F(2x2, 3x3) (``winograd.py``): 16 GEMMs
   with 4/9 of the multiply-adds, on transformed tiles 4x the input where im2col's columns are
   9x it. A dilated kernel is an undilated one on each phase of its output (rows and columns
   modulo the rate), and the phases' tiles share one set of GEMMs. Its input gradient is the
@@ -64,13 +64,16 @@ def cols_blocks(x_shape, taps, area, itemsize):
 # (layer4's rate-2 convs at output stride 16, two runs) and 4-6% more at 0.92 and 0.94.
 SPARSE_TAPS_BELOW = 0.9
 
-# A dilated 3x3 conv (stride 1) whose im2col is at least this share image goes to Winograd, by
-# the phases of its output (winograd.py), rather than tap by tap or in blocks. Measured forward
-# and backward (medians of 6): Winograd took 14-37% less time at shares 0.88 (layer4's rate-2
-# convs on 21x21), 0.92 and 0.96 (output stride 8's rate-4 and rate-2 convs on 65x65), and
-# 33-50% more at 0.76 and 0.77 (rate 4 on 21x21, ASPP's rate 12 on 65x65), where its tiles
-# fit the phases worse and tap by tap skips more padding.
+# A dilated 3x3 conv (stride 1) at a rate up to DILATED_WINOGRAD_MAX_RATE whose im2col is at
+# least DILATED_WINOGRAD_FROM image goes to Winograd, by the phases of its output (winograd.py),
+# rather than tap by tap or in blocks. Measured forward and backward, each alone (medians of 6):
+# Winograd took 14-37% less time at shares 0.88 (layer4's rate-2 convs on 21x21), 0.92 and 0.96
+# (output stride 8's rate-4 and rate-2 convs on 65x65), and 33-47% more at 0.76 (rate 4 on
+# 21x21), as did ASPP's rate 12 on 65x65 (0.77, forward 38% more), where its tiles fit the
+# phases worse and tap by tap skips more padding. Between 0.77 and 0.88, and above rate 4 (a
+# phase, and a kernel launch, per rate squared), nothing was measured.
 DILATED_WINOGRAD_FROM = 0.85
+DILATED_WINOGRAD_MAX_RATE = 4
 
 
 def tap_windows(in_hw, kernel, stride, padding, dilation, out_hw):
@@ -175,7 +178,8 @@ def choose(x, weight, stride, padding, dilation, groups):
     windows = tap_windows(x.shape[2:], kernel, stride, padding, dilation, out_hw)
     image_entries = sum(rows * cols for _, _, (rows, cols), _ in windows)    # of im2col's taps * area
     winograd_fits = kernel == (3, 3) and tuple(stride) == (1, 1) and all(p <= 2 * d for p, d in zip(padding, dilation))
-    if winograd_fits and (tuple(dilation) == (1, 1) or image_entries >= DILATED_WINOGRAD_FROM * taps * area):
+    if winograd_fits and (tuple(dilation) == (1, 1) or max(dilation) <= DILATED_WINOGRAD_MAX_RATE
+                          and image_entries >= DILATED_WINOGRAD_FROM * taps * area):
         return "winograd", None
     if image_entries < SPARSE_TAPS_BELOW * taps * area:
         return "by_tap", windows
@@ -221,7 +225,7 @@ def winograd_backward(grad, x, weight, geometry, plan, needs_dx, needs_dweight):
     """dx is a 3x3 conv of dy, dW the adjoint of the forward's transforms: both by Winograd."""
     grad, (padding, dilation) = np.ascontiguousarray(grad), geometry[2:]
     return (winograd.conv3x3_input_grad(grad, weight, padding, dilation) if needs_dx else None,
-            winograd.conv3x3_weight_grad(grad, x, padding, dilation, np.empty_like(weight, x.dtype))
+            winograd.conv3x3_weight_grad(grad, x, padding, dilation, np.empty_like(weight, x.dtype, subok=False))
             if needs_dweight else None)
 
 

@@ -1,6 +1,6 @@
-"""Winograd's minimal filtering F(2x2, 3x3): a 3x3, stride-1, undilated convolution in 16/36 of
-the multiplications, for the Numba backend (Lavin and Gray, "Fast Algorithms for Convolutional
-Neural Networks", 2016).
+"""Winograd's minimal filtering F(2x2, 3x3): a 3x3, stride-1 convolution (undilated, or dilated
+by its phases, below) in 16/36 of the multiplications, for the Numba backend (Lavin and Gray,
+"Fast Algorithms for Convolutional Neural Networks", 2016).
 
 Direct convolution computes each output from 9 products per input channel. Winograd computes a
 2x2 block of outputs at once from the 4x4 input tile d that covers it, as
@@ -19,8 +19,10 @@ GEMM over channels:
 A dilated kernel, at rate d, is an undilated one on each phase of the output: the outputs whose
 row is r modulo d read only the input rows s modulo d, s = (r - padding) mod d, three in a row
 of them, as an undilated kernel reads three neighbours (the same for columns). So a dilated conv
-is d^2 undilated convs, of every phase of the input; their tiles sit side by side in V's
-columns and share one set of 16 GEMMs, as wide as the undilated conv's on the whole map.
+is dh*dw undilated convs (fewer where the output is smaller than the rate), each on one phase
+of the input; their tiles sit side by side in V's columns and share one set of 16 GEMMs, about as
+wide as the undilated conv's on the whole map (each phase rounds up to whole tiles: at rate 4 on
+21x21, 12 tiles a side instead of 11).
 
 Backward is Winograd too. The input gradient is a 3x3 conv of the output gradient (the kernel
 turned 180 degrees, its channels swapped); the weight gradient runs each step above in reverse,
@@ -85,8 +87,9 @@ def _transform_input(x, v, ph, pw, tiles_h, tiles_w):
     contiguous run per row of tiles. Tile by tile, with the padding checked per pixel, the same
     transform took 1.1-1.9x as long on ResNet's shapes (batch 2, medians of 15, two or three
     runs: 64 channels at 81x81 1.47 -> 0.88 ms, 128 at 41x41 1.03-1.51 -> 0.78, 512 at 21x21
-    1.17 -> 0.75, 256 at 21x21 0.58 -> 0.51). ``width`` holds the image's columns and both
-    paddings, since tiles_w = ceil(out_w / 2) and out_w = w + 2 pw - 2."""
+    1.17 -> 0.75, 256 at 21x21 0.58 -> 0.51). ``width`` is the input columns the row of tiles
+    covers: pw of padding on the left, then the image's columns, then zeros as far as the last
+    tile reaches (a dilated conv's phase may have more or less padding on the right than pw)."""
     n, c, h, w = x.shape
     tiles = tiles_h * tiles_w
     width = 2 * tiles_w + 2                          # the input columns a row of tiles covers
@@ -218,7 +221,8 @@ def _axis_phases(size, out_size, pad, rate):
     """[(input slice, output slice, padding, outputs)] for one axis. At rate d, the outputs
     o = r + d*a (a = 0, 1, ...) read the inputs o - pad + d*u (u = 0, 1, 2): all from the rows
     s + d*i, s = (r - pad) mod d, the input phase s, as an undilated 3x3 kernel would, with
-    padding (pad - r + s) / d above."""
+    padding (pad - r + s) / d above (a whole number, as s = r - pad modulo d; from 0 to 2 where
+    pad <= 2d). The padding below is whatever the count of outputs leaves."""
     phases = []
     for r in range(min(rate, out_size)):
         s = (r - pad) % rate
@@ -257,7 +261,7 @@ def _transformed_weight(weight, dtype):
 def _multiply(x, u, padding, dilation):
     """y = A^T [U[e] @ V[e]] A for x's tiles, V[e] = B^T d B, given the 16 (K, C) matrices u (an
     array, or a list of them). At a rate above 1, the tiles of every phase (``_phases``) side by
-    side in V's columns: one set of 16 GEMMs as wide as the undilated conv's."""
+    side in V's columns: one set of 16 GEMMs, about as wide as the undilated conv's."""
     n, c, h, w = x.shape
     k = u[0].shape[0]
     out_hw = h + 2 * padding[0] - 2 * dilation[0], w + 2 * padding[1] - 2 * dilation[1]
@@ -277,10 +281,10 @@ def _multiply(x, u, padding, dilation):
 
 def conv3x3_weight_grad(grad, x, padding, dilation=(1, 1), dweight=None):
     """dW: (K, C, 3, 3) of ``conv3x3`` for grad: (N, K, out_h, out_w): dU[e] = dM[e] @ V[e]^T
-    over the same tiles as the forward, then G^T dU G, written into ``dweight`` where given (laid
-    out as the weight is, so that SGD pairs them element by element). V is transformed again from
-    x rather than kept from the forward, as im2col's columns are: a network keeps no 4x-input
-    buffer per layer."""
+    over the same tiles as the forward, then G^T dU G, written into ``dweight`` where given (the
+    backend gives an array in the weight's memory order, so that SGD pairs them element by
+    element). V is transformed again from x rather than kept from the forward, as im2col's
+    columns are: a network keeps no 4x-input buffer per layer."""
     n, c = x.shape[:2]
     k = grad.shape[1]
     plan, columns = _phases(n, x.shape[2:], grad.shape[2:], padding, dilation)
@@ -306,12 +310,15 @@ TURNED = [4 * p_a + p_b for p_a in (3, 1, 2, 0) for p_b in (3, 1, 2, 0)]
 
 def conv3x3_input_grad(grad, weight, padding, dilation=(1, 1)):
     """dx of ``conv3x3`` for grad: (N, K, out_h, out_w), padding at most 2 * dilation: the
-    correlation of grad, padded by 2 * dilation - padding, with each kernel turned 180 degrees and
-    the channels swapped, at the same rate: again a stride-1 3x3 conv, so Winograd computes it too. The weight goes through the same
-    transform as in the forward (computed again here), read differently: the turn permutes the
-    16 entries (``TURNED``) and the swap transposes each (K, C) matrix, which the GEMM reads as it
-    lies. No turned, channel-swapped copy of the weight is made: such a copy took about 1 ms a
-    conv, 15 ms of a profiled training step."""
+    correlation of grad, padded by 2 * dilation - padding, with each kernel turned 180 degrees
+    and the channels swapped, at the same rate: again a stride-1 3x3 conv, so Winograd computes
+    it too. The weight goes through the same transform as in the forward (computed again here),
+    read differently: the turn permutes the 16 entries (``TURNED``) and the swap transposes each
+    (K, C) matrix, which the GEMM reads as it lies. No turned, channel-swapped copy of the weight
+    is made: such a copy took about 1 ms a conv, 15 ms of a profiled training step."""
+    if any(p > 2 * d for p, d in zip(padding, dilation)):
+        raise ValueError(f"conv3x3_input_grad: padding {tuple(padding)} exceeds twice the rate {tuple(dilation)}: "
+                         "the input gradient would need negative padding")
     u = _transformed_weight(weight, grad.dtype)
     return _multiply(grad, [u[TURNED[e]].T for e in range(16)],
                      (2 * dilation[0] - padding[0], 2 * dilation[1] - padding[1]), dilation)
