@@ -54,8 +54,8 @@ class Conv2d(Module):
         (out, in) matrix at a time (backends/numba/conv_paths.py): laid out so, it needs no copy
         of the weight per call (ASPP's 19 MB a conv). Its Winograd path reads either layout where
         it lies (it takes a dilated 3x3 conv whose reads are nearly all image, as layer4's at
-        rate 2 on a 21x21 map); im2col reads the default order. A change of layout puts a new array
-        (of the same values) in ``weight.data``, so hold the Parameter rather than its array;
+        rate 2 on a 21x21 map); im2col reads the default order. A change of layout puts a new
+        array (of the same values) in ``weight.data``, so hold the Parameter rather than its array;
         what is written into ``weight.data`` is what the conv uses. Returns self."""
         w = self.weight.data
         if isinstance(w, np.ndarray):

@@ -16,11 +16,11 @@
   threshold; a 3x3 kernel that Winograd takes goes there first.
 * **winograd**: a 3x3, stride-1 kernel, undilated (ResNet's bottlenecks) or dilated with at
   least ``DILATED_WINOGRAD_FROM`` of im2col image at a rate up to 4 (layer4's rate-2 convs at
-  output stride 16, the rate-2 and rate-4 convs at 8), is Winograd's F(2x2, 3x3) (``winograd.py``): 16 GEMMs
-  with 4/9 of the multiply-adds, on transformed tiles 4x the input where im2col's columns are
-  9x it. A dilated kernel is an undilated one on each phase of its output (rows and columns
-  modulo the rate), and the phases' tiles share one set of GEMMs. Its input gradient is the
-  same kind of conv.
+  output stride 16, the rate-2 and rate-4 convs at 8), is Winograd's F(2x2, 3x3)
+  (``winograd.py``): 16 GEMMs with 4/9 of the multiply-adds, on transformed tiles 4x the input
+  where im2col's columns are 9x it. A dilated kernel is an undilated one on each phase of its
+  output (rows and columns modulo the rate), and the phases' tiles share one set of GEMMs. Its
+  input gradient is the same kind of conv.
 * **blocks**: a conv whose im2col would exceed ``COLS_BLOCK_BYTES`` is computed in blocks of
   (image, channels): y[n] = sum over channel blocks of W[:, block] @ cols[block]. im2col's
   buffer is kh*kw times the input; for a 3x3 conv on 2048 channels at 21x21 (ASPP's input) it
