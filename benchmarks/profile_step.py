@@ -5,8 +5,8 @@
 
 Runs two warm-up steps (compilation, first allocations, the optimiser's momentum buffers), then
 profiles one more (on the numba backend after ``let_blas_threads_sleep()``, as
-``benchmarks/model.py`` runs it) and prints the functions with the most time of their own. On the cuda backend
-it also prints the counters of the profiled step (launches, device mallocs, host<->device
+``benchmarks/model.py`` runs it) and prints the functions with the most time of their own. On
+the cuda backend it also prints the counters of the profiled step (launches, device mallocs, host<->device
 copies) and the host time they imply at about 33 µs per launch and 179 µs per malloc (as
 measured through numba on an H100), so a step's cost is visible without a GPU profiler.
 ``--count-only`` (in the simulator) counts launches without running the kernels, which shapes

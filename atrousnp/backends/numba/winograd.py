@@ -244,6 +244,17 @@ def _phases(n, in_hw, out_hw, padding, dilation):
     return plan, first
 
 
+def _input_tiles(x, plan, columns):
+    """v: (16, C, columns), V[e] = B^T d B for every tile d of every phase of x: (N, C, H, W),
+    each phase's tiles in its own columns."""
+    x = np.ascontiguousarray(x)
+    v = _planes(16, x.shape[1], columns, x.dtype)
+    for phase in plan:
+        _transform_input(x[:, :, phase.rows_in, phase.cols_in], v[:, :, phase.columns], *phase.padding,
+                         *phase.tiles)
+    return v
+
+
 def conv3x3(x, weight, padding, dilation=(1, 1)):
     """y: (N, K, out_h, out_w), the stride-1 cross-correlation of x: (N, C, H, W) with weight:
     (K, C, 3, 3) at rate (dh, dw) and zero padding (ph, pw), by F(2x2, 3x3)."""
@@ -262,15 +273,11 @@ def _multiply(x, u, padding, dilation):
     """y = A^T [U[e] @ V[e]] A for x's tiles, V[e] = B^T d B, given the 16 (K, C) matrices u (an
     array, or a list of them). At a rate above 1, the tiles of every phase (``_phases``) side by
     side in V's columns: one set of 16 GEMMs, about as wide as the undilated conv's."""
-    n, c, h, w = x.shape
+    n, _, h, w = x.shape
     k = u[0].shape[0]
     out_hw = h + 2 * padding[0] - 2 * dilation[0], w + 2 * padding[1] - 2 * dilation[1]
     plan, columns = _phases(n, (h, w), out_hw, padding, dilation)
-    x = np.ascontiguousarray(x)
-    v = _planes(16, c, columns, x.dtype)
-    for phase in plan:
-        _transform_input(x[:, :, phase.rows_in, phase.cols_in], v[:, :, phase.columns], *phase.padding,
-                         *phase.tiles)
+    v = _input_tiles(x, plan, columns)
     m = gemm_batch.matmul_each(u, v, _planes(16, k, columns, x.dtype))   # the multiply-adds
     del v
     y = np.empty((n, k) + out_hw, x.dtype)
@@ -288,11 +295,9 @@ def conv3x3_weight_grad(grad, x, padding, dilation=(1, 1), dweight=None):
     n, c = x.shape[:2]
     k = grad.shape[1]
     plan, columns = _phases(n, x.shape[2:], grad.shape[2:], padding, dilation)
-    x, grad = np.ascontiguousarray(x), np.ascontiguousarray(grad, x.dtype)
-    v, dm = _planes(16, c, columns, x.dtype), _planes(16, k, columns, x.dtype)
+    v = _input_tiles(x, plan, columns)
+    grad, dm = np.ascontiguousarray(grad, x.dtype), _planes(16, k, columns, x.dtype)
     for phase in plan:
-        _transform_input(x[:, :, phase.rows_in, phase.cols_in], v[:, :, phase.columns], *phase.padding,
-                         *phase.tiles)
         _transform_output_grad(grad[:, :, phase.rows_out, phase.cols_out], dm[:, :, phase.columns], *phase.tiles)
     du = gemm_batch.matmul_each(dm, v.transpose(0, 2, 1), _planes(16, k, c, x.dtype))
     del v, dm
