@@ -242,8 +242,8 @@ def test_bias_of_the_wrong_shape(backend):
 
 @given(batch=st.integers(1, 3), rows=st.integers(1, 80), cols=st.integers(1, 80))
 def test_the_tiled_transpose_of_the_tap_path_is_a_transpose(batch, rows, cols):
-    """swap_last_axes turns the arrays of the tap-by-tap path channels-last and back, and lays the
-    weight out per tap, in 32x32 tiles: sizes that are not multiples of a tile included."""
+    """swap_last_axes lays a weight out per tap for the tap-by-tap path, and its gradient back, in
+    32x32 tiles: sizes that are not multiples of a tile included."""
     from atrousnp.backends.numba import conv_paths
     a = np.arange(batch * rows * cols, dtype=np.float32).reshape(batch, rows, cols)
     np.testing.assert_array_equal(conv_paths.swap_last_axes(a), a.transpose(0, 2, 1))
@@ -269,6 +269,43 @@ def test_a_weight_stored_tap_by_tap_goes_by_tap_with_no_copy_and_the_same_number
     np.testing.assert_array_equal(dx, dx_ref)
     np.testing.assert_array_equal(dw, dw_ref)
     assert dw.strides == by_tap.strides and dw_ref.flags.c_contiguous
+
+
+def test_the_tap_that_reads_the_whole_image_is_found_and_only_it():
+    """A stride-1 conv with "same" padding has a tap that reads all of x for all of y (its center),
+    which the tap-by-tap path computes as a 1x1 conv; a strided or unpadded conv has none."""
+    from atrousnp.backends.numba import conv_paths
+
+    def whole(x_hw, stride, padding, dilation):
+        out_hw = conv_paths.conv_out_hw((1, 1) + x_hw, (3, 3), stride, padding, dilation)
+        windows = conv_paths.tap_windows(x_hw, (3, 3), stride, padding, dilation, out_hw)
+        tap, others = conv_paths.whole_tap(windows, (1, 1) + x_hw, out_hw, stride)
+        assert len(others) == len(windows) - (tap is not None)
+        return tap
+    assert whole((21, 21), (1, 1), (6, 6), (6, 6)) == (1, 1)
+    assert whole((9, 8), (1, 1), (2, 3), (2, 3)) == (1, 1)
+    assert whole((9, 8), (1, 1), (0, 0), (2, 2)) is None        # y is smaller than x
+    assert whole((9, 8), (2, 2), (2, 2), (2, 2)) is None        # every other pixel
+    assert whole((9, 8), (1, 1), (2, 1), (2, 2)) is None        # shifted by a column
+
+
+@pytest.mark.parametrize("needs_dx", [True, False])
+def test_by_tap_gives_the_taps_that_read_only_padding_a_zero_weight_gradient(needs_dx):
+    """At rate 6 on a 5x5 map every tap but the center reads only padding: the path computes the
+    center alone, and the other eight taps' weight gradient is zero, as the NumPy backend's is."""
+    from atrousnp.backends.numba import conv_paths
+    rng = np.random.default_rng(0)
+    x, w, grad = (rng.standard_normal(shape) for shape in ((2, 3, 5, 5), (4, 3, 3, 3), (2, 4, 5, 5)))
+    geometry = (1, 1), (6, 6), (6, 6), 1
+    assert conv_paths.choose(x, w, *geometry[:3], 1)[0] == "by_tap"
+    expected = anp.backends.get_backend("numpy").conv2d_backward(grad, x, w, *geometry, needs_dx, True)
+    got = anp.backends.get_backend("numba").conv2d_backward(grad, x, w, *geometry, needs_dx, True)
+    assert np.all(got[1][:, :, [0, 0, 0, 1, 1, 2, 2, 2], [0, 1, 2, 0, 2, 0, 1, 2]] == 0)
+    np.testing.assert_allclose(got[1], expected[1], rtol=1e-12, atol=1e-12)
+    if needs_dx:
+        np.testing.assert_allclose(got[0], expected[0], rtol=1e-12, atol=1e-12)
+    else:
+        assert got[0] is None
 
 
 def test_im2col_blocks_hold_8_mb_or_up_to_64_to_be_256_rows_deep():

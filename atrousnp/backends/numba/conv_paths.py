@@ -8,12 +8,12 @@
   y[window] += x[window shifted by the tap] @ W[:, :, i, j]^T, each window cropped to the
   outputs whose tap (i, j) reads the image. On a 21x21 map (output stride 16 on a 321x321
   image) ASPP at rates 6 / 12 / 18 then does 66% / 38% / 18% of the dense products: the paper's
-  Figure 4 is this effect. The arrays are turned channels-last, (N, H, W, C), for it: a window
-  is then a copy of whole pixels, C numbers side by side, where in (N, C, H, W) it is C times
-  rows short row copies (a 2048-channel window of 15x15 pixels: 30,720 copies of 15 numbers).
-  Each tap's forward GEMM keeps all C input channels as its inner dimension, so it runs near
-  OpenBLAS's peak. Where nearly all of im2col is image, one GEMM over it wins, hence the
-  threshold; a 3x3 kernel that Winograd takes goes there first.
+  Figure 4 is this effect. A tap's window of x is gathered as its GEMM's columns, (C, N*rows*cols),
+  by a parallel kernel, and its products are added into y by the adjoint kernel; a stride-1 conv
+  with "same" padding has a tap that reads the whole image (the center), which is a 1x1 conv
+  and needs no gathering. Each tap's forward GEMM keeps all C input channels as its inner
+  dimension, so it runs near OpenBLAS's peak. Where nearly all of im2col is image, one GEMM
+  over it wins, hence the threshold; a 3x3 kernel that Winograd takes goes there first.
 * **winograd**: a 3x3, stride-1 kernel, undilated (ResNet's bottlenecks) or dilated with at
   least ``DILATED_WINOGRAD_FROM`` of im2col image at a rate up to 4 (layer4's rate-2 convs at
   output stride 16, the rate-2 and rate-4 convs at 8), is Winograd's F(2x2, 3x3)
@@ -116,29 +116,20 @@ def stored_by_tap(weight):
     return weight.transpose(2, 3, 0, 1).flags.c_contiguous
 
 
-def channels_last(a):
-    """(N, C, H, W) as a contiguous (N, H, W, C): each pixel's channels side by side."""
-    n, c, h, w = a.shape
-    return swap_last_axes(a.reshape(n, c, h * w)).reshape(n, h, w, c)
-
-
-def channels_first(a):
-    """(N, H, W, C) back to a contiguous (N, C, H, W)."""
-    n, h, w, c = a.shape
-    return swap_last_axes(a.reshape(n, h * w, c)).reshape(n, c, h, w)
-
-
-def window(a_last, corner, size, stride):
-    """The pixels corner + (r*sh, q*sw), r < rows, q < cols, of a channels-last (N, H, W, C):
-    a (N, rows, cols, C) view."""
+def tap_columns(a, corner, size, stride):
+    """The pixels corner + (r*sh, q*sw), r < rows, q < cols, of a C-contiguous a: (N, C, H, W), as a
+    (C, N*rows*cols) matrix: the columns of one tap's GEMM, gathered by a parallel kernel."""
     (top, left), (rows, cols) = corner, size
-    return a_last[:, top:top + (rows - 1) * stride[0] + 1:stride[0], left:left + (cols - 1) * stride[1] + 1:stride[1]]
+    columns = np.empty((a.shape[1], a.shape[0], rows, cols), a.dtype)
+    kernels.gather_window(a, columns, top, left, *stride)
+    return columns.reshape(a.shape[1], -1)
 
 
-def window_matrix(a_last, corner, size, stride):
-    """window() as a (N*rows*cols, C) matrix: a copy of whole pixels, C contiguous numbers each
-    (a view where the window is contiguous, as the whole map at stride 1 is)."""
-    return window(a_last, corner, size, stride).reshape(-1, a_last.shape[3])
+def add_tap_columns(products, a, corner, size, stride):
+    """tap_columns' adjoint: products: (C, N*rows*cols) added into their pixels of a: (N, C, H, W),
+    in place."""
+    (top, left), (rows, cols) = corner, size
+    kernels.add_window(products.reshape(products.shape[0], a.shape[0], rows, cols), a, top, left, *stride)
 
 
 def as_ncl(a):
@@ -229,38 +220,61 @@ def winograd_backward(grad, x, weight, geometry, plan, needs_dx, needs_dweight):
             if needs_dweight else None)
 
 
+def whole_tap(windows, x_shape, out_hw, stride):
+    """(the tap that reads all of x for all of y, as a 1x1 conv would, or None; the other windows).
+    A stride-1 conv with "same" padding has one: its center tap."""
+    for window in windows:
+        tap, out_corner, size, in_corner = window
+        if tuple(stride) == (1, 1) and size == tuple(out_hw) == tuple(x_shape[2:]) and out_corner == in_corner == (0, 0):
+            return tap, [other for other in windows if other is not window]
+    return None, windows
+
+
 def by_tap_forward(x, weight, geometry, windows):
-    """y[window] += x[window shifted by the tap] @ W[:, :, i, j]^T for each tap's window, channels last."""
+    """y[:, :, window] += W[:, :, i, j] @ x[:, :, window shifted by the tap], for each tap's window;
+    a tap that reads the whole image first, as a 1x1 conv, which needs no gathered columns."""
     n, k, stride = x.shape[0], weight.shape[0], geometry[1]
-    x_last, w_taps = channels_last(x), weight_taps(weight)
-    out = np.zeros((n,) + conv_out_hw(x.shape, *geometry) + (k,), x.dtype)
+    x, w_taps = np.ascontiguousarray(x), weight_taps(weight)
+    out_hw = conv_out_hw(x.shape, *geometry)
+    whole, windows = whole_tap(windows, x.shape, out_hw, stride)
+    y = np.zeros((n, k) + out_hw, x.dtype) if whole is None else pointwise_forward(x, w_taps[whole], None, None)
     for (i, j), out_corner, size, in_corner in windows:
-        products = window_matrix(x_last, in_corner, size, stride) @ w_taps[i, j].T     # (N*rows*cols, K)
-        window(out, out_corner, size, (1, 1))[...] += products.reshape(n, *size, k)
-    return channels_first(out)
+        add_tap_columns(w_taps[i, j] @ tap_columns(x, in_corner, size, stride), y, out_corner, size, (1, 1))
+    return y
 
 
 def by_tap_backward(grad, x, weight, geometry, windows, needs_dx, needs_dweight):
-    """dW[:, :, i, j] = dy[window]^T @ x[shifted window], dx[shifted window] += dy[window] @ W[:, :, i, j].
-    dW is gathered tap by tap, (kh, kw, K, C), each GEMM writing a contiguous matrix, and turned
-    to (K, C, kh, kw) once at the end, unless the weight itself is stored tap by tap."""
-    n, c, stride = x.shape[0], x.shape[1], geometry[1]
-    grad_last = channels_last(grad)
-    x_last = channels_last(x) if needs_dweight else None
-    w_taps = weight_taps(weight) if needs_dx else None
-    # (kh, kw, K, C); a tap that reads only padding keeps its zeros
-    dw_taps = np.zeros(weight.shape[2:] + weight.shape[:2], weight.dtype) if needs_dweight else None
-    dx = np.zeros((n,) + x.shape[2:] + (c,), x.dtype) if needs_dx else None
+    """dW[:, :, i, j] = dy[:, :, window] @ x[:, :, shifted window]^T and dx[:, :, shifted window] +=
+    W[:, :, i, j]^T @ dy[:, :, window], each window as its GEMM's columns (tap_columns); a tap that
+    reads the whole image as a 1x1 conv. dW is gathered tap by tap, (kh, kw, K, C), each GEMM
+    writing a contiguous matrix, and turned to (K, C, kh, kw) once at the end, unless the weight
+    itself is stored tap by tap."""
+    stride = geometry[1]
+    grad, x = np.ascontiguousarray(grad), np.ascontiguousarray(x)
+    w_taps = weight_taps(weight)
+    dw_taps = np.empty(weight.shape[2:] + weight.shape[:2], weight.dtype) if needs_dweight else None   # (kh, kw, K, C)
+    whole, windows = whole_tap(windows, x.shape, grad.shape[2:], stride)
+    if whole is None:
+        dx = np.zeros(x.shape, x.dtype) if needs_dx else None
+    else:
+        dx, dw_whole = pointwise_backward(grad, x, w_taps[whole], None, None, needs_dx, needs_dweight)
+    if needs_dweight:
+        read = {tap for tap, *_ in windows} | {whole}
+        for tap in np.ndindex(*weight.shape[2:]):
+            if tap not in read:
+                dw_taps[tap] = 0                 # a tap that reads only padding
+        if whole is not None:
+            dw_taps[whole] = dw_whole
     for (i, j), out_corner, size, in_corner in windows:
-        dy = window_matrix(grad_last, out_corner, size, (1, 1))                 # (N*rows*cols, K)
+        dy = tap_columns(grad, out_corner, size, (1, 1))                       # (K, N*rows*cols)
         if needs_dweight:
-            np.matmul(dy.T, window_matrix(x_last, in_corner, size, stride), out=dw_taps[i, j])
+            np.matmul(dy, tap_columns(x, in_corner, size, stride).T, out=dw_taps[i, j])
         if needs_dx:
-            window(dx, in_corner, size, stride)[...] += (dy @ w_taps[i, j]).reshape(n, *size, c)
+            add_tap_columns(w_taps[i, j].T @ dy, dx, in_corner, size, stride)
     if needs_dweight:   # laid out as the weight is, so that SGD pairs them element by element
         dweight = dw_taps.transpose(2, 3, 0, 1) if stored_by_tap(weight) else \
-            swap_last_axes(dw_taps.reshape(1, -1, weight.shape[0] * c)).reshape(weight.shape)
-    return (channels_first(dx) if needs_dx else None), (dweight if needs_dweight else None)
+            swap_last_axes(dw_taps.reshape(1, -1, weight.shape[0] * x.shape[1])).reshape(weight.shape)
+    return dx, (dweight if needs_dweight else None)
 
 
 def blocked_forward(x, weight, geometry, blocks):
