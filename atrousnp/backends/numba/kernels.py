@@ -57,12 +57,10 @@ def im2col(x, cols, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
 
 @njit(cache=True, inline="always")
 def add_row(dst, start, src, src_start, count, step):
-    """dst[start::step][:count] += src[src_start:src_start + count], copy_row's adjoint. A loop,
-    not a slice: Numba's in-place add of two slices took 1.3-1.7x as long on a tap's window of
-    15 rows of 15 numbers; the unit step is a loop of its own, which Numba vectorises."""
+    """dst[start::step][:count] += src[src_start:src_start + count], copy_row's adjoint; a unit
+    step is again a slice, which Numba vectorises."""
     if step == 1:
-        for k in range(count):
-            dst[start + k] += src[src_start + k]
+        dst[start:start + count] += src[src_start:src_start + count]
     else:
         for k in range(count):
             dst[start + k * step] += src[src_start + k]
@@ -102,12 +100,16 @@ def gather_window(x, out, top, left, sh, sw):
 @parallel_kernel
 def add_window(p, y, top, left, sh, sw):
     """y[b, k, top + r*sh, left + q*sw] += p[k, b, r, q]: gather_window's adjoint, in place on y:
-    (N, K, H, W), for p: (K, N, rows, cols), a tap's products."""
+    (N, K, H, W), for p: (K, N, rows, cols), a tap's products. A plain loop, not add_row's slice
+    add: on rows as short as a window's (15 numbers) Numba's slice add took 1.3-1.7x as long,
+    though on col2im's long rows it is the faster."""
     k, n, rows, cols = p.shape
     for task in prange(k * n):               # one (channel, image) plane per task: no write races
         kk, b = task // n, task % n
         for r in range(rows):
-            add_row(y[b, kk, top + r * sh], left, p[kk, b, r], 0, cols, sw)
+            dst, src = y[b, kk, top + r * sh], p[kk, b, r]
+            for q in range(cols):
+                dst[left + q * sw] += src[q]
 
 
 # A float sum is a chain of dependent additions, each waiting for the last (4 cycles apiece),
