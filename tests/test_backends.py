@@ -236,3 +236,10 @@ def test_the_batched_gemm_takes_products_that_keep_its_threads_busy_and_are_not_
     assert gemm_batch._layout(taller, square, np.empty((count, 101, 100), np.float32)) is not None
     if blas.threads() > 1:
         assert gemm_batch._layout(taller[:1], square[:1], np.empty((1, 101, 100), np.float32)) is None
+    # a list is checked matrix by matrix: one of other strides, or misaligned, sends all to np.matmul
+    alike = [np.ones((101, 100), np.float32) for _ in range(count)]
+    assert gemm_batch._layout(alike, square, np.empty((count, 101, 100), np.float32)) is not None
+    assert gemm_batch._layout([alike[0]] * count, square, np.empty((count, 101, 100), np.float32)) is not None
+    misaligned = np.zeros(101 * 100 * 4 + 1, np.uint8)[1:].view(np.float32).reshape(101, 100)
+    for odd in (np.ones((101, 200), np.float32)[:, :100], misaligned):
+        assert gemm_batch._layout(alike[:-1] + [odd], square, np.empty((count, 101, 100), np.float32)) is None

@@ -109,12 +109,16 @@ def _layout(a, b, out):
             or max(x.shape + y.shape + (layout[0][1], layout[1][1], z.strides[0] // z.itemsize))
             > np.iinfo(blas.integer).max):
         return None
-    for p, q, r in zip(a, b, out):
-        if (p.shape, p.strides, p.dtype, q.shape, q.strides, q.dtype, r.shape, r.strides, r.dtype) != (
-                x.shape, x.strides, x.dtype, y.shape, y.strides, y.dtype, z.shape, z.strides, z.dtype) or not (
-                p.flags.aligned and q.flags.aligned and r.flags.aligned):
-            return None
-    return layout
+    return layout if all(_alike(matrices, first) for matrices, first in ((a, x), (b, y), (out, z))) else None
+
+
+def _alike(matrices, first):
+    """Whether every matrix has first's shape, strides and dtype and is aligned: at once for the
+    matrices of one array, which share them; one by one for a list, but for a repeated matrix."""
+    if isinstance(matrices, np.ndarray):
+        return matrices.flags.aligned
+    return all(matrix is first or (matrix.shape, matrix.strides, matrix.dtype) == (first.shape, first.strides, first.dtype)
+               and matrix.flags.aligned for matrix in matrices) and first.flags.aligned
 
 
 def _addresses(matrices):
