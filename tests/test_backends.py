@@ -243,3 +243,6 @@ def test_the_batched_gemm_takes_products_that_keep_its_threads_busy_and_are_not_
     misaligned = np.zeros(101 * 100 * 4 + 1, np.uint8)[1:].view(np.float32).reshape(101, 100)
     for odd in (np.ones((101, 200), np.float32)[:, :100], misaligned):
         assert gemm_batch._layout(alike[:-1] + [odd], square, np.empty((count, 101, 100), np.float32)) is None
+    as_objects = np.empty(count, object)       # an array of matrices, not of numbers
+    as_objects[:] = alike
+    assert gemm_batch._layout(as_objects, square, np.empty((count, 101, 100), np.float32)) is None

@@ -276,17 +276,46 @@ def test_the_tap_that_reads_the_whole_image_is_found_and_only_it():
     which the tap-by-tap path computes as a 1x1 conv; a strided or unpadded conv has none."""
     from atrousnp.backends.numba import conv_paths
 
-    def whole(x_hw, stride, padding, dilation):
-        out_hw = conv_paths.conv_out_hw((1, 1) + x_hw, (3, 3), stride, padding, dilation)
-        windows = conv_paths.tap_windows(x_hw, (3, 3), stride, padding, dilation, out_hw)
+    def whole(x_hw, stride, padding, dilation, kernel=(3, 3)):
+        out_hw = conv_paths.conv_out_hw((1, 1) + x_hw, kernel, stride, padding, dilation)
+        windows = conv_paths.tap_windows(x_hw, kernel, stride, padding, dilation, out_hw)
         tap, others = conv_paths.whole_tap(windows, (1, 1) + x_hw, out_hw, stride)
         assert len(others) == len(windows) - (tap is not None)
         return tap
     assert whole((21, 21), (1, 1), (6, 6), (6, 6)) == (1, 1)
     assert whole((9, 8), (1, 1), (2, 3), (2, 3)) == (1, 1)
+    assert whole((9, 8), (1, 1), (0, 2), (1, 2), kernel=(1, 3)) == (0, 1)
     assert whole((9, 8), (1, 1), (0, 0), (2, 2)) is None        # y is smaller than x
     assert whole((9, 8), (2, 2), (2, 2), (2, 2)) is None        # every other pixel
     assert whole((9, 8), (1, 1), (2, 1), (2, 2)) is None        # shifted by a column
+
+
+@pytest.mark.parametrize("needs", ["dx", "dweight"])
+def test_by_tap_strided_equals_numpy(needs):
+    """The tap path at stride 2 (its windows read every other pixel, and dx's are added back
+    the same way), forward and each gradient alone, against the NumPy backend."""
+    from atrousnp.backends.numba import conv_paths
+    rng = np.random.default_rng(1)
+    x, w = rng.standard_normal((2, 3, 11, 10)), rng.standard_normal((4, 3, 3, 3))
+    geometry = (2, 2), (3, 2), (3, 2), 1
+    assert conv_paths.choose(x, w, *geometry[:3], 1)[0] == "by_tap"
+    results = {}
+    for name in ("numpy", "numba"):
+        with anp.use_backend(name):
+            xt, wt = anp.tensor(x, requires_grad=needs == "dx"), anp.tensor(w, requires_grad=needs == "dweight")
+            y = F.conv2d(xt, wt, stride=geometry[0], padding=geometry[1], dilation=geometry[2])
+            (y ** 2).sum().backward()
+            results[name] = y.numpy(), (xt if needs == "dx" else wt).grad.numpy()
+    for got, expected in zip(results["numba"], results["numpy"]):
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_the_numba_backend_refuses_a_gradient_of_the_wrong_shape():
+    """conv2d_backward's grad must be the forward's output shape: its kernels index it unchecked."""
+    be = anp.backends.get_backend("numba")
+    x, w = np.ones((2, 3, 9, 8)), np.ones((4, 3, 3, 3))
+    with pytest.raises(ValueError, match=r"grad has shape \(2, 4, 2, 4\).*output shape \(2, 4, 9, 8\)"):
+        be.conv2d_backward(np.ones((2, 4, 2, 4)), x, w, (1, 1), (6, 6), (6, 6), 1, True, True)
 
 
 @pytest.mark.parametrize("needs_dx", [True, False])

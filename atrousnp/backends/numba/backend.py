@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from ..numpy import NumpyBackend
-from ..primitives import Backend
+from ..primitives import Backend, conv_out_hw
 from . import conv_paths, kernels, memory, threads
 from .conv_paths import as_ncl
 
@@ -94,7 +94,12 @@ class NumbaBackend(NumpyBackend):
         return conv_paths.FORWARD[path](x, weight, (tuple(weight.shape[2:]), stride, padding, dilation), plan)
 
     def conv2d_backward(self, grad, x, weight, stride, padding, dilation, groups, needs_dx, needs_dweight):
-        """By the forward's path (``conv_paths.BACKWARD``)."""
+        """By the forward's path (``conv_paths.BACKWARD``). grad must have the forward's output
+        shape: the paths' kernels index it without bounds checks."""
+        expected = (x.shape[0], weight.shape[0]) + conv_out_hw(x.shape, weight.shape[2:], stride, padding, dilation)
+        if tuple(grad.shape) != expected:
+            raise ValueError(f"conv2d_backward: grad has shape {tuple(grad.shape)}, but the conv of x {tuple(x.shape)} "
+                             f"with weight {tuple(weight.shape)} has output shape {expected}")
         path, plan = conv_paths.choose(x, weight, stride, padding, dilation, groups)
         if path == "im2col":
             return super().conv2d_backward(grad, x, weight, stride, padding, dilation, groups, needs_dx,

@@ -5,7 +5,7 @@
 * **by tap**: a kernel of which more than a tenth of im2col's (tap, output) entries read padding
   (less than ``SPARSE_TAPS_BELOW`` of them read the image: a dilated kernel on a small map) is
   computed one tap at a time,
-  y[window] += x[window shifted by the tap] @ W[:, :, i, j]^T, each window cropped to the
+  y[:, :, window] += W[:, :, i, j] @ x[:, :, window shifted by the tap], each window cropped to the
   outputs whose tap (i, j) reads the image. On a 21x21 map (output stride 16 on a 321x321
   image) ASPP at rates 6 / 12 / 18 then does 66% / 38% / 18% of the dense products: the paper's
   Figure 4 is this effect. A tap's window of x is gathered as its GEMM's columns, (C, N*rows*cols),
@@ -59,7 +59,9 @@ def cols_blocks(x_shape, taps, area, itemsize):
 
 
 # A conv whose im2col is less than this share image (the rest padding) goes tap by tap. Measured
-# forward + backward on layer4's and ASPP's convs on 21x21, 41x41 and 65x65 maps (medians of 5):
+# forward + backward on layer4's and ASPP's convs on 21x21, 41x41 and 65x65 maps (medians of 5;
+# when the path still turned its arrays channels-last: it is a little faster now, which if
+# anything moves the tie up, not measured again):
 # by tap took 7-62% less time at every share up to 0.84, tied at 0.87, took 5-7% less at 0.88
 # (layer4's rate-2 convs at output stride 16, two runs) and 4-6% more at 0.92 and 0.94.
 SPARSE_TAPS_BELOW = 0.9
@@ -237,7 +239,8 @@ def by_tap_forward(x, weight, geometry, windows):
     x, w_taps = np.ascontiguousarray(x), weight_taps(weight)
     out_hw = conv_out_hw(x.shape, *geometry)
     whole, windows = whole_tap(windows, x.shape, out_hw, stride)
-    y = np.zeros((n, k) + out_hw, x.dtype) if whole is None else pointwise_forward(x, w_taps[whole], None, None)
+    y = (np.zeros((n, k) + out_hw, np.result_type(x.dtype, weight.dtype)) if whole is None
+         else pointwise_forward(x, w_taps[whole], None, None))
     for (i, j), out_corner, size, in_corner in windows:
         add_tap_columns(w_taps[i, j] @ tap_columns(x, in_corner, size, stride), y, out_corner, size, (1, 1))
     return y
@@ -251,11 +254,11 @@ def by_tap_backward(grad, x, weight, geometry, windows, needs_dx, needs_dweight)
     itself is stored tap by tap."""
     stride = geometry[1]
     grad, x = np.ascontiguousarray(grad), np.ascontiguousarray(x)
-    w_taps = weight_taps(weight)
-    dw_taps = np.empty(weight.shape[2:] + weight.shape[:2], weight.dtype) if needs_dweight else None   # (kh, kw, K, C)
     whole, windows = whole_tap(windows, x.shape, grad.shape[2:], stride)
+    w_taps = weight_taps(weight) if needs_dx or whole is not None else None
+    dw_taps = np.empty(weight.shape[2:] + weight.shape[:2], weight.dtype) if needs_dweight else None   # (kh, kw, K, C)
     if whole is None:
-        dx = np.zeros(x.shape, x.dtype) if needs_dx else None
+        dx = np.zeros(x.shape, np.result_type(grad.dtype, weight.dtype, x.dtype)) if needs_dx else None
     else:
         dx, dw_whole = pointwise_backward(grad, x, w_taps[whole], None, None, needs_dx, needs_dweight)
     if needs_dweight:

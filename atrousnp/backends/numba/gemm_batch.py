@@ -114,9 +114,10 @@ def _layout(a, b, out):
 
 def _alike(matrices, first):
     """Whether every matrix has first's shape, strides and dtype and is aligned: at once for the
-    matrices of one array, which share them; one by one for a list, but for a repeated matrix."""
+    matrices of a 3-D array of first's dtype, which share them; one by one for a list, but for a
+    repeated matrix."""
     if isinstance(matrices, np.ndarray):
-        return matrices.flags.aligned
+        return matrices.ndim == 3 and matrices.dtype == first.dtype and matrices.flags.aligned
     return all(matrix is first or (matrix.shape, matrix.strides, matrix.dtype) == (first.shape, first.strides, first.dtype)
                and matrix.flags.aligned for matrix in matrices) and first.flags.aligned
 
